@@ -1,0 +1,1 @@
+"""dedupd.index"""
