@@ -1,0 +1,204 @@
+"""Load and validate a YAML configuration against `schema.SCHEMA`.
+
+Every problem is collected (never just the first), each with its path; defaults are
+filled in; relative paths are resolved against the config file's folder. The result
+is an immutable `Config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dedupd.daemon.config.schema import DESTRUCTIVE_MODES, SCHEMA, Field
+from dedupd.daemon.errors import ConfigError
+
+CONFIG_ENV = "DEDUPD_CONFIG"
+SYSTEM_CONFIG = "/etc/dedupd/config.yaml"
+
+
+@dataclass(frozen=True)
+class Root:
+    path: str
+    mode: str = "report"
+    watch: str = "inotify"
+
+    @property
+    def destructive(self) -> bool:
+        return self.mode in DESTRUCTIVE_MODES
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: str
+    roots: tuple[Root, ...]
+    algorithm: str
+    act_threshold: int
+    report_threshold: int
+    match_rotations: bool
+    min_quality: float
+    extensions: tuple[str, ...]
+    exclude: tuple[str, ...]
+    pixel_limit: int
+    workers: int
+    keep: tuple[str, ...]
+    keep_path_priority: tuple[str, ...]
+    source: str = ""
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+
+def find_config_file(explicit: str | None = None) -> Path:
+    """--config, then $DEDUPD_CONFIG, then ./config.yaml, then /etc/dedupd/config.yaml."""
+    for candidate in (explicit, os.environ.get(CONFIG_ENV)):
+        if candidate:
+            return Path(candidate)
+    for candidate in (Path("config.yaml"), Path(SYSTEM_CONFIG)):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        [f"no configuration found: pass --config FILE, set {CONFIG_ENV}, or create ./config.yaml or {SYSTEM_CONFIG}"]
+    )
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read, validate and resolve a config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text: {exc}"], str(path)) from exc
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        pos = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
+        raise ConfigError([f"{pos}not valid YAML: {getattr(exc, 'problem', None) or exc}"], source) from exc
+    if data is None:
+        data = {}
+    problems: list[str] = []
+    value = _check(SCHEMA, data, "", problems, base_dir or Path.cwd())
+    try:
+        _check_relations(value, problems)
+    except (KeyError, TypeError, AttributeError):
+        pass  # a value involved is already reported as malformed
+    if problems:
+        raise ConfigError(problems, source)
+    return _to_config(value, source)
+
+
+def _check(spec: Field, value: Any, where: str, problems: list[str], base: Path) -> Any:
+    """Validate `value` against `spec`, append problems, return it with defaults filled."""
+    label = where or "(top level)"
+    kind = spec.kind
+    if kind == "record":
+        if not isinstance(value, dict):
+            problems.append(f"{label}: must be a mapping of keys to values, not {_type_name(value)}")
+            return {}
+        out = {}
+        for key in value:
+            if key not in spec.fields:
+                hint = difflib.get_close_matches(str(key), list(spec.fields), n=1)
+                also = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(spec.fields)}"
+                problems.append(f"{_join(where, key)}: unknown key{also}")
+        for key, sub in spec.fields.items():
+            if key in value and value[key] is not None:
+                out[key] = _check(sub, value[key], _join(where, key), problems, base)
+            elif sub.required:
+                problems.append(f"{_join(where, key)}: is required ({sub.doc})")
+            else:
+                out[key] = _check(sub, {}, _join(where, key), [], base) if sub.kind == "record" else sub.default
+        return out
+    if kind == "list":
+        if not isinstance(value, list):
+            problems.append(f"{label}: must be a list, not {_type_name(value)}")
+            return []
+        if len(value) < spec.min_items:
+            problems.append(f"{label}: needs at least {spec.min_items} item(s)")
+        return [_check(spec.item, v, f"{where}[{i}]", problems, base) for i, v in enumerate(value)]
+    return _check_scalar(spec, value, label, problems, base)
+
+
+def _check_scalar(spec: Field, value: Any, label: str, problems: list[str], base: Path) -> Any:
+    kind = spec.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            problems.append(f"{label}: must be true or false, not {value!r}")
+        return value
+    if kind in ("int", "float"):
+        ok = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok:
+            problems.append(f"{label}: must be {'a whole number' if kind == 'int' else 'a number'}, not {value!r}")
+            return value
+        if spec.minimum is not None and value < spec.minimum:
+            problems.append(f"{label}: must be at least {spec.minimum:g}, not {value}")
+        if spec.maximum is not None and value > spec.maximum:
+            problems.append(f"{label}: must be at most {spec.maximum:g}, not {value}")
+        return value
+    if not isinstance(value, str) or not value:
+        problems.append(f"{label}: must be a non-empty string, not {value!r}")
+        return value
+    if kind == "enum" and value not in spec.choices:
+        problems.append(f"{label}: must be one of {', '.join(spec.choices)}, not {value!r}")
+    if kind == "path":
+        return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+    return value
+
+
+def _check_relations(v: dict, problems: list[str]) -> None:
+    """Constraints that involve more than one key."""
+    t = v["thresholds"]
+    if t["act"] > t["report"]:
+        problems.append(f"thresholds.act: must not exceed thresholds.report ({t['act']} > {t['report']})")
+    if v["algorithm"] != "lbph" and t["report"] > 64:
+        problems.append(f"thresholds.report: {v['algorithm']} codes have 64 bits; a radius of {t['report']} is meaningless")
+    seen: dict[str, int] = {}
+    for i, root in enumerate(v["roots"]):
+        p = root["path"]
+        for j, other in seen.items():
+            if p == j or p.startswith(j.rstrip(os.sep) + os.sep) or j.startswith(p.rstrip(os.sep) + os.sep):
+                problems.append(f"roots[{i}].path: overlaps roots[{other}].path ({p} and {j}); roots must not nest")
+        seen[p] = i
+    for i, ext in enumerate(v["extensions"]):
+        if isinstance(ext, str) and not ext.startswith("."):
+            problems.append(f"extensions[{i}]: must start with a dot, like .jpg, not {ext!r}")
+
+
+def _to_config(v: dict, source: str) -> Config:
+    return Config(
+        state_dir=v["state_dir"],
+        roots=tuple(Root(**r) for r in v["roots"]),
+        algorithm=v["algorithm"],
+        act_threshold=v["thresholds"]["act"],
+        report_threshold=v["thresholds"]["report"],
+        match_rotations=v["match_rotations"],
+        min_quality=float(v["min_quality"]),
+        extensions=tuple(e.lower() for e in v["extensions"]),
+        exclude=tuple(v["exclude"]),
+        pixel_limit=v["pixel_limit"],
+        workers=v["workers"],
+        keep=tuple(v["keep"]),
+        keep_path_priority=tuple(v["keep_path_priority"]),
+        source=source,
+    )
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(type(value), type(value).__name__)

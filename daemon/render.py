@@ -1,0 +1,80 @@
+"""Human-readable text for dedupctl's outputs (the --json forms are the contracts)."""
+
+from __future__ import annotations
+
+import time
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def scan_report(r) -> str:
+    lines = [
+        f"scanned {r.seen} file(s) in {r.seconds:.1f} s: {r.fingerprinted} fingerprinted, {r.unchanged} unchanged, "
+        f"{r.renamed} renamed, {r.linked} hard-linked, {r.removed} removed",
+        f"{r.groups} group(s) of near-duplicates; {r.edges} new near pair(s)",
+    ]
+    if r.errors:
+        lines.append("problems: " + ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items())))
+    if r.skipped:
+        lines.append("passed over: " + ", ".join(f"{k} {v}" for k, v in sorted(r.skipped.items())))
+    for root in r.unavailable:
+        lines.append(f"unavailable (left as indexed): {root}")
+    return "\n".join(lines)
+
+
+def groups(gs: list[dict]) -> str:
+    if not gs:
+        return "no groups"
+    out = []
+    for g in gs:
+        out.append(f"group {g['id']}  keep {g['keep']}")
+        for m in g["members"]:
+            mark = "verified" if m["verified"] else ""
+            out.append(f"  {m['tier']:<6} d={m['distance']:<3} {m['variant']:<10} {m['path']} {mark}".rstrip())
+    return "\n".join(out)
+
+
+def matches(hits: list[dict]) -> str:
+    if not hits:
+        return "no indexed image is near this file"
+    return "\n".join(f"d={h['distance']:<3} {h['variant']:<10} {h['tier']:<6} {h['path']}" + ("  (this file)" if h["same_file"] else "") for h in hits)
+
+
+def status(s: dict) -> str:
+    last = s.get("last_scan") or {}
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished"])) if last.get("finished") else "never"
+    roots = "\n".join(f"  {r['path']}  mode {r['mode']}{' (DESTRUCTIVE: not applied by this version)' if r['destructive'] else ''}" for r in s["roots"]) or "  (none)"
+    tiers = s["members_by_tier"]
+    rec = s["reclaimable_bytes"]
+    idx = s["index"]
+    lines = [
+        f"config           {s['config']}",
+        f"roots\n{roots}",
+        f"files indexed    {s['files_indexed']}",
+        "images by format " + (", ".join(f"{k} {v}" for k, v in s["images_by_format"].items()) or "none"),
+        f"groups           {s['groups']}  (members: exact {tiers['exact']}, act {tiers['act']}, report {tiers['report']})",
+        f"reclaimable      {size(rec['total'])} (exact {size(rec['exact'])}, act {size(rec['act'])})",
+        "decode errors    " + (", ".join(f"{k} {v}" for k, v in s["decode_errors_by_kind"].items()) or "none"),
+        f"index size       {size(idx.get('disk_bytes', 0))}",
+        f"last scan        {when}" + (f" ({last.get('seen', 0)} files, {last.get('seconds', 0):.1f} s)" if last else ""),
+    ]
+    return "\n".join(lines)
+
+
+def schema(spec, where: str = "", depth: int = 0) -> str:
+    lines = []
+    for key, f in spec.fields.items():
+        path = f"{where}.{key}" if where else key
+        extra = f" one of: {', '.join(f.choices)}." if f.choices else ""
+        default = "" if f.kind == "record" else f" Default: {f.default!r}."
+        lines.append(f"{'  ' * depth}{path} ({f.kind}): {f.doc}{extra}{default}")
+        sub = f.fields or (f.item.fields if f.item is not None else {})
+        if sub:
+            lines.append(schema(f if f.fields else f.item, path + ("[]" if f.item is not None else ""), depth + 1))
+    return "\n".join(lines)

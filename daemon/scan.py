@@ -1,0 +1,210 @@
+"""One reconciliation pass: walk the roots, bring the index up to date, regroup.
+
+Stages, each counted in the `ScanReport`:
+1. walk: every wanted file under each available root (a missing root is reported as
+   unavailable and its records are left alone: SAFETY.md rule 18);
+2. classify: unchanged (same dev, ino, size, mtime_ns: nothing is read), renamed or
+   hard-linked (same inode as a known record: the fingerprint is reused), or to do;
+3. fingerprint the to-do files in a thread pool (OpenCV decode and the numba kernels
+   release the GIL); only this thread writes to the index;
+4. link: each new fingerprint is looked up with its dihedral variants and the pairs
+   within the report radius are stored as edges;
+5. sweep: records under a scanned root whose file is gone are removed;
+6. group: star clustering over all edges; the snapshot is stored for `dedupctl groups`.
+
+A scan never changes a user file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from dedupd.daemon.config import Config
+from dedupd.daemon.fingerprinting import Fingerprinted, fingerprint_file
+from dedupd.daemon.grouping import Group, Thresholds, better_edge, build_groups
+from dedupd.daemon.keep import keep_key
+from dedupd.daemon.progress import Progress
+from dedupd.daemon.walk import Excluder, FileRef, walk
+from dedupd.index.edges import Edge
+from dedupd.index.records import STATE_OK, FileRecord
+
+BATCH = 256
+SKIP_KINDS_THAT_ARE_ERRORS = frozenset({"unreadable_dir", "unreadable", "vanished"})
+
+
+@dataclass
+class ScanReport:
+    roots: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    seen: int = 0
+    unchanged: int = 0
+    renamed: int = 0
+    linked: int = 0  # new path of an already indexed inode (a hard link)
+    fingerprinted: int = 0
+    removed: int = 0
+    edges: int = 0
+    groups: int = 0
+    errors: Counter = field(default_factory=Counter)  # files that failed, by kind (this scan)
+    skipped: Counter = field(default_factory=Counter)  # entries passed over, by kind
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("errors", "skipped")}
+        out["errors"] = dict(self.errors)
+        out["skipped"] = dict(self.skipped)
+        return out
+
+
+class Scanner:
+    def __init__(self, config: Config, index, *, progress: bool | None = None):
+        self.config = config
+        self.index = index
+        self.progress = progress
+        self.excluder = Excluder(config.exclude, config.extensions)
+        self.thresholds = Thresholds(config.act_threshold, config.report_threshold, config.min_quality, config.match_rotations)
+        self.edge_radius = config.report_threshold
+
+    # -- the pass ---------------------------------------------------------------------
+
+    def run(self, paths: list[str] | None = None) -> ScanReport:
+        started = time.monotonic()
+        report = ScanReport()
+        roots = [os.path.abspath(p) for p in paths] if paths else [r.path for r in self.config.roots]
+        todo: list[FileRef] = []
+        seen_ids: set[int] = set()
+        scanned_roots = []
+        for root in roots:
+            report.roots.append(root)
+            if not os.path.isdir(root):
+                report.unavailable.append(root)
+                continue
+            scanned_roots.append(root)
+            for ref in walk(root, self.excluder, lambda p, k: self._skipped(report, k)):
+                report.seen += 1
+                record = self._classify(ref, report)
+                if record is None:
+                    todo.append(ref)
+                else:
+                    seen_ids.add(record.file_id)
+        seen_ids.update(self._fingerprint_all(todo, report))
+        report.removed = self._sweep(scanned_roots, seen_ids)
+        groups = self.regroup()
+        report.groups = len(groups)
+        report.seconds = round(time.monotonic() - started, 3)
+        self.index.set_meta("last_scan", {"finished": time.time(), **report.to_json()})
+        return report
+
+    def regroup(self) -> list[Group]:
+        records = {r.file_id: r for r in self.index.iter_records() if r.state == STATE_OK}
+        key = keep_key(self.config.keep, self.config.keep_path_priority)
+        groups = build_groups(records, self.index.iter_edges(), self.thresholds, key)
+        self.index.replace_groups([g.to_json() for g in groups])
+        return groups
+
+    # -- stages -----------------------------------------------------------------------
+
+    def _skipped(self, report: ScanReport, kind: str) -> None:
+        (report.errors if kind in SKIP_KINDS_THAT_ARE_ERRORS else report.skipped)[kind] += 1
+
+    def _classify(self, ref: FileRef, report: ScanReport) -> FileRecord | None:
+        """The up-to-date record for `ref` if no decode is needed, else None."""
+        existing = self.index.by_path(ref.path)
+        if existing is not None and existing.same_stat(ref.dev, ref.ino, ref.size, ref.mtime_ns) and self._current(existing):
+            report.unchanged += 1
+            if existing.state != STATE_OK:
+                report.errors[existing.error] += 1
+            return existing
+        donor = next(
+            (r for r in self.index.by_inode(ref.dev, ref.ino)
+             if r.state == STATE_OK and self._current(r) and (r.size, r.mtime_ns) == (ref.size, ref.mtime_ns)),
+            None,
+        )
+        if donor is None:
+            return None
+        if existing is not None:
+            self.index.delete_many([existing.file_id])  # the name now holds another inode
+        if not os.path.lexists(donor.path):  # the donor's old name is gone: a rename
+            report.renamed += 1
+            return self.index.put(donor.with_(path=ref.path, ctime_ns=ref.ctime_ns))
+        report.linked += 1  # a second name of the same inode: a hard link
+        record = self.index.put(donor.with_(file_id=0, path=ref.path, ctime_ns=ref.ctime_ns))
+        self.index.add_edges(Edge(record.file_id, e.b, e.distance, e.variant) for e in self.index.edges_of(donor.file_id))
+        return record
+
+    def _current(self, record: FileRecord) -> bool:
+        """Fingerprinted with the configured algorithm (error records never need a re-decode)."""
+        return record.state != STATE_OK or record.algo == self.config.algorithm
+
+    def _fingerprint_all(self, todo: list[FileRef], report: ScanReport) -> set[int]:
+        ids: set[int] = set()
+        if not todo:
+            return ids
+        bar = Progress("fingerprinting", len(todo), enabled=self.progress)
+        algo, limit = self.config.algorithm, self.config.pixel_limit
+        batch: list[Fingerprinted] = []
+        with ThreadPoolExecutor(self.config.worker_count, thread_name_prefix="dedupd-fp") as pool:
+            pending: set[Future] = set()
+            refs = iter(todo)
+            while True:
+                while len(pending) < 4 * self.config.worker_count:
+                    ref = next(refs, None)
+                    if ref is None:
+                        break
+                    pending.add(pool.submit(fingerprint_file, ref, algo, limit))
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    batch.append(fut.result())
+                    bar.advance()
+                if len(batch) >= BATCH:
+                    ids.update(self._store(batch, report))
+                    batch = []
+        ids.update(self._store(batch, report))
+        bar.close()
+        return ids
+
+    def _store(self, batch: list[Fingerprinted], report: ScanReport) -> list[int]:
+        """Write a batch of fingerprints (one transaction) and link the new ones."""
+        records = []
+        for item in batch:
+            existing = self.index.by_path(item.record.path)
+            records.append(item.record.with_(file_id=existing.file_id if existing else 0))
+            if item.record.state == STATE_OK:
+                report.fingerprinted += 1
+            else:
+                report.errors[item.record.error] += 1
+        stored = self.index.put_many(records)
+        report.edges += self._link([(r, item.variants) for r, item in zip(stored, batch) if item.variants is not None])
+        return [r.file_id for r in stored]
+
+    def _link(self, fresh: list[tuple[FileRecord, object]]) -> int:
+        edges = []
+        for record, variants in fresh:
+            queries = variants if self.config.match_rotations else variants[:1]
+            best: dict[int, Edge] = {}
+            for variant, hits in enumerate(self.index.range_search_many(queries, self.edge_radius)):
+                for other, distance in hits:
+                    edge = Edge(record.file_id, other, distance, variant)
+                    if other != record.file_id and better_edge(edge, best.get(other), self.config.act_threshold):
+                        best[other] = edge
+            edges.extend(best.values())
+        self.index.add_edges(edges)
+        return len(edges)
+
+    def _sweep(self, roots: list[str], seen_ids: set[int]) -> int:
+        """Remove records under the scanned roots whose files were not seen."""
+        prefixes = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+        gone = [
+            r.file_id for r in self.index.iter_records()
+            if r.file_id not in seen_ids and (r.path.startswith(prefixes) or r.path in roots)
+        ]
+        return self.index.delete_many(gone) if gone else 0

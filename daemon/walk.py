@@ -1,0 +1,85 @@
+"""Walk a tree and yield the image files in it, without following symlinks.
+
+The walker never raises for a single bad entry: unreadable directories, symlinks,
+FIFOs, sockets and device nodes are reported through `on_skip(path, kind)` and passed
+over. Exclusion patterns (SAFETY.md rule 13) are matched against each path component;
+a pattern ending in "/" matches directories only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class FileRef:
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def from_stat(cls, path: str, st: os.stat_result) -> "FileRef":
+        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+SkipHandler = Callable[[str, str], None]
+
+
+class Excluder:
+    """Decides from a name alone whether a directory or file is excluded."""
+
+    def __init__(self, patterns: Iterable[str], extensions: Iterable[str]):
+        self.dir_patterns = tuple(p.rstrip("/") for p in patterns if p.endswith("/"))
+        self.any_patterns = tuple(p for p in patterns if not p.endswith("/"))
+        self.extensions = tuple(e.lower() for e in extensions)
+
+    def skip_dir(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.dir_patterns + self.any_patterns)
+
+    def wanted_file(self, name: str) -> bool:
+        if any(fnmatch.fnmatchcase(name, p) for p in self.any_patterns):
+            return False
+        return name.lower().endswith(self.extensions)
+
+
+def walk(root: str, excluder: Excluder, on_skip: SkipHandler = lambda p, k: None) -> Iterator[FileRef]:
+    """Yield every wanted regular file under `root` (depth first, sorted for determinism)."""
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            on_skip(directory, "vanished")
+            continue
+        except OSError:
+            on_skip(directory, "unreadable_dir")
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_symlink():
+                    if excluder.wanted_file(entry.name):
+                        on_skip(entry.path, "symlink")  # never followed inside a root (SAFETY.md rule 6)
+                elif entry.is_dir(follow_symlinks=False):
+                    if not excluder.skip_dir(entry.name):
+                        subdirs.append(entry.path)
+                elif excluder.wanted_file(entry.name):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        yield FileRef.from_stat(entry.path, st)
+                    else:
+                        on_skip(entry.path, "not_regular")
+            except FileNotFoundError:
+                on_skip(entry.path, "vanished")
+            except OSError:
+                on_skip(entry.path, "unreadable")
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,35 @@
+"""Near-duplicate edges: which indexed files are within the report radius of which.
+
+An edge is found once, when the later of its two files is fingerprinted and queried
+with its dihedral variants; storing it means grouping never re-queries the whole
+index. `variant` is the index into `dedupd.kernels.dihedral.DIHEDRAL` of the
+transform T with picture(b) ~ T(picture(a)); seen from b's side the edge carries the
+inverse transform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# DIHEDRAL = identity, rot90, rot180, rot270, flip_h, flip_v, transpose, transverse:
+# rot90 and rot270 undo each other, every other element is its own inverse.
+_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+def inverse_variant(variant: int) -> int:
+    return _INVERSE[variant]
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    a: int
+    b: int
+    distance: int
+    variant: int = 0
+
+    def reversed(self) -> "Edge":
+        return Edge(self.b, self.a, self.distance, inverse_variant(self.variant))
+
+    def normalized(self) -> "Edge":
+        """The same edge with a < b."""
+        return self if self.a < self.b else self.reversed()

@@ -1,0 +1,62 @@
+from dedupd.daemon.keep import in_never_keep_folder, keep_key, may_replace
+from dedupd.index.records import FileRecord
+
+
+def rec(path, w=100, h=100, size=1000, fmt="jpeg", exif=False, mtime=0):
+    return FileRecord(0, path, 1, hash(path) & 0xFFFF, size, mtime, 0, w, h, fmt, b"x" * 32, (0, 0), "lbph", 1, 20.0, exif)
+
+
+ALL = ["most_pixels", "lossless", "bytes_per_pixel", "has_exif", "oldest", "path_priority", "shortest_path"]
+
+
+def best(records, rules=ALL, priority=()):
+    return min(records, key=keep_key(rules, priority)).path
+
+
+def test_most_pixels_wins_first():
+    assert best([rec("/a/small.jpg", 50, 50, size=9000), rec("/a/big.jpg", 100, 100)]) == "/a/big.jpg"
+
+
+def test_lossless_over_lossy():
+    assert best([rec("/a/x.jpg", size=5000), rec("/a/x.png", fmt="png", size=4000)]) == "/a/x.png"
+
+
+def test_more_bytes_per_pixel_is_less_compressed():
+    assert best([rec("/a/q40.jpg", size=1000), rec("/a/q95.jpg", size=3000)]) == "/a/q95.jpg"
+
+
+def test_has_exif():
+    assert best([rec("/a/plain.jpg"), rec("/a/camera.jpg", exif=True)]) == "/a/camera.jpg"
+
+
+def test_oldest():
+    assert best([rec("/a/new.jpg", mtime=20), rec("/a/old.jpg", mtime=10)]) == "/a/old.jpg"
+
+
+def test_path_priority():
+    rs = [rec("/b/x.jpg"), rec("/a/x.jpg")]
+    assert best(rs, ["path_priority"], ["/b"]) == "/b/x.jpg"
+    assert best(rs, ["path_priority"], []) == "/a/x.jpg"  # falls through to the stable path order
+
+
+def test_shortest_path():
+    assert best([rec("/a/long/name.jpg"), rec("/a/n.jpg")], ["shortest_path"]) == "/a/n.jpg"
+
+
+def test_rules_apply_in_the_configured_order():
+    rs = [rec("/a/old_small.jpg", 50, 50, mtime=1), rec("/a/new_big.jpg", 100, 100, mtime=9)]
+    assert best(rs, ["oldest", "most_pixels"]) == "/a/old_small.jpg"
+    assert best(rs, ["most_pixels", "oldest"]) == "/a/new_big.jpg"
+
+
+def test_never_keep_inside_trash_or_snapshots():
+    rs = [rec("/p/.Trash-1000/files/x.jpg", 400, 400), rec("/p/#snapshot/x.jpg", 400, 400), rec("/p/x.jpg", 100, 100)]
+    assert best(rs) == "/p/x.jpg"
+    assert in_never_keep_folder("/p/@eaDir/x.jpg") and not in_never_keep_folder("/p/trashy/x.jpg")
+
+
+def test_fidelity_guard():
+    big, small = rec("/a/big.jpg", 200, 200), rec("/a/small.jpg", 100, 100)
+    assert may_replace(big, small) and not may_replace(small, big)
+    assert not may_replace(rec("/a/x.jpg"), rec("/a/x.png", fmt="png"))
+    assert not may_replace(rec("/a/x.jpg"), rec("/a/y.jpg", exif=True))
