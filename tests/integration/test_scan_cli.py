@@ -1,0 +1,125 @@
+"""dedupctl end to end on a real tree of photos, a real LMDB and the real kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from dedupd.daemon.cli import main
+from testimages import make_tree
+
+
+@pytest.fixture()
+def library(tmp_path):
+    tree = make_tree(tmp_path / "photos")
+    config = tmp_path / "dedupd.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nroots: [{{path: {tmp_path / 'photos'}}}]\nworkers: 2\n")
+    return tree, str(config)
+
+
+def run(config, *args, capsys):
+    code = main(["--config", config, *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_json(config, *args, capsys):
+    code, out, _ = run(config, *args, "--json", capsys=capsys)
+    return code, json.loads(out)
+
+
+def members_by_path(groups):
+    return {m["path"]: (g["keep"], m) for g in groups for m in g["members"]}
+
+
+def test_scan_groups_and_contract(library, capsys):
+    tree, config = library
+    code, report = run_json(config, "scan", "--no-progress", capsys=capsys)
+    assert code == 1  # one corrupt file: partial
+    assert report["fingerprinted"] == len(tree) - 1 and report["errors"] == {"truncated": 1}
+    code, data = run_json(config, "groups", capsys=capsys)
+    assert code == 0
+    for g in data["groups"]:
+        assert set(g) == {"id", "keep", "members"} and isinstance(g["id"], str) and os.path.isabs(g["keep"])
+        for m in g["members"]:
+            assert set(m) == {"path", "distance", "variant", "tier", "verified"} and os.path.isabs(m["path"])
+            assert m["tier"] in ("exact", "act", "report") and isinstance(m["distance"], int)
+    members = members_by_path(data["groups"])
+    astro, coffee = str(tree["astro"]), str(tree["coffee"])
+    assert members[str(tree["astro_q75"])][0] == astro and members[str(tree["astro_q75"])][1]["tier"] == "act"
+    assert members[str(tree["astro_half"])][1]["tier"] == "act"
+    assert members[str(tree["astro_exif6"])][1]["tier"] == "act"  # EXIF-rotated: the same picture
+    rot = members[str(tree["astro_rot90"])][1]
+    assert rot["tier"] == "report" and rot["variant"] == "rot90"
+    keep_of_coffee = members[str(tree["coffee_exact"])][0]
+    assert keep_of_coffee == coffee and members[str(tree["coffee_exact"])][1]["tier"] == "exact"
+    assert members[str(tree["coffee_webp"])][0] == coffee
+    # the two stereo shots are different photographs: never act
+    for side in ("moto_left", "moto_right"):
+        assert members.get(str(tree[side]), (None, {"tier": "none"}))[1]["tier"] != "act"
+    assert str(tree["chelsea"]) not in members
+
+
+def test_second_scan_decodes_nothing_and_renames_are_recognised(library, capsys):
+    tree, config = library
+    run(config, "scan", "--no-progress", capsys=capsys)
+    _, again = run_json(config, "scan", "--no-progress", capsys=capsys)
+    assert again["fingerprinted"] == 0 and again["unchanged"] == len(tree)
+    moved = tree["chelsea"].with_name("renamed.jpg")
+    os.rename(tree["chelsea"], moved)
+    os.link(tree["coffee"], tree["coffee"].with_name("coffee_link.jpg"))
+    tree["astro_half"].unlink()
+    _, third = run_json(config, "scan", "--no-progress", capsys=capsys)
+    assert (third["fingerprinted"], third["renamed"], third["linked"], third["removed"]) == (0, 1, 1, 1)
+    _, data = run_json(config, "groups", capsys=capsys)
+    members = members_by_path(data["groups"])
+    assert str(tree["astro_half"]) not in members
+    assert str(tree["coffee"].with_name("coffee_link.jpg")) not in members  # same inode as the keeper
+
+
+def test_changed_file_is_fingerprinted_again(library, capsys):
+    tree, config = library
+    run(config, "scan", "--no-progress", capsys=capsys)
+    shutil.copyfile(tree["chelsea"], tree["astro_q75"])  # same name, other picture
+    _, report = run_json(config, "scan", "--no-progress", capsys=capsys)
+    assert report["fingerprinted"] == 1
+    _, data = run_json(config, "groups", capsys=capsys)
+    members = members_by_path(data["groups"])
+    assert members.get(str(tree["astro_q75"]), (str(tree["chelsea"]),))[0] == str(tree["chelsea"])
+
+
+def test_status_query_and_unavailable_root(library, tmp_path, capsys):
+    tree, config = library
+    run(config, "scan", "--no-progress", capsys=capsys)
+    code, status = run_json(config, "status", capsys=capsys)
+    assert code == 0 and status["files_indexed"] == len(tree)
+    assert status["decode_errors_by_kind"] == {"truncated": 1}
+    assert status["members_by_tier"]["exact"] == 1 and status["reclaimable_bytes"]["exact"] == tree["coffee_exact"].stat().st_size
+    assert status["images_by_format"]["jpeg"] >= 7 and status["last_scan"]["seen"] == len(tree)
+    code, q = run_json(config, "query", str(tree["astro_q75"]), capsys=capsys)
+    assert code == 0 and q["matches"][0]["path"] == str(tree["astro_q75"]) and q["matches"][0]["same_file"]
+    assert str(tree["astro"]) in {m["path"] for m in q["matches"]}
+    shutil.rmtree(tmp_path / "photos")  # an unmounted share
+    code, report = run_json(config, "scan", "--no-progress", capsys=capsys)
+    assert code == 1 and report["unavailable"] and report["removed"] == 0
+    _, status = run_json(config, "status", capsys=capsys)
+    assert status["files_indexed"] == len(tree)  # unavailable is not "all deleted"
+
+
+def test_usage_and_config_errors_exit_2(library, tmp_path, capsys):
+    _, config = library
+    assert run(config, "frobnicate", capsys=capsys)[0] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("roots: [{path: /x, mode: delete}]\nworkers: -1\n")
+    code, _, err = run(str(bad), "scan", capsys=capsys)
+    assert code == 2 and "roots[0].mode" in err and "workers" in err
+    assert run(config, "scan", str(tmp_path / "nope"), capsys=capsys)[0] == 2
+
+
+def test_status_before_any_scan_says_what_to_do(library, capsys):
+    _, config = library
+    code, _, err = run(config, "status", capsys=capsys)
+    assert code == 2 and "dedupctl scan" in err
