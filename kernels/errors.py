@@ -11,3 +11,18 @@ class DedupdError(Exception):
 
     def __init__(self, message: str | None = None):
         super().__init__(message or (self.__doc__ or "").strip())
+
+
+class KernelError(DedupdError):
+    """A fingerprint kernel was called with something it cannot hash."""
+
+
+class BadImage(KernelError, ValueError):
+    """The image is not a non-empty 2-D uint8 array."""
+
+
+class UnknownAlgorithm(KernelError, KeyError):
+    """Unknown fingerprint algorithm."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else (self.__doc__ or "").strip()

@@ -1,0 +1,82 @@
+"""LBPH version 1: a 128-bit perceptual hash of a grey image (global DCT bits + LBP texture bits).
+
+After the LBP + DCT hash of Chen, Xiang and Sun (KSII TIIS 15(4), 2021), made exactly
+equivariant under the eight rotations/mirrors so that one hash computation yields the
+codes of all eight variants. Definition (docs/fingerprints.md has the long form):
+
+1. Input `gray`: 2-D uint8, any size >= 1x1, already upright (EXIF orientation applied).
+2. Area resize to 64x64: output cell (i, j) is the exact average of the input over the
+   rectangle [i*H/64, (i+1)*H/64) x [j*W/64, (j+1)*W/64), pixels partially covered
+   weighing by the covered fraction (OpenCV INTER_AREA when shrinking). The same rule is
+   used when enlarging (a box filter: each output cell averages the one or two input
+   pixels under it), so it is a single formula for every size.
+3. Blur with [1,2,1]/4 along each axis, replicate border; round to a multiple of 1/256
+   grey level (half up). Call the result B (64x64); all later steps read B.
+4. Word 0, bits 0..62: 2x2 average of B -> 32x32, orthonormal 2-D DCT-II, the 8x8 block
+   C[0:8, 0:8] without C[0, 0]; every coefficient rounded to a multiple of 2^-16, bit
+   (u*8 + v - 1) = C[u, v] > median of the 63. Bit 63 = mean(B) >= 128.
+5. Word 1, bits 0..62: circular LBP of B with P=8, R=1 (neighbour p at offset
+   (dy, dx) = (-sin, cos)(2*pi*p/8), diagonal neighbours by exact bilinear interpolation,
+   replicate border, s_p = neighbour >= centre), mapped to riu2 (number of ones when the
+   circular pattern has <= 2 transitions, else 9); 2x2 average -> 32x32; then as in 4.
+   Bit 63 = 0 (reserved).
+6. Code: np.array([word0, word1], dtype=np.uint64).
+
+Every step commutes with the dihedral group, and everything before the DCT is exact
+integer arithmetic, so `lbph_variants(A)[k] == lbph(dihedral.apply(A, DIHEDRAL[k]))`
+bit for bit, computed from the two coefficient blocks of A alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dedupd.kernels import _jit
+from dedupd.kernels.dihedral import coefficient_tables
+from dedupd.kernels.errors import BadImage
+
+LBPH_VERSION = 1
+
+MAX_PIXELS = 1 << 40  # keeps the exact integer arithmetic of the resize and blur inside int64
+
+_DCT8 = _jit.dct_rows(32, 8)
+_PERM, _SIGN = coefficient_tables(8)
+_PERM_ID, _SIGN_ID = _PERM[:1].copy(), _SIGN[:1].copy()
+
+
+def as_gray(gray: np.ndarray) -> np.ndarray:
+    """`gray` as a C-contiguous 2-D uint8 array (no copy when it already is one), or BadImage."""
+    arr = np.asarray(gray)
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise BadImage(f"expected a 2-D uint8 grey image, got a {arr.ndim}-D {arr.dtype} array")
+    if arr.size == 0 or arr.size > MAX_PIXELS:
+        raise BadImage(f"image of {arr.shape[0]}x{arr.shape[1]} pixels cannot be hashed")
+    return np.ascontiguousarray(arr)
+
+
+def lbph_blocks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(blocks (2, 8, 8) float64: the quantized global and texture DCT blocks, bit-63 values (2,), quality)."""
+    return _jit.lbph_blocks(as_gray(gray), _DCT8)
+
+
+def lbph(gray: np.ndarray) -> np.ndarray:
+    """LBPH v1 code of `gray`: shape (2,) uint64."""
+    blocks, top, _ = lbph_blocks(gray)
+    return _jit.pack_variants(blocks, top, True, _PERM_ID, _SIGN_ID)[0]
+
+
+def lbph_variants(gray: np.ndarray) -> np.ndarray:
+    """(8, 2) uint64: row k is the code of dihedral.apply(gray, DIHEDRAL[k]); row 0 == lbph(gray)."""
+    blocks, top, _ = lbph_blocks(gray)
+    return _jit.pack_variants(blocks, top, True, _PERM, _SIGN)
+
+
+def lbph_with_variants(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """(lbph_variants(gray), quality(gray)) from one pass: what `fingerprint` uses."""
+    blocks, top, q = lbph_blocks(gray)
+    return _jit.pack_variants(blocks, top, True, _PERM, _SIGN), q
+
+
+def quality(gray: np.ndarray) -> float:
+    """Standard deviation of the blurred 64x64 image B (0 = flat; a flat image's hash means nothing)."""
+    return float(lbph_blocks(gray)[2])
