@@ -1,0 +1,142 @@
+"""The index interface shared by `LmdbIndex` and its in-memory twin `MemoryIndex`.
+
+Also the small pieces both implementations need: the schema version, `IndexMeta`,
+the default substring count, and the normalisation/validation of codes and records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import InvalidRecord
+from .records import STATE_OK, FileRecord
+
+# Bump on any change of the on-disk layout or record encoding.
+SCHEMA_VERSION = 1
+CODE_BITS = (64, 128)
+U64_MAX = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What an index was built for; opening it with other values needs a reindex."""
+
+    schema_version: int
+    algo: str
+    algo_version: int
+    code_bits: int
+    m: int
+
+    @property
+    def width(self) -> int:
+        """Bits per MIH substring."""
+        return self.code_bits // self.m
+
+
+def default_m(code_bits: int) -> int:
+    """Substring count used when none is given: 16-bit substrings (Norouzi: m ≈ b / log2 n)."""
+    return {128: 8, 64: 4}[check_code_bits(code_bits)]
+
+
+def check_code_bits(code_bits: int) -> int:
+    if code_bits not in CODE_BITS:
+        raise ValueError(f"code_bits must be 64 or 128, not {code_bits!r}")
+    return code_bits
+
+
+def make_meta(code_bits: int, m: int | None, algo: str, algo_version: int) -> IndexMeta:
+    """Validated `IndexMeta` for a new index."""
+    check_code_bits(code_bits)
+    m = default_m(code_bits) if m is None else m
+    if not isinstance(m, int) or m < 1 or code_bits % m:
+        raise ValueError(f"m must divide code_bits={code_bits} evenly, not {m!r}")
+    if code_bits // m > 64:
+        raise ValueError(f"substrings wider than 64 bits are not supported (m={m})")
+    if not isinstance(algo, str) or not algo:
+        raise ValueError("algo must be a non-empty string")
+    return IndexMeta(SCHEMA_VERSION, algo, int(algo_version), code_bits, m)
+
+
+def as_code(code: Any, code_bits: int) -> np.ndarray:
+    """A query or record code as a (2,) uint64 array, validated for `code_bits`."""
+    return as_codes(code, code_bits).reshape(2)
+
+
+def as_codes(codes: Any, code_bits: int) -> np.ndarray:
+    """Codes as a (k, 2) uint64 array (accepts one (2,) code or a tuple of two ints)."""
+    if isinstance(codes, np.ndarray):
+        arr = codes
+        if arr.dtype != np.uint64:
+            if arr.dtype.kind not in "iu" or (arr.size and arr.min() < 0):
+                raise ValueError(f"codes must be uint64 words, got dtype {arr.dtype}")
+            arr = arr.astype(np.uint64)
+    else:
+        try:
+            arr = np.array(codes, dtype=np.uint64)
+        except (OverflowError, ValueError, TypeError) as e:
+            raise ValueError(f"codes must be pairs of uint64 words: {e}") from None
+    if arr.size % 2 or arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 2):
+        raise ValueError(f"codes must have shape (2,) or (k, 2), not {arr.shape}")
+    arr = np.ascontiguousarray(arr.reshape(-1, 2))
+    if code_bits == 64 and arr.size and arr[:, 1].any():
+        raise ValueError("a 64-bit index takes codes whose word 1 is zero")
+    return arr
+
+
+def is_searchable(rec: FileRecord) -> bool:
+    """Whether the record takes part in range searches (has a code and state ok)."""
+    return rec.code is not None and rec.state == STATE_OK
+
+
+def check_record(rec: FileRecord, meta: IndexMeta) -> None:
+    """Reject records this index cannot hold; raises `InvalidRecord`."""
+    if not isinstance(rec, FileRecord):
+        raise InvalidRecord(f"expected a FileRecord, got {type(rec).__name__}")
+    if not isinstance(rec.file_id, int) or not 0 <= rec.file_id <= U64_MAX:
+        raise InvalidRecord(f"file_id out of range: {rec.file_id!r}")
+    if rec.code is not None:
+        try:
+            as_code(rec.code, meta.code_bits)
+        except (ValueError, TypeError) as e:
+            raise InvalidRecord(f"{rec.path!r}: {e}") from None
+        if rec.algo and (rec.algo, rec.algo_version) != (meta.algo, meta.algo_version):
+            raise InvalidRecord(
+                f"{rec.path!r}: code from {rec.algo} v{rec.algo_version}, but the index holds "
+                f"{meta.algo} v{meta.algo_version} codes"
+            )
+
+
+@runtime_checkable
+class Index(Protocol):
+    """A store of `FileRecord`s with exact Hamming range search over their codes.
+
+    Ids are assigned by the index (put a record with file_id 0), increase
+    monotonically and are never reused. Records without a code, or not in state
+    "ok", are stored but never returned by range searches.
+    """
+
+    meta: IndexMeta
+
+    def put(self, rec: FileRecord) -> FileRecord: ...
+    def put_many(self, recs: Iterable[FileRecord]) -> list[FileRecord]: ...
+    def delete_many(self, file_ids: Iterable[int]) -> int: ...
+    def get(self, file_id: int) -> FileRecord: ...
+    def by_path(self, path: str) -> FileRecord | None: ...
+    def by_inode(self, dev: int, ino: int) -> list[FileRecord]: ...
+    def by_content(self, content_hash: bytes) -> list[FileRecord]: ...
+    def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]: ...
+    def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]: ...
+    def iter_records(self) -> Iterator[FileRecord]: ...
+    def all_codes(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def __len__(self) -> int: ...
+    def get_meta(self, key: str, default: Any = None) -> Any: ...
+    def set_meta(self, key: str, value: Any) -> None: ...
+    def replace_groups(self, groups: list[dict]) -> None: ...
+    def iter_groups(self) -> Iterator[dict]: ...
+    def stats(self) -> dict: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "Index": ...
+    def __exit__(self, *exc: object) -> None: ...

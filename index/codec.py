@@ -1,0 +1,116 @@
+"""Binary encodings of what the index stores: records, ids, table keys and values.
+
+A record is encoded as a version byte, a fixed struct header and the variable
+fields (path bytes via `os.fsencode`, so undecodable names round-trip through
+surrogateescape; other strings UTF-8 with surrogatepass). The file id is the
+LMDB key and is not repeated in the value. `decode_record` of anything that is
+not a record raises `IndexCorrupt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import numpy as np
+
+from .errors import IndexCorrupt, InvalidRecord
+from .records import FileRecord
+
+RECORD_V1 = 1
+# version, flags, dev, ino, size, mtime_ns, ctime_ns, width, height, algo_version,
+# quality, code word 0, code word 1, then lengths: path, format, content_hash, algo, state, error
+_HEAD = struct.Struct("<BBQQQqqIIIdQQIBBBBH")
+_HAS_CODE, _HAS_EXIF = 1, 2
+_ID = struct.Struct(">Q")
+_INODE = struct.Struct(">QQ")
+MIH_VALUE_BYTES = 24  # u64 id (big-endian, so duplicates sort by id) + code as two little-endian u64
+MIH_VALUE = np.dtype([("id", ">u8"), ("code", "<u8", (2,))])
+
+
+def _text(s: str, what: str) -> bytes:
+    try:
+        return s.encode("utf-8", "surrogatepass")
+    except (UnicodeError, AttributeError) as e:
+        raise InvalidRecord(f"cannot encode {what} {s!r}: {e}") from None
+
+
+def encode_record(rec: FileRecord) -> bytes:
+    """The stored bytes of `rec` (without its file id). Raises `InvalidRecord`."""
+    try:
+        path = os.fsencode(rec.path)
+    except (UnicodeError, TypeError) as e:
+        raise InvalidRecord(f"cannot encode path {rec.path!r}: {e}") from None
+    var = [path, _text(rec.format, "format"), bytes(rec.content_hash), _text(rec.algo, "algo"),
+           _text(rec.state, "state"), _text(rec.error, "error")]
+    flags = (_HAS_CODE if rec.code is not None else 0) | (_HAS_EXIF if rec.has_exif else 0)
+    w0, w1 = rec.code if rec.code is not None else (0, 0)
+    try:
+        head = _HEAD.pack(RECORD_V1, flags, rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
+                          rec.width, rec.height, rec.algo_version, rec.quality, int(w0), int(w1),
+                          *(len(v) for v in var))
+    except (struct.error, TypeError, ValueError) as e:
+        raise InvalidRecord(f"cannot encode record for {rec.path!r}: {e}") from None
+    return head + b"".join(var)
+
+
+def decode_record(data: bytes, file_id: int) -> FileRecord:
+    """The record stored as `data` under `file_id`. Raises `IndexCorrupt` on anything else."""
+    data = bytes(data)
+    if not data or data[0] != RECORD_V1:
+        raise IndexCorrupt(f"record {file_id}: unknown record version {data[:1]!r}")
+    if len(data) < _HEAD.size:
+        raise IndexCorrupt(f"record {file_id}: truncated ({len(data)} bytes)")
+    (_, flags, dev, ino, size, mtime, ctime, width, height, algo_version, quality, w0, w1,
+     *lens) = _HEAD.unpack_from(data)
+    if sum(lens) != len(data) - _HEAD.size or flags & ~(_HAS_CODE | _HAS_EXIF):
+        raise IndexCorrupt(f"record {file_id}: bad lengths or flags")
+    if not flags & _HAS_CODE and (w0 or w1):
+        raise IndexCorrupt(f"record {file_id}: code words without a code")
+    fields, pos = [], _HEAD.size
+    for n in lens:
+        fields.append(data[pos:pos + n])
+        pos += n
+    path, fmt, chash, algo, state, error = fields
+    try:
+        texts = [b.decode("utf-8", "surrogatepass") for b in (fmt, algo, state, error)]
+    except UnicodeDecodeError as e:
+        raise IndexCorrupt(f"record {file_id}: bad text field ({e})") from None
+    return FileRecord(
+        file_id=file_id, path=os.fsdecode(path), dev=dev, ino=ino, size=size, mtime_ns=mtime,
+        ctime_ns=ctime, width=width, height=height, format=texts[0], content_hash=chash,
+        code=(w0, w1) if flags & _HAS_CODE else None, algo=texts[1], algo_version=algo_version,
+        quality=quality, has_exif=bool(flags & _HAS_EXIF), state=texts[2], error=texts[3],
+    )
+
+
+def id_key(file_id: int) -> bytes:
+    return _ID.pack(file_id)
+
+
+def key_id(key: bytes) -> int:
+    if len(key) != _ID.size:
+        raise IndexCorrupt(f"bad id of {len(key)} bytes")
+    return _ID.unpack(key)[0]
+
+
+def path_key(path: str) -> bytes:
+    """Key of the `paths` table: sha256 of the path bytes, first 16 bytes."""
+    return hashlib.sha256(os.fsencode(path)).digest()[:16]
+
+
+def inode_key(dev: int, ino: int) -> bytes:
+    return _INODE.pack(dev, ino)
+
+
+def mih_value(file_id: int, code: tuple[int, int]) -> bytes:
+    return _ID.pack(file_id) + struct.pack("<QQ", int(code[0]), int(code[1]))
+
+
+def parse_mih_values(buf, key_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64, codes (n,2) uint64) from packed 24-byte values (optionally each led by a key)."""
+    dtype = MIH_VALUE if key_bytes is None else np.dtype(
+        [("key", f"V{key_bytes}"), ("id", ">u8"), ("code", "<u8", (2,))])
+    arr = np.frombuffer(buf, dtype=dtype)
+    return arr["id"].astype(np.int64), np.ascontiguousarray(arr["code"])

@@ -1,0 +1,170 @@
+"""Opening, locking and validating the LMDB environment behind `LmdbIndex`.
+
+Layout (one environment, named sub-databases): `files`, `paths`, `inodes`
+(dupsort), `content` (dupsort), `mih0..mih{m-1}` (dupsort + dupfixed), `groups`,
+`meta`. The `meta` table carries a format marker, the schema version, the
+settings the codes were built with, the id counter and app metadata under "app:".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import lmdb
+
+from .base import SCHEMA_VERSION, IndexMeta, make_meta
+from .errors import (REINDEX_HINT, IndexCorrupt, IndexFailure, IndexLocked, IndexMismatch,
+                     IndexMissing)
+
+FORMAT = b"dedupd-index"
+MAX_DBS = 8 + 128  # fixed tables + at most code_bits substring tables
+OUR_FILES = {"data.mdb", "lock.mdb", "writer.lock"}
+APP_PREFIX = b"app:"
+_DUP = {"inodes": (True, True), "content": (True, False)}  # name -> (dupsort, dupfixed)
+
+
+@dataclass
+class Tables:
+    """Handles of the named databases."""
+
+    files: object
+    paths: object
+    inodes: object
+    content: object
+    groups: object
+    meta: object
+    mih: list
+
+    def by_name(self, name: str) -> object:
+        return self.mih[int(name[3:])] if name.startswith("mih") else getattr(self, name)
+
+
+def error_for(e: BaseException, path: Path, op: str) -> IndexFailure:
+    """The typed error for an `lmdb.Error` or `OSError` raised while doing `op` on `path`."""
+    if isinstance(e, IndexFailure):
+        return e
+    if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
+                      lmdb.IncompatibleError, lmdb.BadValsizeError, lmdb.NotFoundError, lmdb.VersionMismatchError,
+                      lmdb.PanicError)):
+        return IndexCorrupt(f"index at {path} is damaged ({op}: {e}); {REINDEX_HINT}")
+    if isinstance(e, lmdb.ReadonlyError):
+        return IndexFailure(f"index at {path} is open read-only; {op} needs a writable index")
+    if "already open" in str(e):
+        return IndexLocked(f"index at {path} is already open in this process; reuse that LmdbIndex")
+    if isinstance(e, lmdb.ReadersFullError):
+        return IndexLocked(f"index at {path}: too many readers ({e}); close idle `dedupctl` processes")
+    if isinstance(e, OSError):
+        return IndexFailure(f"{op} of index at {path} failed: {e.strerror or e}; check the path and its permissions")
+    return IndexFailure(f"{op} of index at {path} failed: {e}")
+
+
+@contextlib.contextmanager
+def mapped_errors(path: Path, op: str) -> Iterator[None]:
+    try:
+        yield
+    except (lmdb.Error, OSError) as e:
+        raise error_for(e, path, op) from e
+
+
+def lock_writer(path: Path) -> int:
+    """Take the one-writer lock (flock on writer.lock); returns its fd. Raises `IndexLocked`."""
+    fd = os.open(path / "writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexLocked(f"another process writes to the index at {path}; stop it "
+                          f"(is dedupd running?) or open the index read-only") from None
+    return fd
+
+
+def prepare_dir(path: Path, readonly: bool) -> bool:
+    """Check `path` can hold our index; returns True when a new index must be created."""
+    if path.exists() and not path.is_dir():
+        raise IndexCorrupt(f"{path} is a file, not a dedupd index directory; choose another path")
+    if (path / "data.mdb").exists():
+        return False
+    if readonly:
+        raise IndexMissing(f"no index at {path}; run a scan first")
+    if path.exists():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in OUR_FILES)
+        if foreign:
+            raise IndexCorrupt(f"{path} holds other files ({', '.join(foreign[:3])}), not a dedupd "
+                               f"index; choose an empty or new directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def open_env(path: Path, readonly: bool, map_size: int) -> lmdb.Environment:
+    return lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, subdir=True, readonly=readonly,
+                     create=not readonly, readahead=False, meminit=False, max_readers=254)
+
+
+def _open_tables(env: lmdb.Environment, m: int, txn=None, create: bool = False) -> Tables:
+    def db(name: str, dupsort: bool = False, dupfixed: bool = False):
+        return env.open_db(name.encode(), txn=txn, create=create, dupsort=dupsort, dupfixed=dupfixed)
+
+    return Tables(files=db("files"), paths=db("paths"), inodes=db("inodes", True, True),
+                  content=db("content", True), groups=db("groups"), meta=db("meta"),
+                  mih=[db(f"mih{j}", True, True) for j in range(m)])
+
+
+def create_index(env: lmdb.Environment, meta: IndexMeta) -> Tables:
+    """Create every table and write the settings, in one transaction."""
+    with env.begin(write=True) as txn:
+        tables = _open_tables(env, meta.m, txn=txn, create=True)
+        put = lambda k, v: txn.put(k, v, db=tables.meta)  # noqa: E731
+        put(b"format", FORMAT)
+        for field in ("schema_version", "algo", "algo_version", "code_bits", "m"):
+            put(field.encode(), json.dumps(getattr(meta, field)).encode())
+    return tables
+
+
+def is_empty(env: lmdb.Environment) -> bool:
+    """True for an environment with no tables at all (created, never committed to)."""
+    with env.begin() as txn:
+        return txn.stat()["entries"] == 0
+
+
+def load_index(env: lmdb.Environment, path: Path, want: dict) -> tuple[IndexMeta, Tables]:
+    """Read and check the stored settings against `want`; open the tables."""
+    with env.begin() as txn:
+        if txn.get(b"meta") is None:
+            raise IndexCorrupt(f"{path} holds an LMDB database that is not a dedupd index; "
+                               f"choose another path or delete it")
+    meta_db = env.open_db(b"meta", create=False)
+    with env.begin() as txn:
+        if txn.get(b"format", db=meta_db) != FORMAT:
+            raise IndexCorrupt(f"{path} holds an LMDB database that is not a dedupd index; "
+                               f"choose another path or delete it")
+        stored = {k: _json(txn.get(k.encode(), db=meta_db), k, path)
+                  for k in ("schema_version", "algo", "algo_version", "code_bits", "m")}
+    check_settings(stored, want, path)
+    try:
+        meta = make_meta(stored["code_bits"], stored["m"], stored["algo"], stored["algo_version"])
+    except (ValueError, TypeError) as e:
+        raise IndexCorrupt(f"index at {path} has invalid settings ({e}); {REINDEX_HINT}") from None
+    return meta, _open_tables(env, meta.m)
+
+
+def check_settings(stored: dict, want: dict, path: Path) -> None:
+    if stored["schema_version"] != SCHEMA_VERSION:
+        raise IndexMismatch(f"index at {path} has schema version {stored['schema_version']}, this "
+                            f"dedupd uses {SCHEMA_VERSION}; {REINDEX_HINT}")
+    diffs = [f"{k} {stored[k]!r} (wanted {v!r})" for k, v in want.items()
+             if v is not None and stored[k] != v]
+    if diffs:
+        raise IndexMismatch(f"index at {path} was built with {', '.join(diffs)}; {REINDEX_HINT}")
+
+
+def _json(raw: bytes | None, key: str, path: Path):
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        raise IndexCorrupt(f"index at {path}: setting {key!r} is missing or unreadable; {REINDEX_HINT}") from None

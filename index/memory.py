@@ -1,0 +1,225 @@
+"""`MemoryIndex`: the in-memory twin of `LmdbIndex`, with the same behaviour.
+
+Plain dicts for the tables and dicts of substring -> ids for multi-index
+hashing (the same `mih.search` as the LMDB store). Meant for unit tests of the
+daemon and as the second implementation the conformance suite checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from . import mih
+from .base import IndexMeta, as_code, as_codes, check_record, is_searchable, make_meta
+from .codec import encode_record
+from .errors import IndexFailure, PathConflict, RecordNotFound
+from .groups import check_groups
+from .records import FileRecord
+
+
+class MemoryIndex:
+    # (load, check) costs of a full scan for mih.plan (see LmdbIndex.scan_costs).
+    scan_costs: tuple[float, float] = (1.0, 0.0)
+
+    def __init__(self, code_bits: int = 128, m: int | None = None, algo: str = "lbph", algo_version: int = 1):
+        self.meta: IndexMeta = make_meta(code_bits, m, algo, algo_version)
+        self._layout = mih.Layout(code_bits, self.meta.m)
+        self._files: dict[int, FileRecord] = {}
+        self._paths: dict[str, int] = {}
+        self._inodes: dict[tuple[int, int], set[int]] = defaultdict(set)
+        self._content: dict[bytes, set[int]] = defaultdict(set)
+        self._tables: list[dict[int, set[int]]] = [defaultdict(set) for _ in range(self.meta.m)]
+        self._app_meta: dict[str, str] = {}
+        self._groups: dict[str, str] = {}
+        self._next_id = 1
+        self._closed = False
+
+    # -- records -------------------------------------------------------------
+    def put(self, rec: FileRecord) -> FileRecord:
+        return self.put_many([rec])[0]
+
+    def put_many(self, recs: Iterable[FileRecord]) -> list[FileRecord]:
+        self._check_open()
+        recs = list(recs)
+        for rec in recs:  # validate all first: a failing batch changes nothing
+            check_record(rec, self.meta)
+            encode_record(rec)
+        snapshot = self._snapshot()
+        try:
+            return [self._put_one(rec) for rec in recs]
+        except BaseException:
+            self._restore(snapshot)
+            raise
+
+    def _put_one(self, rec: FileRecord) -> FileRecord:
+        if rec.file_id == 0:
+            rec = rec.with_(file_id=self._next_id)
+            self._next_id += 1
+        elif rec.file_id not in self._files:
+            raise RecordNotFound(f"no record with file id {rec.file_id} to replace")
+        holder = self._paths.get(rec.path)
+        if holder is not None and holder != rec.file_id:
+            raise PathConflict(f"path {rec.path!r} belongs to record {holder}; update that record instead")
+        if rec.file_id in self._files:
+            self._unlink(self._files[rec.file_id])
+        self._link(rec)
+        return rec
+
+    def _link(self, rec: FileRecord) -> None:
+        fid = rec.file_id
+        self._files[fid] = rec
+        self._paths[rec.path] = fid
+        self._inodes[(rec.dev, rec.ino)].add(fid)
+        if rec.content_hash:
+            self._content[rec.content_hash].add(fid)
+        if is_searchable(rec):
+            subs = self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0]
+            for table, sub in zip(self._tables, subs.tolist()):
+                table[sub].add(fid)
+
+    def _unlink(self, rec: FileRecord) -> None:
+        fid = rec.file_id
+        del self._files[fid]
+        del self._paths[rec.path]
+        _discard(self._inodes, (rec.dev, rec.ino), fid)
+        if rec.content_hash:
+            _discard(self._content, rec.content_hash, fid)
+        if is_searchable(rec):
+            subs = self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0]
+            for table, sub in zip(self._tables, subs.tolist()):
+                _discard(table, sub, fid)
+
+    def _snapshot(self) -> tuple:
+        return (dict(self._files), self._next_id)
+
+    def _restore(self, snapshot: tuple) -> None:
+        files, self._next_id = snapshot
+        for rec in list(self._files.values()):
+            self._unlink(rec)
+        for rec in files.values():
+            self._link(rec)
+
+    def delete_many(self, file_ids: Iterable[int]) -> int:
+        self._check_open()
+        removed = 0
+        for fid in file_ids:
+            rec = self._files.get(int(fid))
+            if rec is not None:
+                self._unlink(rec)
+                removed += 1
+        return removed
+
+    def get(self, file_id: int) -> FileRecord:
+        self._check_open()
+        try:
+            return self._files[int(file_id)]
+        except KeyError:
+            raise RecordNotFound(f"no record with file id {file_id}") from None
+
+    def by_path(self, path: str) -> FileRecord | None:
+        self._check_open()
+        fid = self._paths.get(path)
+        return None if fid is None else self._files[fid]
+
+    def by_inode(self, dev: int, ino: int) -> list[FileRecord]:
+        self._check_open()
+        return [self._files[i] for i in sorted(self._inodes.get((dev, ino), ()))]
+
+    def by_content(self, content_hash: bytes) -> list[FileRecord]:
+        self._check_open()
+        if not content_hash:
+            return []
+        return [self._files[i] for i in sorted(self._content.get(bytes(content_hash), ()))]
+
+    def iter_records(self) -> Iterator[FileRecord]:
+        self._check_open()
+        for fid in sorted(self._files):
+            rec = self._files.get(fid)
+            if rec is not None:
+                yield rec
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    # -- search --------------------------------------------------------------
+    def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]:
+        return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
+
+    def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
+        self._check_open()
+        queries = as_codes(codes, self.meta.code_bits)
+        n = sum(1 for r in self._files.values() if is_searchable(r))
+        return mih.search(self._layout, queries, int(radius), n, self._lookup, self.all_codes,
+                          *self.scan_costs)
+
+    def _lookup(self, j: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        table = self._tables[j]
+        ids = sorted({fid for k in keys.tolist() for fid in table.get(k, ())})
+        return self._codes_of(ids)
+
+    def _codes_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        codes = np.array([self._files[i].code for i in ids], dtype=np.uint64).reshape(-1, 2)
+        return np.array(ids, dtype=np.int64), codes
+
+    def all_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        self._check_open()
+        return self._codes_of(sorted(i for i, r in self._files.items() if is_searchable(r)))
+
+    # -- metadata and groups ---------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        self._check_open()
+        raw = self._app_meta.get(key)
+        return default if raw is None else json.loads(raw)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._check_open()
+        self._app_meta[str(key)] = json.dumps(value)
+
+    def replace_groups(self, groups: list[dict]) -> None:
+        self._check_open()
+        self._groups = dict(check_groups(groups))
+
+    def iter_groups(self) -> Iterator[dict]:
+        self._check_open()
+        for gid in sorted(self._groups, key=lambda g: g.encode("utf-8", "surrogatepass")):
+            yield json.loads(self._groups[gid])
+
+    def stats(self) -> dict:
+        self._check_open()
+        entries = {"files": len(self._files), "paths": len(self._paths),
+                   "inodes": sum(map(len, self._inodes.values())),
+                   "content": sum(map(len, self._content.values())), "groups": len(self._groups),
+                   "meta": len(self._app_meta)}
+        for j, table in enumerate(self._tables):
+            entries[f"mih{j}"] = sum(map(len, table.values()))
+        return {"files": len(self._files), "path": None, "file_bytes": 0, "used_bytes": 0,
+                "high_water_bytes": 0, "map_size": 0, "entries": entries}
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> "MemoryIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexFailure("the index is closed")
+
+    def __repr__(self) -> str:
+        return f"MemoryIndex({self.meta}, {len(self)} records)"
+
+
+def _discard(table: dict, key: Any, fid: int) -> None:
+    ids = table.get(key)
+    if ids is not None:
+        ids.discard(fid)
+        if not ids:
+            del table[key]

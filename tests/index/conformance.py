@@ -1,0 +1,307 @@
+"""The one conformance suite: every test runs against MemoryIndex and LmdbIndex
+(the `index`/`make_index` fixtures in conftest.py). LMDB-only behaviour (reopen,
+mismatch, corruption) is at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+from dedupd.index import (STATE_ERROR, FileRecord, Index, IndexCorrupt, IndexFailure,
+                          IndexMismatch, InvalidRecord, LmdbIndex, PathConflict, RecordNotFound)
+from dedupd.kernels.errors import DedupdError
+
+
+def rec(path: str, ino: int = 1, code=(1, 2), **kw) -> FileRecord:
+    fields = dict(file_id=0, path=path, dev=7, ino=ino, size=100, mtime_ns=5, ctime_ns=6,
+                  width=40, height=30, format="jpeg", content_hash=hashlib.sha256(os.fsencode(path)).digest(),
+                  code=code, algo="lbph", algo_version=1, quality=0.5)
+    fields.update(kw)
+    return FileRecord(**fields)
+
+
+def table_sizes(ix) -> dict:
+    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups")}
+
+
+def test_implements_the_protocol(index):
+    assert isinstance(index, Index)
+    assert (index.meta.code_bits, index.meta.m, index.meta.algo) == (128, 8, "lbph")
+
+
+def test_put_assigns_increasing_ids_and_get_returns_the_record(index):
+    a, b = index.put(rec("/a", 1)), index.put(rec("/b", 2))
+    assert 0 < a.file_id < b.file_id
+    assert index.get(a.file_id) == a == rec("/a", 1).with_(file_id=a.file_id)
+    assert len(index) == 2
+
+
+def test_get_missing_raises_record_not_found(index):
+    with pytest.raises(RecordNotFound) as e:
+        index.get(12345)
+    assert isinstance(e.value, DedupdError) and "12345" in str(e.value)
+
+
+def test_ids_are_never_reused(index):
+    first = index.put_many([rec(f"/f{i}", i) for i in range(3)])
+    assert index.delete_many([r.file_id for r in first]) == 3
+    again = index.put(rec("/f0", 0))
+    assert again.file_id > max(r.file_id for r in first)
+
+
+def test_replace_updates_every_table(index):
+    a = index.put(rec("/old", ino=1, code=(0xFF, 0), content_hash=b"h1" * 16))
+    before = table_sizes(index)
+    b = index.put(a.with_(path="/new", ino=2, code=(0xFF00, 0), content_hash=b"h2" * 16))
+    assert b.file_id == a.file_id and len(index) == 1
+    assert table_sizes(index) == before
+    assert index.by_path("/old") is None and index.by_path("/new") == b
+    assert index.by_inode(7, 1) == [] and index.by_inode(7, 2) == [b]
+    assert index.by_content(b"h1" * 16) == [] and index.by_content(b"h2" * 16) == [b]
+    assert index.range_search((0xFF, 0), 0) == [] and index.range_search((0xFF00, 0), 0) == [(b.file_id, 0)]
+
+
+def test_replace_with_unchanged_fields_keeps_tables(index):
+    a = index.put(rec("/a"))
+    before = table_sizes(index)
+    assert index.put(a.with_(size=999)).size == 999
+    assert table_sizes(index) == before and index.get(a.file_id).size == 999
+
+
+def test_replace_unknown_id_raises(index):
+    with pytest.raises(RecordNotFound):
+        index.put(rec("/a").with_(file_id=99))
+
+
+def test_delete_removes_from_every_table(index):
+    a, b = index.put_many([rec("/a", 1, code=(3, 4)), rec("/b", 2, code=(3, 5))])
+    assert index.delete_many([a.file_id, 424242]) == 1
+    assert len(index) == 1 and index.by_path("/a") is None and index.by_inode(7, 1) == []
+    assert index.by_content(a.content_hash) == []
+    assert index.range_search((3, 4), 128) == [(b.file_id, 1)]
+    assert all(v == 1 for k, v in table_sizes(index).items() if k != "files") and len(index) == 1
+    assert index.delete_many([a.file_id]) == 0
+
+
+def test_by_path_handles_undecodable_names(index):
+    weird = "/photos/caf\udce9.jpg"  # a Latin-1 byte in a UTF-8 file system, via surrogateescape
+    a = index.put(rec(weird))
+    assert index.by_path(weird) == a and index.get(a.file_id).path == weird
+    assert index.by_path("/photos/café.jpg") is None
+
+
+def test_by_inode_returns_every_hard_link(index):
+    a, b = index.put_many([rec("/x/one", ino=9), rec("/y/two", ino=9)])
+    index.put(rec("/z", ino=10))
+    assert index.by_inode(7, 9) == [a, b]
+    assert index.by_inode(8, 9) == []
+
+
+def test_by_content_groups_identical_bytes(index):
+    h = b"\x01" * 32
+    a, b = index.put_many([rec("/a", 1, content_hash=h), rec("/b", 2, content_hash=h)])
+    index.put(rec("/c", 3, content_hash=b""))
+    assert index.by_content(h) == [a, b]
+    assert index.by_content(b"") == [] and index.by_content(b"\x02" * 32) == []
+
+
+def test_path_conflict_is_refused(index):
+    index.put(rec("/a", 1))
+    with pytest.raises(PathConflict):
+        index.put(rec("/a", 2))
+    assert len(index) == 1
+
+
+def test_failed_batch_changes_nothing(index):
+    index.put(rec("/a", 1))
+    with pytest.raises(PathConflict):
+        index.put_many([rec("/b", 2), rec("/a", 3)])
+    assert len(index) == 1 and index.by_path("/b") is None and index.by_inode(7, 2) == []
+    assert index.put(rec("/c", 4)).file_id == 2  # the aborted batch used no id
+
+
+def test_error_records_are_stored_but_not_searchable(index):
+    bad = index.put(rec("/broken", code=None, state=STATE_ERROR, error="undecodable"))
+    assert index.get(bad.file_id) == bad and index.by_path("/broken") == bad
+    ok = index.put(rec("/fine", 2, code=(0, 0)))
+    assert index.range_search((0, 0), 128) == [(ok.file_id, 0)]
+    ids, codes = index.all_codes()
+    assert ids.tolist() == [ok.file_id] and codes.tolist() == [[0, 0]]
+
+
+def test_error_record_becomes_searchable_when_replaced_with_a_code(index):
+    bad = index.put(rec("/f", code=None, state=STATE_ERROR, error="truncated"))
+    good = index.put(bad.with_(code=(5, 6), state="ok", error=""))
+    assert index.range_search((5, 6), 0) == [(good.file_id, 0)]
+    index.put(good.with_(code=None, state=STATE_ERROR))
+    assert index.range_search((5, 6), 128) == []
+
+
+def test_invalid_records_are_refused(make_index):
+    ix = make_index(code_bits=64, m=4)
+    for bad in (rec("/a", code=(1, 1)), rec("/b", code=(1, 0), algo="pdq"),
+                rec("/c", size=-1), rec("/d", code=(1 << 64, 0))):
+        with pytest.raises(InvalidRecord):
+            ix.put(bad)
+    assert len(ix) == 0
+
+
+def test_range_search_sorted_by_distance_then_id(index):
+    recs = index.put_many([rec(f"/{i}", i, code=(c, 0)) for i, c in enumerate([0b111, 0b1, 0b11, 0b1, 0])])
+    ids = [r.file_id for r in recs]
+    assert index.range_search(np.array([0, 0], dtype=np.uint64), 2) == [
+        (ids[4], 0), (ids[1], 1), (ids[3], 1), (ids[2], 2)]
+    assert index.range_search((0, 0), 0) == [(ids[4], 0)]
+
+
+def test_range_search_many_one_list_per_query(index):
+    a, b = index.put_many([rec("/a", 1, code=(0, 0)), rec("/b", 2, code=(0, 1 << 63))])
+    queries = np.array([[0, 0], [0, 1 << 63], [~np.uint64(0), ~np.uint64(0)]], dtype=np.uint64)
+    assert index.range_search_many(queries, 1) == [
+        [(a.file_id, 0), (b.file_id, 1)], [(b.file_id, 0), (a.file_id, 1)], []]
+    assert index.range_search_many(np.zeros((0, 2), dtype=np.uint64), 3) == []
+
+
+def test_range_search_rejects_bad_queries(make_index):
+    ix = make_index(code_bits=64)
+    with pytest.raises(ValueError):
+        ix.range_search((0, 1), 3)  # word 1 must be 0 for 64-bit codes
+    with pytest.raises(ValueError):
+        ix.range_search((0, 0), -1)
+
+
+def test_all_codes_and_iter_records(index):
+    recs = index.put_many([rec(f"/{i}", i, code=(i, 2 * i)) for i in range(1, 6)])
+    ids, codes = index.all_codes()
+    assert ids.dtype == np.int64 and codes.dtype == np.uint64 and codes.shape == (5, 2)
+    assert ids.tolist() == [r.file_id for r in recs]
+    assert codes.tolist() == [[i, 2 * i] for i in range(1, 6)]
+    assert list(index.iter_records()) == recs
+
+
+def test_iter_records_crosses_batches(index):
+    recs = index.put_many([rec(f"/{i}", i) for i in range(1300)])
+    assert list(index.iter_records()) == recs
+
+
+def test_empty_index(index):
+    assert len(index) == 0 and list(index.iter_records()) == [] and list(index.iter_groups()) == []
+    ids, codes = index.all_codes()
+    assert ids.shape == (0,) and codes.shape == (0, 2)
+    assert index.range_search((0, 0), 128) == [] and index.get_meta("x", 3) == 3
+
+
+def test_meta_round_trip(index):
+    stats = {"files": 3, "seconds": 1.5, "dirs": ["/a", "/b"], "nested": {"ok": True}}
+    index.set_meta("last_scan", stats)
+    index.set_meta("tuple", (1, 2))
+    assert index.get_meta("last_scan") == stats
+    assert index.get_meta("tuple") == [1, 2]  # JSON, as stored
+    assert index.get_meta("missing") is None and index.get_meta("missing", {}) == {}
+    with pytest.raises(TypeError):
+        index.set_meta("bad", object())
+
+
+def test_meta_keys_do_not_clash_with_settings(index):
+    index.set_meta("m", 99)
+    index.set_meta("next_id", "x")
+    assert index.meta.m == 8 and index.put(rec("/a")).file_id == 1
+    assert index.get_meta("m") == 99
+
+
+def test_groups_are_replaced_as_a_whole(index):
+    index.replace_groups([{"id": "g2", "members": [1, 2]}, {"id": "g1", "members": [3, 4], "tier": "exact"}])
+    assert list(index.iter_groups()) == [{"id": "g1", "members": [3, 4], "tier": "exact"},
+                                         {"id": "g2", "members": [1, 2]}]
+    index.replace_groups([{"id": "g3"}])
+    assert list(index.iter_groups()) == [{"id": "g3"}]
+    index.replace_groups([])
+    assert list(index.iter_groups()) == []
+
+
+@pytest.mark.parametrize("groups", [[{"members": []}], [{"id": 3}], [{"id": "a"}, {"id": "a"}]])
+def test_bad_groups_are_refused_and_change_nothing(index, groups):
+    index.replace_groups([{"id": "keep"}])
+    with pytest.raises(ValueError):
+        index.replace_groups(groups)
+    assert list(index.iter_groups()) == [{"id": "keep"}]
+
+
+def test_stats_counts_entries(index):
+    index.put_many([rec("/a", 1), rec("/b", 1, code=None)])
+    st = index.stats()
+    assert st["files"] == 2
+    assert st["entries"]["mih0"] == 1 and st["entries"]["inodes"] == 2 and st["entries"]["paths"] == 2
+
+
+def test_64_bit_index_with_m2(make_index):
+    ix = make_index(code_bits=64, m=2)
+    a = ix.put(rec("/a", code=(0xFFFF_0000_0000_0001, 0)))
+    assert ix.meta.m == 2 and ix.range_search((0xFFFF_0000_0000_0000, 0), 1) == [(a.file_id, 1)]
+
+
+@pytest.mark.parametrize("m", [0, 3, 1, 256])
+def test_bad_m_is_refused(make_index, m):
+    with pytest.raises(ValueError):
+        make_index(m=m)
+
+
+def test_closed_index_refuses_work(make_index):
+    ix = make_index()
+    with ix:
+        ix.put(rec("/a"))
+    with pytest.raises(IndexFailure):
+        ix.get(1)
+
+
+# -- LMDB only ----------------------------------------------------------------
+
+def test_lmdb_reopen_persists_everything(tmp_path):
+    path = tmp_path / "ix"
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        a, b = ix.put_many([rec("/a", 1, code=(1, 0)), rec("/b", 1, code=(3, 0))])
+        ix.delete_many([b.file_id])
+        ix.set_meta("last_scan", {"files": 2})
+        ix.replace_groups([{"id": "g", "members": [a.file_id]}])
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1, readonly=True) as ro:
+        assert list(ro.iter_records()) == [a] and ro.by_inode(7, 1) == [a] and ro.by_path("/a") == a
+        assert ro.range_search((0, 0), 1) == [(a.file_id, 1)]
+        assert ro.get_meta("last_scan") == {"files": 2} and list(ro.iter_groups())[0]["id"] == "g"
+        with pytest.raises(IndexFailure, match="read-only"):
+            ro.put(rec("/c"))
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        assert ix.put(rec("/c", 5)).file_id == b.file_id + 1
+
+
+@pytest.mark.parametrize("change", [{"algo": "pdq"}, {"algo_version": 2}, {"code_bits": 64}, {"m": 16}])
+def test_lmdb_mismatch_asks_for_reindex(tmp_path, change):
+    args = dict(code_bits=128, algo="lbph", algo_version=1)
+    LmdbIndex.open(tmp_path, **args).close()
+    with pytest.raises(IndexMismatch, match="dedupctl reindex"):
+        LmdbIndex.open(tmp_path, **{**args, **change})
+    LmdbIndex.open(tmp_path, **args, m=None).close()  # m=None accepts the stored m
+
+
+def test_lmdb_directory_with_other_files_is_corrupt(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(IndexCorrupt, match=str(tmp_path)):
+        LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
+
+
+def test_lmdb_garbage_data_file_is_corrupt(tmp_path):
+    (tmp_path / "data.mdb").write_bytes(b"not an lmdb file at all" * 500)
+    with pytest.raises(IndexCorrupt):
+        LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
+
+
+def test_lmdb_foreign_lmdb_is_corrupt(tmp_path):
+    import lmdb
+    env = lmdb.open(str(tmp_path), max_dbs=2)
+    with env.begin(write=True) as txn:
+        txn.put(b"hello", b"world")
+    env.close()
+    with pytest.raises(IndexCorrupt, match="not a dedupd index"):
+        LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
