@@ -27,6 +27,7 @@ import numpy as np
 from numba import boolean, float64, int64, njit, types, uint8, uint64
 
 _OPTS = {"nogil": True, "cache": True}
+GRAY = types.Array(uint8, 2, "C", readonly=True)  # also accepts writable arrays
 
 QUANTUM_SCALE = 65536.0  # coefficients are rounded to multiples of 1 / QUANTUM_SCALE
 BLUR_LEVELS = 256  # the blurred image is kept in units of 1 / BLUR_LEVELS grey level
@@ -77,7 +78,7 @@ def _area_table(src, dst):
     return first, starts, weights
 
 
-@njit(int64[:, ::1](uint8[:, ::1], int64, int64), **_OPTS)
+@njit(int64[:, ::1](GRAY, int64, int64), **_OPTS)
 def area_numerators(img, out_h, out_w):
     """N with N / (Sy*Sx) = the area-average resize of img to out_h x out_w, exactly.
 
@@ -262,7 +263,7 @@ def pack_variants(blocks, top_bits, skip_dc, perm, sign):
 # ---------------------------------------------------------------- LBPH
 
 
-@njit(types.Tuple((float64[:, :, ::1], int64[::1], float64))(uint8[:, ::1], float64[:, ::1]), **_OPTS)
+@njit(types.Tuple((float64[:, :, ::1], int64[::1], float64))(GRAY, float64[:, ::1]), **_OPTS)
 def lbph_blocks(gray, m):
     """(quantized 8x8 DCT blocks [global, texture], bit-63 values [brightness, 0], quality)."""
     sy, sx = gray.shape
@@ -285,7 +286,7 @@ def lbph_blocks(gray, m):
 # ---------------------------------------------------------------- classic 64-bit hashes
 
 
-@njit(float64[:, :, ::1](uint8[:, ::1], float64[:, ::1]), **_OPTS)
+@njit(float64[:, :, ::1](GRAY, float64[:, ::1]), **_OPTS)
 def phash_block(gray, m):
     """Quantized 8x8 DCT block (with DC) of the 32x32 area resize, shape (1, 8, 8)."""
     sy, sx = gray.shape
@@ -299,7 +300,7 @@ def phash_block(gray, m):
     return out
 
 
-@njit(uint64[::1](uint8[:, ::1]), **_OPTS)
+@njit(uint64[::1](GRAY), **_OPTS)
 def dhash_code(gray):
     """Bit row*8+col = px[row, col+1] > px[row, col] on the 8 high x 9 wide area resize."""
     n = area_numerators(gray, 8, 9)
@@ -313,7 +314,7 @@ def dhash_code(gray):
     return out
 
 
-@njit(uint64[::1](uint8[:, ::1]), **_OPTS)
+@njit(uint64[::1](GRAY), **_OPTS)
 def ahash_code(gray):
     """Bit row*8+col = px > mean on the 8x8 area resize (compared exactly as 64*N > sum N)."""
     n = area_numerators(gray, 8, 8)

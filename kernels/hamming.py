@@ -11,9 +11,15 @@ numba code too.
 from __future__ import annotations
 
 import numpy as np
-from numba import int32, int64, njit, uint64
+from numba import int32, int64, njit, types, uint64
 
 _OPTS = {"nogil": True, "cache": True}
+
+# Array arguments are typed read-only: numba accepts writable arrays there as well, so the
+# one signature also serves codes that live in read-only buffers (np.frombuffer over LMDB).
+_CODE = types.Array(uint64, 1, "A", readonly=True)  # one code, (2,)
+_TABLE = types.Array(uint64, 2, "C", readonly=True)  # n codes, (n, 2) C-contiguous
+_QUERIES = types.Array(uint64, 2, "A", readonly=True)  # k codes, (k, 2)
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -29,13 +35,13 @@ def popcount(x):
     return int64((x * _H01) >> np.uint64(56))
 
 
-@njit(int64(uint64[:], uint64[:]), **_OPTS)
+@njit(int64(_CODE, _CODE), **_OPTS)
 def hamming(a, b):
     """Distance between two codes a, b of shape (2,)."""
     return popcount(a[0] ^ b[0]) + popcount(a[1] ^ b[1])
 
 
-@njit(int32[::1](uint64[:], uint64[:, ::1]), **_OPTS)
+@njit(int32[::1](_CODE, _TABLE), **_OPTS)
 def hamming_many(q, codes):
     """Distances (n,) int32 from q (2,) to every row of codes (n, 2)."""
     n = codes.shape[0]
@@ -47,7 +53,7 @@ def hamming_many(q, codes):
     return out
 
 
-@njit(int64[::1](uint64[:], uint64[:, ::1], int64), **_OPTS)
+@njit(int64[::1](_CODE, _TABLE, int64), **_OPTS)
 def within_radius(q, codes, radius):
     """Indices (ascending, int64) of the rows of codes within Hamming distance <= radius of q."""
     n = codes.shape[0]
@@ -62,7 +68,7 @@ def within_radius(q, codes, radius):
     return hits[:count].copy()
 
 
-@njit(int32[:, ::1](uint64[:, :], uint64[:, ::1]), **_OPTS)
+@njit(int32[:, ::1](_QUERIES, _TABLE), **_OPTS)
 def hamming_many_multi(qs, codes):
     """Distance matrix (k, n) int32 between k query codes qs (k, 2) and codes (n, 2); no minimum taken."""
     k = qs.shape[0]
