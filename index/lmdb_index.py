@@ -31,8 +31,8 @@ DEFAULT_MAP_SIZE = 1 << 30
 MAX_MAP_SIZE = 1 << 44
 ITER_BATCH = 512
 # Scan costs in units of one LMDB key lookup (see mih.plan), measured at 100k codes:
-# reading a code from LMDB ~ one lookup; checking a code in RAM ~ 1/128 of one.
-LOAD_COST, CHECK_COST = 1.0, 1 / 128
+# reading a code from LMDB ~ one lookup; checking a code in RAM (numba) ~ 1/512 of one.
+LOAD_COST, CHECK_COST = 1.0, 1 / 512
 
 
 class LmdbIndex:
