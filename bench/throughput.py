@@ -1,0 +1,204 @@
+"""Images per second of our per-file work vs a decode-only loop, imagehash and PDQ.
+
+Same files, same thread pool (ThreadPoolExecutor, --workers, default 2), interleaved
+rounds, medians. Two file sets, measured separately: large JPEGs (the corpus
+`wallpaper_*` photos of >= 4 MP) and small images (< 0.3 MP).
+
+  ours         dedupd.daemon.fingerprinting.fingerprint_file(ref, "lbph", 100_000_000):
+               read + sha256 + reduced-scale grey JPEG decode + EXIF orientation + LBPH
+               with its 8 dihedral variants -- the per-file work of a scan.
+  decode-only  read the bytes + decode_image (the same reduced decode), no hashing.
+  imagehash    imagehash.phash(PIL.Image.open(path)): Pillow full decode, no EXIF transpose.
+  pdq          pdqhash.compute on an OpenCV full colour decode (cv2.imread), an extra anchor.
+  full-decode  read the bytes + cv2.imdecode(IMREAD_GRAYSCALE): what the reduced decode saves.
+
+Each file's own time (in its worker thread) is recorded too, to split the large set into
+baseline and progressive JPEGs: DCT-domain reduction saves far less on progressive files.
+
+Run:  /tmp/venv/bin/python bench/throughput.py [--corpus PATH] [--workers 2] [--repeats 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import common
+from common import median, note, print_table, rounded
+
+PIXEL_LIMIT = 100_000_000
+LARGE_MIN_PIXELS = 4_000_000
+SMALL_MAX_PIXELS = 300_000
+
+
+def file_sets(corpus, quick: bool) -> dict[str, list[str]]:
+    rows = common.read_manifest(corpus)
+    large = [r["abspath"] for r in rows
+             if os.path.basename(r["path"]).startswith("wallpaper_") and r["width"] * r["height"] >= LARGE_MIN_PIXELS]
+    small = [r["abspath"] for r in rows if r["path"].startswith("photos/") and r["width"] * r["height"] < SMALL_MAX_PIXELS]
+    if quick:
+        large, small = common.sample(large, 6), common.sample(small, 60)
+    return {"large": sorted(large), "small": sorted(small)}
+
+
+def methods() -> dict[str, Callable[[str], object]]:
+    import cv2
+    import imagehash
+    import numpy as np
+    import pdqhash
+    from PIL import Image
+
+    from dedupd.daemon.decode import decode_image
+    from dedupd.daemon.fingerprinting import fingerprint_file
+    from dedupd.daemon.walk import FileRef
+
+    def ours(path: str):
+        fp = fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT)
+        if fp.variants is None:
+            raise RuntimeError(f"{path}: {fp.record.error}")
+        return fp
+
+    def decode_only(path: str):
+        with open(path, "rb") as f:
+            data = f.read()
+        return decode_image(data, path, PIXEL_LIMIT)
+
+    def full_decode(path: str):
+        with open(path, "rb") as f:
+            data = f.read()
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+    def ih_phash(path: str):
+        with Image.open(path) as im:
+            return imagehash.phash(im)
+
+    def pdq(path: str):
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        return pdqhash.compute(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+    return {"ours": ours, "decode-only": decode_only, "full-decode": full_decode, "imagehash": ih_phash, "pdq": pdq}
+
+
+def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) -> dict:
+    pixels = sum(_pixels(p) for p in paths)
+    kinds = {p: _jpeg_kind(p) for p in paths}
+    note(f"[{name}] {len(paths)} files, {pixels / 1e6:.1f} MP, {workers} workers, {repeats} rounds")
+    per_file: dict[str, dict[str, list[float]]] = {m: {p: [] for p in paths} for m in fns}
+
+    def clocked(m, fn):
+        def run(path):
+            t0 = time.perf_counter()
+            fn(path)
+            per_file[m][path].append(time.perf_counter() - t0)
+        return run
+
+    with ThreadPoolExecutor(workers) as pool:
+        def case(fn):
+            return lambda: list(pool.map(fn, paths))
+
+        for fn in fns.values():  # warm: numba, libraries, pool threads (untimed)
+            list(pool.map(fn, paths[: max(2, workers)]))
+        secs = common.interleaved({m: case(clocked(m, fn)) for m, fn in fns.items()}, repeats,
+                                  on_round=lambda r, t: note(f"  round {r + 1}: " + ", ".join(
+                                      f"{m} {len(paths) / s:.1f}/s" for m, s in t.items())))
+    ips = {m: [len(paths) / s for s in v] for m, v in secs.items()}
+    paired = {  # ratio of the same round, then the median: robust to slow rounds
+        f"ours/{other}": rounded(median([a / b for a, b in zip(ips["ours"], ips[other])]))
+        for other in fns if other != "ours"
+    }
+    by_kind = {}  # sum over files of each file's median thread time, per JPEG kind
+    for kind in sorted(set(kinds.values())):
+        files = [p for p in paths if kinds[p] == kind]
+        by_kind[kind] = {"files": len(files), "ms_per_file": {
+            m: rounded(1000 * sum(median(per_file[m][p]) for p in files) / len(files)) for m in fns}}
+    return {
+        "files": len(paths), "megapixels": round(pixels / 1e6, 2),
+        "reductions": _reductions(paths),
+        "ips_median": {m: rounded(median(v)) for m, v in ips.items()},
+        "ips_min": {m: rounded(min(v)) for m, v in ips.items()},
+        "ips_max": {m: rounded(max(v)) for m, v in ips.items()},
+        "ratios": paired,
+        "thread_ms_per_file_by_kind": by_kind,
+    }
+
+
+def _jpeg_kind(path: str) -> str:
+    """"baseline" / "progressive" for JPEG (from the SOF marker), else the extension."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)
+    if data[:2] != b"\xff\xd8":
+        return os.path.splitext(path)[1].lstrip(".").lower() or "other"
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1):
+            return "jpeg-baseline"
+        if marker == 0xC2:
+            return "jpeg-progressive"
+        i += 2 + length
+    return "jpeg-other"
+
+
+def _pixels(path: str) -> int:
+    from dedupd.daemon.imageinfo import HEADER_BYTES, read_info
+    with open(path, "rb") as f:
+        info = read_info(f.read(HEADER_BYTES), path)
+    return info.width * info.height
+
+
+def _reductions(paths: list[str]) -> dict[str, int]:
+    from collections import Counter
+
+    from dedupd.daemon.decode import reduction_for
+    from dedupd.daemon.imageinfo import HEADER_BYTES, read_info
+    c: Counter = Counter()
+    for p in paths:
+        with open(p, "rb") as f:
+            c[f"1/{reduction_for(read_info(f.read(HEADER_BYTES), p))}"] += 1
+    return dict(sorted(c.items()))
+
+
+def main(argv=None) -> int:
+    p = common.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=int, default=2, help="threads in the pool, for every method (default 2)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5; --quick 2)")
+    args = p.parse_args(argv)
+    corpus = common.check_corpus(args.corpus)
+    repeats = args.repeats or (2 if args.quick else 5)
+
+    from dedupd.kernels import warm
+    warm()
+    fns = methods()
+    sets = file_sets(corpus, args.quick)
+    for paths in sets.values():
+        common.warm_page_cache(paths)
+
+    results = {name: run_set(name, paths, fns, args.workers, repeats) for name, paths in sets.items()}
+
+    print(f"\nthroughput: images/s, median of {repeats} interleaved rounds, {args.workers} threads, warm page cache")
+    rows = []
+    for name, r in results.items():
+        for m in fns:
+            rows.append([f"{name} ({r['files']} files, {r['megapixels']} MP)", m, r["ips_median"][m],
+                         f"{r['ips_min'][m]:.1f}..{r['ips_max'][m]:.1f}"])
+    print_table(["set", "method", "images/s", "range"], rows)
+    others = [m for m in fns if m != "ours"]
+    print_table(["set"] + [f"ours/{m}" for m in others] + ["JPEG reductions"],
+                [[n] + [f"{r['ratios'][f'ours/{m}']:.2f}x" for m in others]
+                 + [" ".join(f"{k}:{v}" for k, v in r["reductions"].items())] for n, r in results.items()],
+                title="ratios of images/s (median of per-round ratios; > 1 = ours faster)")
+    print_table(["set", "kind", "files"] + [f"{m} ms" for m in fns],
+                [[n, kind, k["files"]] + [k["ms_per_file"][m] for m in fns]
+                 for n, r in results.items() for kind, k in r["thread_ms_per_file_by_kind"].items()],
+                title="mean per-file time in its worker thread (median over rounds), by file kind")
+    common.emit_json({"bench": "throughput", "quick": args.quick, "workers": args.workers, "repeats": repeats,
+                      "machine": common.machine(),
+                      "versions": common.versions("numpy", "numba", "cv2", "PIL", "imagehash", "pdqhash"),
+                      "sets": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
