@@ -36,8 +36,8 @@ ALGORITHMS: dict[str, Algorithm] = {
 class Fingerprint:
     algo: str
     version: int
-    code: np.ndarray  # (2,) uint64
-    variants: np.ndarray  # (8, 2) uint64 with row 0 == code; (1, 2) when the algorithm has no variants
+    code: np.ndarray  # (2,) uint64, read-only
+    variants: np.ndarray  # (8, 2) uint64 with row 0 == code, read-only; (1, 2) when the algorithm has no variants
     quality: float  # standard deviation of the blurred 64x64 image (lbph.quality); near 0 = flat picture
 
 
@@ -57,7 +57,10 @@ def fingerprint(gray: np.ndarray, algo: str = "lbph") -> Fingerprint:
     else:
         variants = alg.variants(gray) if alg.variants is not None else alg.hash(gray).reshape(1, 2)
         q = lbph.quality(gray)
-    return Fingerprint(alg.name, alg.version, variants[0].copy(), variants, float(q))
+    code = variants[0].copy()
+    code.flags.writeable = False  # a Fingerprint is a value: its arrays are read-only
+    variants.flags.writeable = False
+    return Fingerprint(alg.name, alg.version, code, variants, float(q))
 
 
 def warm() -> None:

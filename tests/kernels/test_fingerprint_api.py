@@ -44,6 +44,7 @@ def test_fingerprint_shapes_and_consistency(algo):
     else:
         assert int(fp.code[1]) >> 63 == 0  # reserved bit
     assert isinstance(fp.quality, float) and fp.quality == pytest.approx(quality(g))
+    assert not fp.code.flags.writeable and not fp.variants.flags.writeable
 
 
 def test_lbph_fingerprint_is_the_module_functions():
@@ -105,3 +106,18 @@ def _time(fn, n):
     for _ in range(n):
         fn()
     return (time.perf_counter() - t0) / n
+
+
+def test_every_kernel_is_nogil_cached_and_compiled_once():
+    import sys
+
+    from dedupd.kernels import _jit
+
+    hm = sys.modules["dedupd.kernels.hamming"]  # the package attribute `hamming` is the function
+    kernels_ = [_jit.area_numerators, _jit.lbph_blocks, _jit.pack_variants, _jit.phash_block, _jit.dhash_code, _jit.ahash_code]
+    kernels_ += [hm.hamming, hm.hamming_many, hm.within_radius, hm.hamming_many_multi]
+    for k in kernels_:
+        assert k.targetoptions.get("nogil") is True, k.__name__
+        assert not k.targetoptions.get("fastmath"), k.__name__
+        assert k._cache.__class__.__name__ == "FunctionCache", k.__name__
+        assert len(k.signatures) == 1, k.__name__  # explicit signature, no silent recompiles
