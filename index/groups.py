@@ -1,20 +1,39 @@
-"""Validation and encoding of duplicate groups (the derived snapshot the daemon stores)."""
+"""Validation of what the app stores beside records: duplicate groups and metadata keys.
+
+Both implementations call these before touching their tables, so that bad input
+raises the same ValueError/TypeError everywhere and changes nothing.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Any
+
+MAX_KEY_BYTES = 400  # LMDB keys are limited to 511 bytes
 
 
-def check_groups(groups: list[dict]) -> Iterator[tuple[str, str]]:
-    """(id, JSON text) for each group; raises ValueError/TypeError before anything is stored."""
-    seen: set[str] = set()
-    out = []
+def _key_bytes(key: Any, what: str) -> bytes:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{what} must be a non-empty str, got {key!r:.80}")
+    raw = key.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_KEY_BYTES:
+        raise ValueError(f"{what} is longer than {MAX_KEY_BYTES} bytes: {key[:40]!r}...")
+    return raw
+
+
+def check_groups(groups: list[dict]) -> list[tuple[bytes, str]]:
+    """(id bytes, JSON text) for each group, sorted by id bytes."""
+    out: dict[bytes, str] = {}
     for g in groups:
-        if not isinstance(g, dict) or not isinstance(g.get("id"), str) or not g["id"]:
-            raise ValueError(f"a group must be a dict with a non-empty str 'id', got {g!r:.80}")
-        if g["id"] in seen:
+        if not isinstance(g, dict):
+            raise ValueError(f"a group must be a dict, got {g!r:.80}")
+        key = _key_bytes(g.get("id"), "a group's 'id'")
+        if key in out:
             raise ValueError(f"duplicate group id {g['id']!r}")
-        seen.add(g["id"])
-        out.append((g["id"], json.dumps(g)))
-    return iter(out)
+        out[key] = json.dumps(g)
+    return sorted(out.items())
+
+
+def check_meta(key: str, value: Any) -> tuple[bytes, str]:
+    """(key bytes, JSON text) of one app metadata entry."""
+    return _key_bytes(key, "a metadata key"), json.dumps(value)

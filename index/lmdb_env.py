@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -45,12 +46,49 @@ class Tables:
         return self.mih[int(name[3:])] if name.startswith("mih") else getattr(self, name)
 
 
+class Gate:
+    """Transactions of many threads run together; a map resize runs alone.
+
+    LMDB may only change the map size while this process has no transaction open.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._resizing)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def resize(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._resizing)
+            self._resizing = True
+            self._cond.wait_for(lambda: self._active == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
 def error_for(e: BaseException, path: Path, op: str) -> IndexFailure:
     """The typed error for an `lmdb.Error` or `OSError` raised while doing `op` on `path`."""
     if isinstance(e, IndexFailure):
         return e
     if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
-                      lmdb.IncompatibleError, lmdb.BadValsizeError, lmdb.NotFoundError, lmdb.VersionMismatchError,
+                      lmdb.IncompatibleError, lmdb.NotFoundError, lmdb.VersionMismatchError,
                       lmdb.PanicError)):
         return IndexCorrupt(f"index at {path} is damaged ({op}: {e}); {REINDEX_HINT}")
     if isinstance(e, lmdb.ReadonlyError):

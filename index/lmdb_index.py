@@ -19,9 +19,9 @@ import lmdb
 import numpy as np
 
 from . import codec, lmdb_env, mih
-from .base import IndexMeta, as_code, as_codes, make_meta
+from .base import U64_MAX, IndexMeta, as_code, as_codes, make_meta
 from .errors import IndexFailure, IndexMissing, RecordNotFound
-from .groups import check_groups
+from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
 from .lmdb_tables import Writer, lookup, read_record, scan_codes
 from .records import FileRecord
@@ -56,6 +56,7 @@ class LmdbIndex:
         self = object.__new__(cls)
         self.path, self.readonly = Path(path), readonly
         self._pid, self._env, self._lock_fd, self._codes_cache = os.getpid(), None, None, None
+        self._gate = lmdb_env.Gate()
         want = make_meta(code_bits, m, algo, algo_version)  # validates the arguments
         try:
             with mapped_errors(self.path, "open"):
@@ -93,13 +94,18 @@ class LmdbIndex:
     def _read(self, op: str, fn: Callable[[Any], T]) -> T:
         env = self._live_env()
         with mapped_errors(self.path, op):
-            try:
-                txn = env.begin()
-            except lmdb.MapResizedError:  # another process grew the map
-                env.set_mapsize(0)
-                txn = env.begin()
-            with txn:
-                return fn(txn)
+            for _ in range(3):
+                with self._gate.transaction():
+                    try:
+                        txn = env.begin()
+                    except lmdb.MapResizedError:  # another process grew the map: adopt its size
+                        txn = None
+                    if txn is not None:
+                        with txn:
+                            return fn(txn)
+                with self._gate.resize():
+                    env.set_mapsize(0)
+            raise IndexFailure(f"index at {self.path} keeps growing under us; retry the {op}")
 
     def _write(self, op: str, fn: Callable[[Any], T]) -> T:
         env = self._live_env()
@@ -108,14 +114,14 @@ class LmdbIndex:
         with mapped_errors(self.path, op):
             while True:
                 try:
-                    with env.begin(write=True) as txn:
-                        result = fn(txn)
-                    return result
+                    with self._gate.transaction(), env.begin(write=True) as txn:
+                        return fn(txn)
                 except lmdb.MapFullError:
                     size = env.info()["map_size"]
                     if size >= MAX_MAP_SIZE:
                         raise IndexFailure(f"index at {self.path} reached {size} bytes; free disk space or reindex") from None
-                    env.set_mapsize(size * 2)
+                    with self._gate.resize():
+                        env.set_mapsize(size * 2)
 
     # -- records -------------------------------------------------------------
     def put(self, rec: FileRecord) -> FileRecord:
@@ -156,6 +162,8 @@ class LmdbIndex:
         return self._read("by_path", txn_fn)
 
     def by_inode(self, dev: int, ino: int) -> list[FileRecord]:
+        if not (0 <= dev <= U64_MAX and 0 <= ino <= U64_MAX):
+            return []
         return self._read("by_inode", lambda txn: self._dups(txn, self._t.inodes, codec.inode_key(dev, ino)))
 
     def by_content(self, content_hash: bytes) -> list[FileRecord]:
@@ -222,7 +230,10 @@ class LmdbIndex:
 
     # -- metadata and groups -----------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
-        raw = self._read("get_meta", lambda txn: txn.get(APP_PREFIX + key.encode(), db=self._t.meta))
+        if not isinstance(key, str) or not key or len(key.encode("utf-8", "surrogatepass")) > 400:
+            return default
+        raw_key = APP_PREFIX + key.encode("utf-8", "surrogatepass")
+        raw = self._read("get_meta", lambda txn: txn.get(raw_key, db=self._t.meta))
         if raw is None:
             return default
         try:
@@ -231,12 +242,11 @@ class LmdbIndex:
             raise lmdb_env.IndexCorrupt(f"index at {self.path}: metadata {key!r} is unreadable") from None
 
     def set_meta(self, key: str, value: Any) -> None:
-        raw = json.dumps(value).encode()
-        self._write("set_meta", lambda txn: txn.put(APP_PREFIX + key.encode(), raw, db=self._t.meta))
+        raw_key, text = check_meta(key, value)
+        self._write("set_meta", lambda txn: txn.put(APP_PREFIX + raw_key, text.encode(), db=self._t.meta))
 
     def replace_groups(self, groups: list[dict]) -> None:
-        rows = [(gid.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass"))
-                for gid, text in check_groups(groups)]
+        rows = [(key, text.encode()) for key, text in check_groups(groups)]
 
         def txn_fn(txn):
             txn.drop(self._t.groups, delete=False)
@@ -257,23 +267,21 @@ class LmdbIndex:
         """Record count, entries per table, and bytes: `file_bytes` (data.mdb size),
         `used_bytes` (pages holding live data), `high_water_bytes` (pages ever used,
         including free pages LMDB will reuse), `map_size`."""
-        env = self._live_env()
-
         def txn_fn(txn):
             names = ["files", "paths", "inodes", "content", "groups", "meta"]
             names += [f"mih{j}" for j in range(self.meta.m)]
             st = {name: txn.stat(self._t.by_name(name)) for name in names}
-            pages = sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in st.values())
-            return {name: s["entries"] for name, s in st.items()}, pages
+            st["main"] = txn.stat()
+            pages = 2 + sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in st.values())
+            # env-level calls stay inside the transaction, so that no map resize runs meanwhile
+            counts = {name: s["entries"] for name, s in st.items() if name != "main"}
+            return counts, pages * st["main"]["psize"], (self._env.info(), st["main"]["psize"])
 
-        entries, pages = self._read("stats", txn_fn)
+        entries, used, (info, psize) = self._read("stats", txn_fn)
         with mapped_errors(self.path, "stats"):
-            info, main = env.info(), env.stat()
             file_bytes = os.stat(self.path / "data.mdb").st_size
-        psize = main["psize"]
-        pages += 2 + main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
         return {"files": entries["files"], "path": str(self.path), "file_bytes": file_bytes,
-                "used_bytes": pages * psize, "high_water_bytes": (info["last_pgno"] + 1) * psize,
+                "used_bytes": used, "high_water_bytes": (info["last_pgno"] + 1) * psize,
                 "map_size": info["map_size"], "entries": entries}
 
     # -- lifecycle -------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import codec
-from .base import IndexMeta, check_record, is_searchable
+from .base import U64_MAX, IndexMeta, check_record, is_searchable
 from .errors import IndexFailure, PathConflict, RecordNotFound
 from .lmdb_env import Tables
 from .mih import Layout
@@ -39,6 +39,8 @@ def entries(rec: FileRecord, layout: Layout) -> set[Entry]:
 
 
 def read_record(txn, tables: Tables, file_id: int) -> FileRecord | None:
+    if not 0 <= file_id <= U64_MAX:
+        return None
     raw = txn.get(codec.id_key(file_id), db=tables.files)
     return None if raw is None else codec.decode_record(raw, file_id)
 

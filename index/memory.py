@@ -17,7 +17,7 @@ from . import mih
 from .base import IndexMeta, as_code, as_codes, check_record, is_searchable, make_meta
 from .codec import encode_record
 from .errors import IndexFailure, PathConflict, RecordNotFound
-from .groups import check_groups
+from .groups import check_groups, check_meta
 from .records import FileRecord
 
 
@@ -34,8 +34,9 @@ class MemoryIndex:
         self._content: dict[bytes, set[int]] = defaultdict(set)
         self._tables: list[dict[int, set[int]]] = [defaultdict(set) for _ in range(self.meta.m)]
         self._app_meta: dict[str, str] = {}
-        self._groups: dict[str, str] = {}
+        self._groups: dict[bytes, str] = {}
         self._next_id = 1
+        self._searchable = 0
         self._closed = False
 
     # -- records -------------------------------------------------------------
@@ -77,8 +78,8 @@ class MemoryIndex:
         if rec.content_hash:
             self._content[rec.content_hash].add(fid)
         if is_searchable(rec):
-            subs = self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0]
-            for table, sub in zip(self._tables, subs.tolist()):
+            self._searchable += 1
+            for table, sub in zip(self._tables, self._subs(rec)):
                 table[sub].add(fid)
 
     def _unlink(self, rec: FileRecord) -> None:
@@ -89,9 +90,12 @@ class MemoryIndex:
         if rec.content_hash:
             _discard(self._content, rec.content_hash, fid)
         if is_searchable(rec):
-            subs = self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0]
-            for table, sub in zip(self._tables, subs.tolist()):
+            self._searchable -= 1
+            for table, sub in zip(self._tables, self._subs(rec)):
                 _discard(table, sub, fid)
+
+    def _subs(self, rec: FileRecord) -> list[int]:
+        return self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0].tolist()
 
     def _snapshot(self) -> tuple:
         return (dict(self._files), self._next_id)
@@ -107,7 +111,7 @@ class MemoryIndex:
         self._check_open()
         removed = 0
         for fid in file_ids:
-            rec = self._files.get(int(fid))
+            rec = self._files.get(int(fid))  # noqa: any int; unknown ids are skipped
             if rec is not None:
                 self._unlink(rec)
                 removed += 1
@@ -152,8 +156,7 @@ class MemoryIndex:
     def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
         self._check_open()
         queries = as_codes(codes, self.meta.code_bits)
-        n = sum(1 for r in self._files.values() if is_searchable(r))
-        return mih.search(self._layout, queries, int(radius), n, self._lookup, self.all_codes,
+        return mih.search(self._layout, queries, int(radius), self._searchable, self._lookup, self.all_codes,
                           *self.scan_costs)
 
     def _lookup(self, j: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,21 +175,22 @@ class MemoryIndex:
     # -- metadata and groups ---------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
         self._check_open()
-        raw = self._app_meta.get(key)
+        raw = self._app_meta.get(key) if isinstance(key, str) else None
         return default if raw is None else json.loads(raw)
 
     def set_meta(self, key: str, value: Any) -> None:
         self._check_open()
-        self._app_meta[str(key)] = json.dumps(value)
+        raw_key, text = check_meta(key, value)
+        self._app_meta[key] = text
 
     def replace_groups(self, groups: list[dict]) -> None:
         self._check_open()
-        self._groups = dict(check_groups(groups))
+        self._groups = dict(check_groups(groups))  # id bytes -> JSON, sorted like LMDB keys
 
     def iter_groups(self) -> Iterator[dict]:
         self._check_open()
-        for gid in sorted(self._groups, key=lambda g: g.encode("utf-8", "surrogatepass")):
-            yield json.loads(self._groups[gid])
+        for text in list(self._groups.values()):
+            yield json.loads(text)
 
     def stats(self) -> dict:
         self._check_open()

@@ -45,6 +45,14 @@ def test_get_missing_raises_record_not_found(index):
     assert isinstance(e.value, DedupdError) and "12345" in str(e.value)
 
 
+@pytest.mark.parametrize("bad_id", [0, -1, 2**64, 2**70])
+def test_get_of_impossible_ids_raises_record_not_found(index, bad_id):
+    index.put(rec("/a"))
+    with pytest.raises(RecordNotFound):
+        index.get(bad_id)
+    assert index.delete_many([bad_id]) == 0 and index.by_inode(-1, 1) == [] and index.by_inode(7, 2**64) == []
+
+
 def test_ids_are_never_reused(index):
     first = index.put_many([rec(f"/f{i}", i) for i in range(3)])
     assert index.delete_many([r.file_id for r in first]) == 3
@@ -212,20 +220,28 @@ def test_meta_keys_do_not_clash_with_settings(index):
     assert index.get_meta("m") == 99
 
 
+@pytest.mark.parametrize("key", ["", "k" * 401, 5])
+def test_bad_meta_keys_are_refused(index, key):
+    with pytest.raises(ValueError):
+        index.set_meta(key, 1)
+    assert index.get_meta(key, "default") == "default"
+
+
 def test_groups_are_replaced_as_a_whole(index):
     index.replace_groups([{"id": "g2", "members": [1, 2]}, {"id": "g1", "members": [3, 4], "tier": "exact"}])
     assert list(index.iter_groups()) == [{"id": "g1", "members": [3, 4], "tier": "exact"},
                                          {"id": "g2", "members": [1, 2]}]
-    index.replace_groups([{"id": "g3"}])
-    assert list(index.iter_groups()) == [{"id": "g3"}]
+    index.replace_groups([{"id": "g3"}, {"id": "\u00e9t\u00e9"}, {"id": "Z"}])
+    assert [g["id"] for g in index.iter_groups()] == ["Z", "g3", "\u00e9t\u00e9"]  # by UTF-8 bytes
     index.replace_groups([])
     assert list(index.iter_groups()) == []
 
 
-@pytest.mark.parametrize("groups", [[{"members": []}], [{"id": 3}], [{"id": "a"}, {"id": "a"}]])
+@pytest.mark.parametrize("groups", [[{"members": []}], [{"id": 3}], [{"id": "a"}, {"id": "a"}],
+                                    [{"id": "x" * 401}], ["not a dict"], [{"id": "b", "bad": object()}]])
 def test_bad_groups_are_refused_and_change_nothing(index, groups):
     index.replace_groups([{"id": "keep"}])
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, TypeError)):
         index.replace_groups(groups)
     assert list(index.iter_groups()) == [{"id": "keep"}]
 

@@ -143,3 +143,33 @@ def test_unreadable_settings_are_corrupt(tmp_path):
     _raw_put(tmp_path, b"meta", b"m", b"{not json")
     with pytest.raises(IndexCorrupt, match="setting 'm'"):
         LmdbIndex.open(tmp_path, **ARGS)
+
+
+def test_map_growth_while_another_thread_reads(tmp_path):
+    """Growing the map needs every transaction of the process closed: reads wait meanwhile."""
+    import threading
+
+    errors, stop = [], threading.Event()
+    with LmdbIndex.open(tmp_path, **ARGS, map_size=64 * 1024) as ix:
+        ix.put(rec(0))
+
+        def read_loop():
+            try:
+                while not stop.is_set():
+                    ix.range_search((0, 0), 3)
+                    ix.stats()
+                    assert ix.get(1).file_id == 1
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        readers = [threading.Thread(target=read_loop) for _ in range(2)]
+        for t in readers:
+            t.start()
+        try:
+            for start in range(1, 4000, 200):
+                ix.put_many(rec(i) for i in range(start, start + 200))
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(30)
+        assert not errors and len(ix) == 4001 and ix.stats()["map_size"] >= 1 << 20
