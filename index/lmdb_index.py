@@ -6,6 +6,11 @@ Read transactions are short: iterators read in batches. The map grows by
 doubling on `MapFullError` (only between transactions of this process: grow it
 from the writer thread while no read transaction of this process is open).
 Never use an instance across fork(): open the index again in the child.
+
+Range searches use multi-index hashing through `getmulti` lookups, or a numba scan
+of all codes held in RAM when `mih.plan` says that is cheaper. The writer keeps
+that copy of the codes (24 bytes per code) in step with its own commits
+(`cache_codes=True`); read-only instances keep one per snapshot.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import lmdb
 import numpy as np
 
-from . import codec, lmdb_env, mih
+from . import codec, codecache, lmdb_env, mih
 from .base import U64_MAX, IndexMeta, as_code, as_codes, make_meta
 from .errors import IndexFailure, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
@@ -30,33 +35,38 @@ T = TypeVar("T")
 DEFAULT_MAP_SIZE = 1 << 30
 MAX_MAP_SIZE = 1 << 44
 ITER_BATCH = 512
-# Scan costs in units of one LMDB key lookup (see mih.plan), measured at 100k codes:
-# reading a code from LMDB ~ one lookup; checking a code in RAM (numba) ~ 1/512 of one.
-LOAD_COST, CHECK_COST = 1.0, 1 / 512
+# Search costs in units of one LMDB key lookup (~0.7 us; see mih.plan), measured at 100k
+# codes: reading a code from LMDB ~ one lookup; checking a code in RAM (numba) ~ 1/1000;
+# the fixed work of probing one MIH table ~ 24 lookups.
+LOAD_COST, CHECK_COST, PROBE_COST = 1.0, 1 / 1024, 24.0
 
 
 class LmdbIndex:
     meta: IndexMeta
-    # (load, check) costs of a full scan for mih.plan; the load cost drops to 0 while
-    # the codes of the current snapshot are cached. Benchmarks and tests may override.
-    scan_costs: tuple[float, float] = (LOAD_COST, CHECK_COST)
+    # (load, check, probe) costs for mih.plan; the load cost counts only while the codes
+    # are not in RAM. Benchmarks and tests may override per instance: (0, 0, 0) always
+    # scans, (inf, inf, 0) always probes the MIH tables.
+    scan_costs: tuple[float, float, float] = (LOAD_COST, CHECK_COST, PROBE_COST)
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use LmdbIndex.open(path, ...)")
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, code_bits: int, m: int | None = None, algo: str,
-             algo_version: int, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE) -> "LmdbIndex":
+             algo_version: int, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE,
+             cache_codes: bool = True) -> "LmdbIndex":
         """Open the index at directory `path`, creating it unless `readonly`.
 
         Raises `IndexMismatch` when it was built with other settings (m=None accepts
         the stored m), `IndexCorrupt` when `path` holds something else,
         `IndexLocked` when another process writes to it, `IndexMissing` (readonly).
+        `cache_codes`: the writer keeps every code in RAM for scans (see module doc).
         """
         self = object.__new__(cls)
         self.path, self.readonly = Path(path), readonly
-        self._pid, self._env, self._lock_fd, self._codes_cache = os.getpid(), None, None, None
+        self._pid, self._env, self._lock_fd = os.getpid(), None, None
         self._gate = lmdb_env.Gate()
+        self._codes = codecache.CacheSlot(maintain=cache_codes and not readonly)
         want = make_meta(code_bits, m, algo, algo_version)  # validates the arguments
         try:
             with mapped_errors(self.path, "open"):
@@ -107,15 +117,23 @@ class LmdbIndex:
                     env.set_mapsize(0)
             raise IndexFailure(f"index at {self.path} keeps growing under us; retry the {op}")
 
-    def _write(self, op: str, fn: Callable[[Any], T]) -> T:
+    def _write(self, op: str, fn: Callable[[Any, list], T]) -> T:
+        """Run fn(txn, changes) in a write transaction, growing the map as needed.
+
+        fn appends (file id, code or None) to `changes` for the code cache."""
         env = self._live_env()
         if self.readonly:
             raise IndexFailure(f"the index at {self.path} is open read-only; {op} needs a writable index")
         with mapped_errors(self.path, op):
             while True:
                 try:
-                    with self._gate.transaction(), env.begin(write=True) as txn:
-                        return fn(txn)
+                    with self._gate.transaction():
+                        changes: list = []
+                        with env.begin(write=True) as txn:
+                            write_id = txn.id()
+                            result = fn(txn, changes)
+                        self._codes.committed(write_id, env.info()["last_txnid"], changes)
+                        return result
                 except lmdb.MapFullError:
                     size = env.info()["map_size"]
                     if size >= MAX_MAP_SIZE:
@@ -130,8 +148,8 @@ class LmdbIndex:
     def put_many(self, recs: Iterable[FileRecord]) -> list[FileRecord]:
         recs = list(recs)
 
-        def txn_fn(txn):
-            w = Writer(txn, self._t, self.meta, self._layout)
+        def txn_fn(txn, changes):
+            w = Writer(txn, self._t, self.meta, self._layout, changes)
             out = [w.put(r) for r in recs]
             w.finish()
             return out
@@ -141,8 +159,8 @@ class LmdbIndex:
     def delete_many(self, file_ids: Iterable[int]) -> int:
         ids = [int(i) for i in file_ids]
 
-        def txn_fn(txn):
-            w = Writer(txn, self._t, self.meta, self._layout)
+        def txn_fn(txn, changes):
+            w = Writer(txn, self._t, self.meta, self._layout, changes)
             return sum(w.delete(i) for i in ids)
 
         return self._write("delete", txn_fn)
@@ -207,26 +225,21 @@ class LmdbIndex:
         queries = as_codes(codes, self.meta.code_bits)
 
         def txn_fn(txn):
-            n = txn.stat(self._t.mih[0])["entries"]
-            load, check = self.scan_costs
-            warm = self._codes_cache is not None and self._codes_cache[0] == txn.id()
+            n, tid = txn.stat(self._t.mih[0])["entries"], txn.id()
+            load, check, probe = self.scan_costs
             return mih.search(self._layout, queries, int(radius), n,
                               lambda j, keys: lookup(txn, self._t, self._layout, j, keys),
-                              lambda: self._codes(txn), 0.0 if warm else load, check)
+                              lambda q, r: self._codes.search(tid, self._loader(txn), q, r),
+                              (0.0 if self._codes.warm(tid) else load, check, probe))
 
         return self._read("range_search", txn_fn)
 
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, codes) of every searchable record, sorted by id (read-only arrays, cached per snapshot)."""
-        return self._read("all_codes", self._codes)
+        """(ids, codes) of every searchable record, sorted by id."""
+        return self._read("all_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn)))
 
-    def _codes(self, txn) -> tuple[np.ndarray, np.ndarray]:
-        cache = self._codes_cache
-        if cache is None or cache[0] != txn.id():
-            ids, codes = scan_codes(txn, self._t, self._layout)
-            ids.flags.writeable = codes.flags.writeable = False
-            cache = self._codes_cache = (txn.id(), ids, codes)
-        return cache[1], cache[2]
+    def _loader(self, txn) -> codecache.Loader:
+        return lambda: scan_codes(txn, self._t, self._layout)
 
     # -- metadata and groups -----------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -243,12 +256,12 @@ class LmdbIndex:
 
     def set_meta(self, key: str, value: Any) -> None:
         raw_key, text = check_meta(key, value)
-        self._write("set_meta", lambda txn: txn.put(APP_PREFIX + raw_key, text.encode(), db=self._t.meta))
+        self._write("set_meta", lambda txn, _: txn.put(APP_PREFIX + raw_key, text.encode(), db=self._t.meta))
 
     def replace_groups(self, groups: list[dict]) -> None:
         rows = [(key, text.encode()) for key, text in check_groups(groups)]
 
-        def txn_fn(txn):
+        def txn_fn(txn, _):
             txn.drop(self._t.groups, delete=False)
             for key, value in rows:
                 txn.put(key, value, db=self._t.groups)
@@ -297,7 +310,7 @@ class LmdbIndex:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        self._codes_cache = None
+        self._codes.clear()
 
     def __enter__(self) -> "LmdbIndex":
         return self

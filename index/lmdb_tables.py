@@ -48,8 +48,9 @@ def read_record(txn, tables: Tables, file_id: int) -> FileRecord | None:
 class Writer:
     """Record writes within one write transaction (ids come from the `meta` counter)."""
 
-    def __init__(self, txn, tables: Tables, meta: IndexMeta, layout: Layout):
+    def __init__(self, txn, tables: Tables, meta: IndexMeta, layout: Layout, changes: list):
         self.txn, self.t, self.meta, self.layout = txn, tables, meta, layout
+        self.changes = changes  # (file id, code or None), for the code cache
         self.dbs = handles(tables)
         raw = txn.get(NEXT_ID, db=tables.meta)
         self.next_id = 1 if raw is None else codec.key_id(raw)
@@ -78,6 +79,8 @@ class Writer:
         txn.put(codec.id_key(rec.file_id), codec.encode_record(rec), db=self.t.files)
         for t, key, value in new_entries:
             txn.put(key, value, db=dbs[t])
+        if is_searchable(rec) or (old is not None and is_searchable(old)):
+            self.changes.append((rec.file_id, rec.code if is_searchable(rec) else None))
         return rec
 
     def _check_path(self, rec: FileRecord) -> None:
@@ -96,6 +99,8 @@ class Writer:
         for t, key, value in entries(old, self.layout):
             self.txn.delete(key, value, db=self.dbs[t])
         self.txn.delete(codec.id_key(file_id), db=self.t.files)
+        if is_searchable(old):
+            self.changes.append((file_id, None))
         return True
 
 

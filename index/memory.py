@@ -22,8 +22,8 @@ from .records import FileRecord
 
 
 class MemoryIndex:
-    # (load, check) costs of a full scan for mih.plan (see LmdbIndex.scan_costs).
-    scan_costs: tuple[float, float] = (1.0, 0.0)
+    # (load, check, probe) costs for mih.plan (see LmdbIndex.scan_costs).
+    scan_costs: tuple[float, float, float] = (1.0, 0.0, 0.0)
 
     def __init__(self, code_bits: int = 128, m: int | None = None, algo: str = "lbph", algo_version: int = 1):
         self.meta: IndexMeta = make_meta(code_bits, m, algo, algo_version)
@@ -156,8 +156,8 @@ class MemoryIndex:
     def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
         self._check_open()
         queries = as_codes(codes, self.meta.code_bits)
-        return mih.search(self._layout, queries, int(radius), self._searchable, self._lookup, self.all_codes,
-                          *self.scan_costs)
+        return mih.search(self._layout, queries, int(radius), self._searchable, self._lookup,
+                          lambda q, r: mih.verify(q, *self.all_codes(), r), self.scan_costs)
 
     def _lookup(self, j: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         table = self._tables[j]

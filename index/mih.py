@@ -23,7 +23,7 @@ import numpy as np
 from .hamming import hamming_many, popcount
 
 Lookup = Callable[[int, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-Scan = Callable[[], "tuple[np.ndarray, np.ndarray]"]
+Scan = Callable[[np.ndarray, int], "list[list[tuple[int, int]]]"]
 EMPTY_IDS = np.zeros(0, dtype=np.int64)
 EMPTY_CODES = np.zeros((0, 2), dtype=np.uint64)
 
@@ -109,13 +109,14 @@ def neighbours(subs: np.ndarray, width: int, s: int) -> np.ndarray:
     return np.unique(np.bitwise_xor(np.asarray(subs, dtype=np.uint64)[:, None], masks[None, :]).ravel())
 
 
-def plan(layout: Layout, radius: int, n_queries: int, n_entries: int,
-         load_cost: float = 1.0, check_cost: float = 0.0) -> list[tuple[int, int]] | None:
+def plan(layout: Layout, radius: int, n_queries: int, n_entries: int, load_cost: float = 1.0,
+         check_cost: float = 0.0, probe_cost: float = 0.0) -> list[tuple[int, int]] | None:
     """[(table, per-table radius), ...] to probe, or None when a full scan is cheaper.
 
-    Costs are in units of one key lookup: a scan costs `load_cost` per stored code
-    to read the codes plus `check_cost` per code and query to verify them. With
-    the defaults a scan happens when the keys to look up would outnumber the stored
+    Costs are in units of one key lookup. Multi-index hashing costs one unit per
+    key plus `probe_cost` per table probed; a scan costs `load_cost` per stored
+    code to get the codes into RAM plus `check_cost` per code and query. With the
+    defaults a scan happens when the keys to look up would outnumber the stored
     codes (huge radii, or an index smaller than the neighbourhood); a store whose
     codes are already in RAM passes load_cost=0.
     """
@@ -123,15 +124,20 @@ def plan(layout: Layout, radius: int, n_queries: int, n_entries: int,
     if radius >= layout.code_bits:
         return None
     n_keys = n_queries * sum(neighbourhood_size(layout.width, s) for _, s in probes)
-    return None if n_keys > n_entries * (load_cost + n_queries * check_cost) else probes
+    mih_cost = n_keys + probe_cost * len(probes)
+    return None if mih_cost > n_entries * (load_cost + n_queries * check_cost) else probes
 
 
-def verify(queries: np.ndarray, ids: np.ndarray, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
-    """For each query, every (id, distance) with distance <= radius, sorted by (distance, id)."""
+def verify(queries: np.ndarray, ids: np.ndarray, codes: np.ndarray, radius: int,
+           alive: np.ndarray | None = None) -> list[list[tuple[int, int]]]:
+    """For each query, every (id, distance) with distance <= radius, sorted by (distance, id).
+
+    `alive`, when given, masks out rows (tombstones of a cache)."""
     out = []
     for q in queries:
         d = hamming_many(q, codes)
-        hit = np.flatnonzero(d <= radius)
+        within = d <= radius
+        hit = np.flatnonzero(within & alive if alive is not None else within)
         hid, hd = ids[hit], d[hit]
         order = np.lexsort((hid, hd))
         out.append(list(zip(hid[order].tolist(), hd[order].tolist())))
@@ -148,25 +154,25 @@ def dedupe(ids: list[np.ndarray], codes: list[np.ndarray]) -> tuple[np.ndarray, 
 
 
 def search(layout: Layout, queries: np.ndarray, radius: int, n_entries: int, lookup: Lookup,
-           scan: Scan, load_cost: float = 1.0, check_cost: float = 0.0) -> list[list[tuple[int, int]]]:
+           scan: Scan, costs: tuple[float, ...] = ()) -> list[list[tuple[int, int]]]:
     """Exact range search of (k, 2) uint64 `queries` over a store of `n_entries` codes.
 
     `lookup(j, keys)` returns (ids int64, codes (n,2) uint64) of every entry of
-    table j whose substring is in the sorted uint64 array `keys`; `scan()` returns
-    all entries (see `plan` for the costs). Candidates are shared by all queries
-    and verified exactly.
+    table j whose substring is in the sorted uint64 array `keys`; `scan(queries,
+    radius)` answers by checking every stored code. `costs` are passed to `plan`
+    after the first four arguments. Candidates are shared by all queries and
+    verified exactly.
     """
     if radius < 0:
         raise ValueError(f"radius must be >= 0, not {radius}")
     if n_entries == 0 or len(queries) == 0:
         return [[] for _ in range(len(queries))]
-    probes = plan(layout, radius, len(queries), n_entries, load_cost, check_cost)
+    probes = plan(layout, radius, len(queries), n_entries, *costs)
     if probes is None:
-        ids, codes = scan()
-    else:
-        subs = layout.substrings(queries)
-        chunks = [lookup(j, neighbours(subs[:, j], layout.width, s)) for j, s in probes]
-        ids, codes = dedupe([c[0] for c in chunks], [c[1] for c in chunks])
+        return scan(queries, radius)
+    subs = layout.substrings(queries)
+    chunks = [lookup(j, neighbours(subs[:, j], layout.width, s)) for j, s in probes]
+    ids, codes = dedupe([c[0] for c in chunks], [c[1] for c in chunks])
     return verify(queries, ids, codes, radius)
 
 

@@ -64,8 +64,10 @@ def test_plan_scans_when_the_neighbourhood_outnumbers_the_codes():
     assert mih.plan(layout, 128, 1, 10**9) is None
     assert mih.plan(layout, 3, 1, 10**9) == [(0, 0), (1, 0), (2, 0), (3, 0)]  # s=0, a=3: the rest skip
     assert mih.plan(layout, 8, 1, 1000, load_cost=0.0, check_cost=0.0) is None
-    assert mih.plan(layout, 24, 1, 100_000, load_cost=0.0, check_cost=1 / 512) is None
+    assert mih.plan(layout, 24, 1, 100_000, load_cost=0.0, check_cost=1 / 1024) is None
     assert mih.plan(layout, 24, 1, 100_000) is not None
+    assert mih.plan(layout, 8, 1, 100_000, 0.0, 1 / 1024) is not None
+    assert mih.plan(layout, 8, 1, 100_000, 0.0, 1 / 1024, probe_cost=24) is None  # 8 probes cost more
 
 
 def test_numba_and_numpy_distances_agree():
@@ -92,8 +94,8 @@ class DictStore:
         hit = sorted(i for k in keys.tolist() for i in self.tables[j].get(k, ()))
         return np.array(hit, dtype=np.int64), self.codes[np.array(hit, dtype=np.int64) - 1].reshape(-1, 2)
 
-    def scan(self):
-        return self.ids, self.codes
+    def scan(self, queries, radius):
+        return mih.verify(queries, self.ids, self.codes, radius)
 
 
 def brute(queries, codes, radius):
@@ -117,7 +119,7 @@ def test_forced_mih_equals_brute_force(seed, m, radius, k):
     if keys > 200_000:
         return  # too many keys to enumerate in a test; the stores scan instead
     store = DictStore(layout, codes)
-    got = mih.search(layout, queries, radius, len(codes), store.lookup, store.scan, load_cost=float("inf"))
+    got = mih.search(layout, queries, radius, len(codes), store.lookup, store.scan, (float("inf"),))
     assert got == brute(queries, codes, radius)
     assert store.looked_up > 0 or radius >= 128
 

@@ -67,48 +67,83 @@ def records(codes: np.ndarray, code_bits: int):
     return recs
 
 
-def check(ix, code_bits, m, codes, queries, radius):
-    stored = ix.put_many(records(codes, code_bits))
-    ids = [r.file_id for r in stored[:-1]]
-    expect = brute(queries, ids, codes, radius)
+def check(ix, code_bits, m, queries, radius):
+    """Every search path of `ix` agrees with brute force over its current records."""
+    live = [(r.file_id, r.code) for r in ix.iter_records() if r.code is not None and r.state == "ok"]
+    ids = [i for i, _ in live]
+    expect = brute(queries, ids, np.array([c for _, c in live], dtype=np.uint64).reshape(-1, 2), radius)
     event(f"hits: {'none' if not any(expect) else 'some' if sum(map(len, expect)) < len(ids) else 'all'}")
     layout = mih.Layout(code_bits, m)
     keys = len(queries) * sum(mih.neighbourhood_size(layout.width, s) for s in mih.table_radii(radius, m))
-    costs = [None, (0.0, 0.0)] + ([(INF, 0.0)] if keys <= 100_000 else [])  # default, scan, MIH
+    default = ix.scan_costs
+    costs = [default, (0.0, 0.0, 0.0)] + ([(INF, INF, 0.0)] if keys <= 100_000 else [])  # default, scan, MIH
     for cost in costs:
-        if cost is not None:
-            ix.scan_costs = cost
+        ix.scan_costs = cost
         assert [ix.range_search(q, radius) for q in queries] == expect
         assert ix.range_search_many(queries, radius) == expect
+    ix.scan_costs = default
+
+
+def mutate(ix, rng, code_bits):
+    """Delete some records, move some codes, turn some into error records and back."""
+    recs = list(ix.iter_records())
+    if not recs:
+        return
+    pick = rng.permutation(len(recs))
+    third = len(recs) // 3
+    ix.delete_many(recs[i].file_id for i in pick[:third])
+    changed = []
+    for i in pick[third: 2 * third]:
+        r = recs[i]
+        if r.code is None:
+            changed.append(r.with_(state="ok", error="", code=(int(rng.integers(0, 2**63)), 0)))
+        elif rng.random() < 0.3:
+            changed.append(r.with_(state="error", error="gone", code=None))
+        else:
+            flip = flips(rng, 1, 6, code_bits)[0]
+            changed.append(r.with_(code=(int(np.uint64(r.code[0]) ^ flip[0]), int(np.uint64(r.code[1]) ^ flip[1]))))
+    ix.put_many(changed)
+    ix.put(FileRecord(0, "/added", 2, 2, 1, 0, 0, code=(int(rng.integers(0, 2**63)), 0), algo="lbph", algo_version=1))
 
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
-@given(cases())
-def test_memory_index_range_search_is_exact(case):
+@given(cases(), st.integers(0, 2**32 - 1))
+def test_memory_index_range_search_is_exact(case, seed):
     code_bits, m, codes, queries, radius = case
-    check(MemoryIndex(code_bits, m), code_bits, m, codes, queries, radius)
+    ix = MemoryIndex(code_bits, m)
+    ix.put_many(records(codes, code_bits))
+    check(ix, code_bits, m, queries, radius)
+    mutate(ix, np.random.default_rng(seed), code_bits)
+    check(ix, code_bits, m, queries, radius)
 
 
 @SETTINGS
-@given(cases(), st.booleans())
-def test_lmdb_index_range_search_is_exact(case, warm):
+@given(cases(), st.integers(0, 2**32 - 1), st.booleans(), st.booleans())
+def test_lmdb_index_range_search_is_exact(case, seed, cache_codes, prewarm):
     code_bits, m, codes, queries, radius = case
     with tempfile.TemporaryDirectory() as d:
-        with LmdbIndex.open(d, code_bits=code_bits, m=m, algo="lbph", algo_version=1) as ix:
-            if warm:  # codes cached for the snapshot: the cost model prefers scans
-                ix.put(FileRecord(0, "/warm", 9, 9, 1, 0, 0))
+        with LmdbIndex.open(d, code_bits=code_bits, m=m, algo="lbph", algo_version=1, cache_codes=cache_codes) as ix:
+            if prewarm:  # the codes are in RAM before the writes, which must carry them forward
+                ix.put(FileRecord(0, "/warm", 9, 9, 1, 0, 0, code=(3, 0)))
                 ix.all_codes()
-            check(ix, code_bits, m, codes, queries, radius)
+            ix.put_many(records(codes, code_bits))
+            check(ix, code_bits, m, queries, radius)
+            mutate(ix, np.random.default_rng(seed), code_bits)
+            check(ix, code_bits, m, queries, radius)
+            assert [r.file_id for r in ix.iter_records() if r.code is not None and r.state == "ok"] == \
+                ix.all_codes()[0].tolist()
+        with LmdbIndex.open(d, code_bits=code_bits, m=m, algo="lbph", algo_version=1, readonly=True) as ro:
+            check(ro, code_bits, m, queries, radius)
 
 
 def test_many_duplicates_of_one_key_span_several_pages(tmp_path):
     """More duplicates under one MIH key than fit one LMDB page (getmulti must read them all)."""
     codes = np.array([[5, 7]] * 600 + [[5 ^ (1 << 3), 7]] * 10, dtype=np.uint64)
     with LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1) as ix:
-        ix.scan_costs = (INF, 0.0)
+        ix.scan_costs = (INF, INF, 0.0)
         ids = [r.file_id for r in ix.put_many(records(codes, 128))[:-1]]
         got = ix.range_search((5, 7), 1)
         assert got == [(i, 0) for i in ids[:600]] + [(i, 1) for i in ids[600:]]
