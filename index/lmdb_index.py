@@ -3,9 +3,10 @@
 One writer (enforced with a lock file; a second writer gets `IndexLocked`), any
 number of readers (`readonly=True`, e.g. `dedupctl status` while dedupd runs).
 Read transactions are short: iterators read in batches. The map grows by
-doubling on `MapFullError` (only between transactions of this process: grow it
-from the writer thread while no read transaction of this process is open).
-Never use an instance across fork(): open the index again in the child.
+doubling on `MapFullError`; the resize waits until no other thread of this
+process is inside a transaction (`lmdb_env.Gate`), and readers in other processes
+adopt the new size on their next transaction. Instances may be shared by threads
+(one of them writing). Never use one across fork(): open the index again in the child.
 
 Range searches use multi-index hashing through `getmulti` lookups, or a numba scan
 of all codes held in RAM when `mih.plan` says that is cheaper. The writer keeps
