@@ -10,8 +10,9 @@ IMPLEMENTATIONS = ["memory", "lmdb"]
 
 
 def pytest_collect_file(file_path, parent):
-    # The shared suite is named conformance.py (not test_*.py): collect it explicitly.
-    if file_path.name == "conformance.py":
+    # The shared suite is named conformance.py (not test_*.py): collect it here, unless
+    # it was named on the command line (pytest collects those itself).
+    if file_path.name == "conformance.py" and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
 
