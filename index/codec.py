@@ -108,6 +108,20 @@ def mih_value(file_id: int, code: tuple[int, int]) -> bytes:
     return _ID.pack(file_id) + struct.pack("<QQ", int(code[0]), int(code[1]))
 
 
+EDGE_VALUE_BYTES = 10  # other id (u64, big-endian so dups sort by id) + distance (u8) + variant (u8)
+
+
+def edge_value(other: int, distance: int, variant: int) -> bytes:
+    return _ID.pack(other) + bytes((distance, variant))
+
+
+def parse_edge_value(value: bytes) -> tuple[int, int, int]:
+    """(other id, distance, variant) of one `edges` entry."""
+    if len(value) != EDGE_VALUE_BYTES:
+        raise IndexCorrupt(f"bad edge entry of {len(value)} bytes")
+    return _ID.unpack(value[:8])[0], value[8], value[9]
+
+
 def parse_mih_values(buf, key_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ids int64, codes (n,2) uint64) from packed 24-byte values (optionally each led by a key)."""
     dtype = MIH_VALUE if key_bytes is None else np.dtype(

@@ -33,3 +33,12 @@ class Edge:
     def normalized(self) -> "Edge":
         """The same edge with a < b."""
         return self if self.a < self.b else self.reversed()
+
+
+def check_edge(edge: Edge) -> Edge:
+    """Validate an edge before it is stored; raises ValueError."""
+    if not isinstance(edge, Edge):
+        raise ValueError(f"expected an Edge, got {type(edge).__name__}")
+    if not (0 <= edge.distance <= 255 and 0 <= edge.variant < len(_INVERSE)):
+        raise ValueError(f"edge out of range: {edge}")
+    return edge

@@ -2,7 +2,8 @@
 
 Layout (one environment, named sub-databases): `files`, `paths`, `inodes`
 (dupsort), `content` (dupsort), `mih0..mih{m-1}` (dupsort + dupfixed), `groups`,
-`meta`. The `meta` table carries a format marker, the schema version, the
+`meta`, and `edges` (dupsort + dupfixed: id -> other id, distance, variant; each
+near pair stored from both sides). The `meta` table carries a format marker, the schema version, the
 settings the codes were built with, the id counter and app metadata under "app:".
 """
 
@@ -41,6 +42,7 @@ class Tables:
     groups: object
     meta: object
     mih: list
+    edges: object = None
 
     def by_name(self, name: str) -> object:
         return self.mih[int(name[3:])] if name.startswith("mih") else getattr(self, name)
@@ -150,7 +152,7 @@ def _open_tables(env: lmdb.Environment, m: int, txn=None, create: bool = False) 
 
     return Tables(files=db("files"), paths=db("paths"), inodes=db("inodes", True, True),
                   content=db("content", True), groups=db("groups"), meta=db("meta"),
-                  mih=[db(f"mih{j}", True, True) for j in range(m)])
+                  mih=[db(f"mih{j}", True, True) for j in range(m)], edges=db("edges", True, True))
 
 
 def create_index(env: lmdb.Environment, meta: IndexMeta) -> Tables:

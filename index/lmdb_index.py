@@ -29,7 +29,8 @@ from .base import U64_MAX, IndexMeta, as_code, as_codes, make_meta
 from .errors import IndexFailure, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
-from .lmdb_tables import Writer, lookup, read_record, scan_codes
+from .edges import Edge, check_edge
+from .lmdb_tables import Writer, edges_of, lookup, put_edge, read_record, scan_codes
 from .records import FileRecord
 
 T = TypeVar("T")
@@ -242,6 +243,41 @@ class LmdbIndex:
     def _loader(self, txn) -> codecache.Loader:
         return lambda: scan_codes(txn, self._t, self._layout)
 
+    # -- near-duplicate edges ----------------------------------------------------
+    def add_edges(self, edges: Iterable[Edge]) -> int:
+        """Store edges (both directions, one transaction); returns how many were stored.
+        Edges to ids that are not searchable records are skipped."""
+        edges = [check_edge(e) for e in edges]
+        if not edges:
+            return 0
+        return self._write("add_edges", lambda txn, _: sum(put_edge(txn, self._t, e) for e in edges))
+
+    def edges_of(self, file_id: int) -> list[Edge]:
+        return self._read("edges_of", lambda txn: edges_of(txn, self._t, int(file_id)))
+
+    def iter_edges(self) -> Iterator[Edge]:
+        """Every edge once, as Edge(a, b, ...) with a < b, in (a, b) order."""
+        start = b""
+        while True:
+            batch, start = self._read("iter_edges", lambda txn: self._edge_batch(txn, start))
+            yield from batch
+            if start is None:
+                return
+
+    def _edge_batch(self, txn, start: bytes) -> tuple[list[Edge], bytes | None]:
+        cur, out, last = txn.cursor(db=self._t.edges), [], None
+        if not cur.set_range(start):
+            return out, None
+        for key, value in cur:
+            a = codec.key_id(key)
+            if last is not None and a != last and len(out) >= ITER_BATCH:
+                return out, key  # stop at a key boundary so no id is split across batches
+            last = a
+            e = Edge(a, *codec.parse_edge_value(value))
+            if e.a < e.b:
+                out.append(e)
+        return out, None
+
     # -- metadata and groups -----------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
         if not isinstance(key, str) or not key or len(key.encode("utf-8", "surrogatepass")) > 400:
@@ -282,7 +318,7 @@ class LmdbIndex:
         `used_bytes` (pages holding live data), `high_water_bytes` (pages ever used,
         including free pages LMDB will reuse), `map_size`."""
         def txn_fn(txn):
-            names = ["files", "paths", "inodes", "content", "groups", "meta"]
+            names = ["files", "paths", "inodes", "content", "groups", "meta", "edges"]
             names += [f"mih{j}" for j in range(self.meta.m)]
             st = {name: txn.stat(self._t.by_name(name)) for name in names}
             st["main"] = txn.stat()

@@ -14,6 +14,7 @@ from .base import U64_MAX, IndexMeta, check_record, is_searchable
 from .errors import IndexFailure, PathConflict, RecordNotFound
 from .lmdb_env import Tables
 from .mih import Layout
+from .edges import Edge
 from .records import FileRecord
 
 NEXT_ID = b"next_id"
@@ -71,6 +72,8 @@ class Writer:
         self._check_path(rec)
         txn, dbs = self.txn, self.dbs
         new_entries = entries(rec, self.layout)
+        if old is not None and (old.code != rec.code or not is_searchable(rec)):
+            drop_edges(txn, self.t, rec.file_id)  # edges hold only for the code they were found with
         if old is not None:
             old_entries = entries(old, self.layout)
             for t, key, value in old_entries - new_entries:
@@ -98,10 +101,41 @@ class Writer:
             return False
         for t, key, value in entries(old, self.layout):
             self.txn.delete(key, value, db=self.dbs[t])
+        drop_edges(self.txn, self.t, file_id)
         self.txn.delete(codec.id_key(file_id), db=self.t.files)
         if is_searchable(old):
             self.changes.append((file_id, None))
         return True
+
+
+def edges_of(txn, tables: Tables, file_id: int) -> list[Edge]:
+    """The edges of `file_id`, each seen from it (edge.a == file_id), sorted by the other id."""
+    cur = txn.cursor(db=tables.edges)
+    if not cur.set_key(codec.id_key(file_id)):
+        return []
+    return [Edge(file_id, *codec.parse_edge_value(v)) for v in cur.iternext_dup()]
+
+
+def drop_edges(txn, tables: Tables, file_id: int) -> None:
+    """Remove every edge of `file_id`, from both sides."""
+    for e in edges_of(txn, tables, file_id):
+        back = e.reversed()
+        txn.delete(codec.id_key(back.a), codec.edge_value(back.b, back.distance, back.variant), db=tables.edges)
+    txn.delete(codec.id_key(file_id), db=tables.edges)
+
+
+def put_edge(txn, tables: Tables, edge: Edge) -> bool:
+    """Store `edge` from both sides, replacing an older edge of the same pair.
+    Edges whose ends are not (searchable) records are refused (returns False)."""
+    ends = [read_record(txn, tables, i) for i in (edge.a, edge.b)]
+    if edge.a == edge.b or not all(r is not None and is_searchable(r) for r in ends):
+        return False
+    for e in (edge, edge.reversed()):
+        key, cur = codec.id_key(e.a), txn.cursor(db=tables.edges)
+        if cur.set_range_dup(key, codec.id_key(e.b)) and cur.value()[:8] == codec.id_key(e.b):
+            cur.delete()
+        txn.put(key, codec.edge_value(e.b, e.distance, e.variant), db=tables.edges)
+    return True
 
 
 def with_id(rec: FileRecord, file_id: int) -> FileRecord:

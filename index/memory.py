@@ -17,6 +17,7 @@ from . import mih
 from .base import IndexMeta, as_code, as_codes, check_record, is_searchable, make_meta
 from .codec import encode_record
 from .errors import IndexFailure, PathConflict, RecordNotFound
+from .edges import Edge, check_edge
 from .groups import check_groups, check_meta
 from .records import FileRecord
 
@@ -35,6 +36,7 @@ class MemoryIndex:
         self._tables: list[dict[int, set[int]]] = [defaultdict(set) for _ in range(self.meta.m)]
         self._app_meta: dict[str, str] = {}
         self._groups: dict[bytes, str] = {}
+        self._edges: dict[int, dict[int, Edge]] = defaultdict(dict)  # a -> b -> Edge(a, b, ...)
         self._next_id = 1
         self._searchable = 0
         self._closed = False
@@ -66,7 +68,10 @@ class MemoryIndex:
         if holder is not None and holder != rec.file_id:
             raise PathConflict(f"path {rec.path!r} belongs to record {holder}; update that record instead")
         if rec.file_id in self._files:
-            self._unlink(self._files[rec.file_id])
+            old = self._files[rec.file_id]
+            if old.code != rec.code or not is_searchable(rec):
+                self._drop_edges(rec.file_id)  # edges hold only for the code they were found with
+            self._unlink(old)
         self._link(rec)
         return rec
 
@@ -98,10 +103,11 @@ class MemoryIndex:
         return self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0].tolist()
 
     def _snapshot(self) -> tuple:
-        return (dict(self._files), self._next_id)
+        return (dict(self._files), self._next_id, {a: dict(bs) for a, bs in self._edges.items()})
 
     def _restore(self, snapshot: tuple) -> None:
-        files, self._next_id = snapshot
+        files, self._next_id, edges = snapshot
+        self._edges = defaultdict(dict, edges)
         for rec in list(self._files.values()):
             self._unlink(rec)
         for rec in files.values():
@@ -114,6 +120,7 @@ class MemoryIndex:
             rec = self._files.get(int(fid))  # noqa: any int; unknown ids are skipped
             if rec is not None:
                 self._unlink(rec)
+                self._drop_edges(rec.file_id)
                 removed += 1
         return removed
 
@@ -172,6 +179,36 @@ class MemoryIndex:
         self._check_open()
         return self._codes_of(sorted(i for i, r in self._files.items() if is_searchable(r)))
 
+    # -- near-duplicate edges ----------------------------------------------------
+    def add_edges(self, edges: Iterable[Edge]) -> int:
+        self._check_open()
+        stored = 0
+        for edge in [check_edge(e) for e in edges]:
+            ends = [self._files.get(i) for i in (edge.a, edge.b)]
+            if edge.a == edge.b or not all(r is not None and is_searchable(r) for r in ends):
+                continue
+            for e in (edge, edge.reversed()):
+                self._edges[e.a][e.b] = e
+            stored += 1
+        return stored
+
+    def edges_of(self, file_id: int) -> list[Edge]:
+        self._check_open()
+        return [e for _, e in sorted(self._edges.get(int(file_id), {}).items())]
+
+    def iter_edges(self) -> Iterator[Edge]:
+        self._check_open()
+        for a in sorted(self._edges):
+            for b, e in sorted(self._edges[a].items()):
+                if a < b:
+                    yield e
+
+    def _drop_edges(self, file_id: int) -> None:
+        for b in self._edges.pop(file_id, {}):
+            self._edges[b].pop(file_id, None)
+            if not self._edges[b]:
+                del self._edges[b]
+
     # -- metadata and groups ---------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
         self._check_open()
@@ -197,6 +234,7 @@ class MemoryIndex:
         entries = {"files": len(self._files), "paths": len(self._paths),
                    "inodes": sum(map(len, self._inodes.values())),
                    "content": sum(map(len, self._content.values())), "groups": len(self._groups),
+                   "edges": sum(map(len, self._edges.values())),
                    "meta": len(self._app_meta)}
         for j, table in enumerate(self._tables):
             entries[f"mih{j}"] = sum(map(len, table.values()))

@@ -12,6 +12,7 @@ import pytest
 
 from dedupd.index import (STATE_ERROR, FileRecord, Index, IndexCorrupt, IndexFailure,
                           IndexMismatch, InvalidRecord, LmdbIndex, PathConflict, RecordNotFound)
+from dedupd.index.edges import Edge
 from dedupd.kernels.errors import DedupdError
 
 
@@ -24,7 +25,7 @@ def rec(path: str, ino: int = 1, code=(1, 2), **kw) -> FileRecord:
 
 
 def table_sizes(ix) -> dict:
-    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups")}
+    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups", "edges")}
 
 
 def test_implements_the_protocol(index):
@@ -274,6 +275,46 @@ def test_closed_index_refuses_work(make_index):
 
 
 # -- LMDB only ----------------------------------------------------------------
+
+def test_edges_are_stored_from_both_sides(index):
+    a, b, c = index.put_many([rec("/a", 1), rec("/b", 2), rec("/c", 3)])
+    assert index.add_edges([Edge(a.file_id, b.file_id, 4, 1), Edge(c.file_id, a.file_id, 9)]) == 2
+    assert index.edges_of(a.file_id) == [Edge(a.file_id, b.file_id, 4, 1), Edge(a.file_id, c.file_id, 9)]
+    assert index.edges_of(b.file_id) == [Edge(b.file_id, a.file_id, 4, 3)]  # rot90 seen back is rot270
+    assert list(index.iter_edges()) == [Edge(a.file_id, b.file_id, 4, 1), Edge(a.file_id, c.file_id, 9)]
+
+
+def test_an_edge_replaces_the_older_edge_of_its_pair(index):
+    a, b = index.put_many([rec("/a", 1), rec("/b", 2)])
+    index.add_edges([Edge(a.file_id, b.file_id, 7)])
+    index.add_edges([Edge(b.file_id, a.file_id, 5, 4)])
+    assert list(index.iter_edges()) == [Edge(a.file_id, b.file_id, 5, 4)]
+    assert index.stats()["entries"]["edges"] == 2
+
+
+def test_edges_go_with_deleted_or_recoded_records(index):
+    a, b, c = index.put_many([rec("/a", 1), rec("/b", 2), rec("/c", 3)])
+    index.add_edges([Edge(a.file_id, b.file_id, 1), Edge(a.file_id, c.file_id, 2), Edge(b.file_id, c.file_id, 3)])
+    index.delete_many([c.file_id])
+    assert list(index.iter_edges()) == [Edge(a.file_id, b.file_id, 1)]
+    index.put(b.with_(size=999))  # same code: its edges still hold
+    assert index.edges_of(b.file_id) == [Edge(b.file_id, a.file_id, 1)]
+    index.put(b.with_(code=(99, 99)))  # new code: its edges are gone, from both sides
+    assert index.edges_of(a.file_id) == [] and list(index.iter_edges()) == []
+
+
+def test_edges_need_searchable_ends(index):
+    a, err = index.put_many([rec("/a", 1), rec("/e", 2, code=None, state=STATE_ERROR, error="corrupt")])
+    assert index.add_edges([Edge(a.file_id, err.file_id, 1), Edge(a.file_id, 12345, 1), Edge(a.file_id, a.file_id, 0)]) == 0
+    with pytest.raises(ValueError):
+        index.add_edges([Edge(a.file_id, err.file_id, 300)])
+
+
+def test_iter_edges_crosses_batches(index):
+    recs = index.put_many([rec(f"/r{i}", i) for i in range(60)])
+    index.add_edges([Edge(x.file_id, y.file_id, 1) for x in recs for y in recs if x.file_id < y.file_id])
+    assert len(list(index.iter_edges())) == 60 * 59 // 2
+
 
 def test_lmdb_reopen_persists_everything(tmp_path):
     path = tmp_path / "ix"
