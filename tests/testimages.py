@@ -35,7 +35,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "motorcycle_left
 
 
 def encode(img: np.ndarray, ext: str, quality: int = 90) -> bytes:
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []
+    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], ".webp": [cv2.IMWRITE_WEBP_QUALITY, quality]}.get(ext, [])
     ok, buf = cv2.imencode(ext, img, params)
     assert ok, ext
     return buf.tobytes()
@@ -78,14 +78,15 @@ def make_tree(root: Path) -> dict[str, Path]:
     shot pair, an exact duplicate and a corrupt file. Returns name -> path."""
     astro, coffee, chelsea = photo("astronaut"), photo("coffee"), photo("chelsea")
     t = {}
-    t["astro"] = write(root / "originals/astronaut.png", encode(astro, ".png"), 1_600_000_000)
+    # a camera original: JPEG with an EXIF block (orientation 1)
+    t["astro"] = write(root / "originals/astronaut.jpg", with_exif_orientation(encode(astro, ".jpg", 97), 1), 1_600_000_000)
     t["astro_q75"] = write(root / "copies/astronaut_q75.jpg", encode(astro, ".jpg", 75), 1_700_000_000)
     t["astro_half"] = write(root / "copies/astronaut_half.jpg", encode(resize(astro, 0.5), ".jpg", 90))
     t["astro_exif6"] = write(root / "copies/astronaut_exif6.jpg",
                              with_exif_orientation(encode(stored_for_orientation(astro, 6), ".jpg", 92), 6))
     t["astro_rot90"] = write(root / "copies/astronaut_rot90.jpg", encode(np.rot90(astro, -1).copy(), ".jpg", 90))
     t["coffee"] = write(root / "originals/coffee.jpg", encode(coffee, ".jpg", 95), 1_600_000_000)
-    t["coffee_webp"] = write(root / "copies/coffee.webp", encode(coffee, ".webp"))
+    t["coffee_webp"] = write(root / "copies/coffee.webp", encode(coffee, ".webp", 80))
     t["coffee_exact"] = write(root / "backup/coffee.jpg", encode(coffee, ".jpg", 95), 1_700_000_000)
     t["chelsea"] = write(root / "originals/chelsea.jpg", encode(chelsea, ".jpg", 92))
     t["moto_left"] = write(root / "stereo/left.jpg", encode(photo("motorcycle_left"), ".jpg", 90))

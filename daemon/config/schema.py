@@ -87,8 +87,8 @@ SCHEMA = Field(
             "record",
             "Hamming distances (in bits of the fingerprint) that make a pair a candidate.",
             fields={
-                "act": Field("int", "A pair this close (and verified) is the same picture: the `act` tier.", default=10, minimum=0, maximum=128),
-                "report": Field("int", "A pair this close is shown for review: the `report` tier.", default=24, minimum=0, maximum=128),
+                "act": Field("int", "A pair this close (and verified) is the same picture: the `act` tier.", default=16, minimum=0, maximum=128),
+                "report": Field("int", "A pair this close is shown for review: the `report` tier.", default=28, minimum=0, maximum=128),
             },
         ),
         "match_rotations": Field("bool", "Also look for copies rotated by 90/180/270 degrees or mirrored (reported, never acted on).", default=True),
