@@ -61,7 +61,7 @@ def status(s: dict) -> str:
         f"groups           {s['groups']}  (members: exact {tiers['exact']}, act {tiers['act']}, report {tiers['report']})",
         f"reclaimable      {size(rec['total'])} (exact {size(rec['exact'])}, act {size(rec['act'])})",
         "decode errors    " + (", ".join(f"{k} {v}" for k, v in s["decode_errors_by_kind"].items()) or "none"),
-        f"index size       {size(idx.get('disk_bytes', 0))}",
+        f"index size       {size(idx.get('file_bytes', 0))}",
         f"last scan        {when}" + (f" ({last.get('seen', 0)} files, {last.get('seconds', 0):.1f} s)" if last else ""),
     ]
     return "\n".join(lines)
