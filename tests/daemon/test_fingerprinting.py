@@ -1,0 +1,83 @@
+import os
+
+import numpy as np
+import pytest
+
+from dedupd.daemon.errors import ChangedWhileReading
+from dedupd.daemon.fingerprinting import fingerprint_file, read_whole
+from dedupd.daemon.walk import FileRef
+from testimages import encode, photo, with_exif_orientation
+
+LIMIT = 100_000_000
+
+
+def ref(path):
+    return FileRef.from_stat(str(path), os.stat(path, follow_symlinks=False))
+
+
+def test_a_photo_becomes_a_full_record(tmp_path):
+    p = tmp_path / "astro.jpg"
+    data = with_exif_orientation(encode(photo("astronaut"), ".jpg", 90), 1)
+    p.write_bytes(data)
+    result = fingerprint_file(ref(p), "lbph", LIMIT)
+    r = result.record
+    assert r.state == "ok" and r.format == "jpeg" and (r.width, r.height) == (512, 512) and r.has_exif
+    assert r.size == len(data) and len(r.content_hash) == 32 and r.algo == "lbph" and r.quality > 10
+    assert result.variants.shape == (8, 2) and tuple(int(x) for x in result.variants[0]) == r.code
+
+
+@pytest.mark.parametrize(
+    "payload,kind",
+    [
+        (b"", "empty"),
+        (b"plain text, named like a photo", "unsupported_format"),
+        ("truncated", "truncated"),
+        ("bomb", "too_large"),
+    ],
+)
+def test_problems_become_error_records(tmp_path, payload, kind):
+    if payload == "truncated":
+        payload = encode(photo("coffee"), ".jpg")[:5000]
+    elif payload == "bomb":
+        png = bytearray(encode(np.zeros((8, 8, 3), np.uint8), ".png"))
+        png[16:24] = (60000).to_bytes(4, "big") * 2
+        payload = bytes(png)
+    p = tmp_path / "x.jpg"
+    p.write_bytes(payload)
+    result = fingerprint_file(ref(p), "lbph", LIMIT)
+    assert (result.record.state, result.record.error, result.variants) == ("error", kind, None)
+
+
+def test_vanished_and_replaced_by_symlink(tmp_path):
+    p = tmp_path / "gone.jpg"
+    p.write_bytes(encode(photo("coffee"), ".jpg"))
+    r = ref(p)
+    p.unlink()
+    assert fingerprint_file(r, "lbph", LIMIT).record.error == "vanished"
+    p.symlink_to(tmp_path / "elsewhere.jpg")
+    assert fingerprint_file(r, "lbph", LIMIT).record.error == "changed"
+
+
+def test_a_fifo_swapped_in_does_not_hang(tmp_path):
+    p = tmp_path / "x.jpg"
+    p.write_bytes(b"x")
+    r = ref(p)
+    p.unlink()
+    os.mkfifo(p)
+    assert fingerprint_file(r, "lbph", LIMIT).record.error == "changed"
+
+
+def test_file_growing_while_read_is_detected(tmp_path, monkeypatch):
+    p = tmp_path / "x.jpg"
+    p.write_bytes(encode(photo("coffee"), ".jpg"))
+    real_read = os.read
+
+    def read_and_append(fd, n):
+        chunk = real_read(fd, n)
+        with open(p, "ab") as f:
+            f.write(b"more")
+        return chunk
+
+    monkeypatch.setattr(os, "read", read_and_append)
+    with pytest.raises(ChangedWhileReading):
+        read_whole(str(p), LIMIT)

@@ -1,0 +1,77 @@
+import os
+import socket
+
+from dedupd.daemon.config.schema import DEFAULT_EXCLUDE, DEFAULT_EXTENSIONS
+from dedupd.daemon.walk import Excluder, walk
+
+EXCLUDER = Excluder(DEFAULT_EXCLUDE, DEFAULT_EXTENSIONS)
+
+
+def touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def run(root):
+    skipped = []
+    found = [os.path.relpath(r.path, root) for r in walk(str(root), EXCLUDER, lambda p, k: skipped.append((os.path.relpath(p, root), k)))]
+    return found, skipped
+
+
+def test_finds_images_by_extension_case_insensitively(tmp_path):
+    for name in ("a.jpg", "b.JPEG", "c.png", "d.txt", "sub/e.webp", "sub/deeper/f.TIF"):
+        touch(tmp_path / name)
+    found, _ = run(tmp_path)
+    assert found == ["a.jpg", "b.JPEG", "c.png", "sub/e.webp", "sub/deeper/f.TIF"]
+
+
+def test_nas_folders_and_partial_names_are_excluded(tmp_path):
+    for name in ("@eaDir/a.jpg", "#recycle/b.jpg", "#snapshot/c.jpg", ".snapshots/1/d.jpg", ".Trash-1000/e.jpg",
+                 "@GMT-2024.01.01-00.00.00/f.jpg", ".dedupd-quarantine/g.jpg", "h.jpg.part", "i.part",
+                 "~syncthing~j.jpg", ".syncthing.k.jpg.tmp", "keep/me.jpg"):
+        touch(tmp_path / name)
+    assert run(tmp_path)[0] == ["keep/me.jpg"]
+
+
+def test_symlinks_are_never_followed(tmp_path):
+    target = touch(tmp_path / "real/a.jpg")
+    (tmp_path / "link.jpg").symlink_to(target)
+    (tmp_path / "loop").symlink_to(tmp_path)  # a symlink loop must not be walked
+    found, skipped = run(tmp_path)
+    assert found == ["real/a.jpg"] and ("link.jpg", "symlink") in skipped
+
+
+def test_special_files_are_passed_over(tmp_path):
+    os.mkfifo(tmp_path / "fifo.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.jpg"))
+    try:
+        found, skipped = run(tmp_path)
+    finally:
+        sock.close()
+    assert found == [] and sorted(skipped) == [("fifo.jpg", "not_regular"), ("s.jpg", "not_regular")]
+
+
+def test_unreadable_directory_is_reported(tmp_path, monkeypatch):
+    """EACCES from scandir (simulated: the suite may run as root, who reads everything)."""
+    touch(tmp_path / "locked/a.jpg")
+    touch(tmp_path / "open/b.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found, skipped = run(tmp_path)
+    assert found == ["open/b.jpg"] and ("locked", "unreadable_dir") in skipped
+
+
+def test_non_utf8_names_survive(tmp_path):
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.jpg"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    found, _ = run(tmp_path)
+    assert found == [os.fsdecode(b"caf\xe9.jpg")]
