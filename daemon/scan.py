@@ -83,11 +83,15 @@ class Scanner:
         scanned_roots = []
         for root in roots:
             report.roots.append(root)
-            if not os.path.isdir(root):
+            if os.path.isfile(root) and not os.path.islink(root):  # one file named on the command line
+                refs = [FileRef.from_stat(root, os.lstat(root))]
+            elif os.path.isdir(root):
+                refs = walk(root, self.excluder, lambda p, k: self._skipped(report, k))
+            else:
                 report.unavailable.append(root)
                 continue
             scanned_roots.append(root)
-            for ref in walk(root, self.excluder, lambda p, k: self._skipped(report, k)):
+            for ref in refs:
                 report.seen += 1
                 record = self._classify(ref, report)
                 if record is None:

@@ -123,3 +123,25 @@ def test_status_before_any_scan_says_what_to_do(library, capsys):
     _, config = library
     code, _, err = run(config, "status", capsys=capsys)
     assert code == 2 and "dedupctl scan" in err
+
+
+def test_scan_of_one_named_file(library, capsys):
+    tree, config = library
+    code, report = run_json(config, "scan", "--no-progress", str(tree["coffee"]), capsys=capsys)
+    assert code == 0 and report["fingerprinted"] == 1 and report["removed"] == 0
+
+
+def test_progress_bar_is_drawn_on_a_terminal():
+    import io
+
+    from dedupd.daemon.progress import Progress
+
+    out = io.StringIO()
+    bar = Progress("fingerprinting", 4, stream=out, enabled=True, interval=0)
+    for _ in range(4):
+        bar.advance()
+    bar.close()
+    assert "fingerprinting [" in out.getvalue() and "4/4" in out.getvalue() and out.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    Progress("x", 3, stream=quiet).advance()  # StringIO is not a terminal: nothing drawn
+    assert quiet.getvalue() == ""
