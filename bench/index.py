@@ -33,7 +33,7 @@ import numpy as np
 import common
 from common import median, note, percentile, print_table, rounded
 
-RADII = (4, 8, 12, 16, 24)
+RADII = (4, 8, 12, 16, 24, 28)  # 28: the product's provisional report threshold
 BATCH = 10_000
 BITS = 128
 
@@ -205,29 +205,32 @@ def rss_mb() -> float:
 
 
 def insert(codes: np.ndarray, tmpdir: str, use_memory: bool) -> tuple[dict, dict]:
-    """Insert all codes into LmdbIndex (and MemoryIndex), batch by batch, interleaved."""
+    """Insert all codes into LmdbIndex, then into MemoryIndex, batch by batch.
+
+    Not interleaved: the MemoryIndex holds millions of Python objects, which would slow the
+    garbage collector (and so the LMDB inserts) if both were filled side by side.
+    """
     from dedupd.index import LmdbIndex, MemoryIndex
     lmdb_path = os.path.join(tmpdir, "index")
     stores = {"lmdb": LmdbIndex.open(lmdb_path, code_bits=128, m=8, algo="lbph", algo_version=1)}
     if use_memory:
         stores["memory"] = MemoryIndex(code_bits=128, m=8, algo="lbph", algo_version=1)
     secs = {k: [] for k in stores}
-    rss0 = rss_mb()
-    mem_rss = 0.0
     n = len(codes)
-    for b, s in enumerate(range(0, n, BATCH)):
-        batch = records(codes, s, min(n, s + BATCH))
-        order = list(stores)[b % len(stores):] + list(stores)[:b % len(stores)]
-        for name in order:
+    rss0 = rss_mb()
+    for name, store in stores.items():
+        if name == "memory":
+            rss0 = rss_mb()
+        for b, s in enumerate(range(0, n, BATCH)):
+            batch = records(codes, s, min(n, s + BATCH))
             t0 = time.perf_counter()
-            stored = stores[name].put_many(batch)
+            stored = store.put_many(batch)
             secs[name].append(time.perf_counter() - t0)
             if stored[0].file_id != s + 1 or stored[-1].file_id != s + len(batch):
                 raise AssertionError(f"{name}: unexpected ids {stored[0].file_id}..{stored[-1].file_id} for rows {s}..")
-        if (b + 1) % 20 == 0:
-            note(f"  inserted {s + len(batch):,} / {n:,}")
-    if use_memory:
-        mem_rss = rss_mb() - rss0  # dominated by the MemoryIndex (LMDB pages are file-backed)
+            if (b + 1) % 25 == 0:
+                note(f"  {name}: inserted {s + len(batch):,} / {n:,} ({sum(secs[name]):.0f} s)")
+    mem_rss = rss_mb() - rss0 if use_memory else 0.0  # the MemoryIndex's growth
     t0 = time.perf_counter()
     faiss_index = faiss_build(codes)
     faiss_secs = time.perf_counter() - t0
@@ -240,6 +243,7 @@ def insert(codes: np.ndarray, tmpdir: str, use_memory: bool) -> tuple[dict, dict
            "seconds": {k: round(sum(v), 2) for k, v in secs.items()} | {"faiss": round(faiss_secs, 2)},
            "us_per_record": {k: rounded(1e6 * sum(v) / n) for k, v in secs.items()} | {"faiss": rounded(1e6 * faiss_secs / n)},
            "batch_p50_s": {k: rounded(median(v)) for k, v in secs.items()},
+           "batch_first_last_s": {k: f"{v[0]:.2f} / {v[-1]:.2f}" for k, v in secs.items()},
            "lmdb_used_bytes_per_file": rounded(st["used_bytes"] / n),
            "lmdb_file_bytes_per_file": rounded(os.stat(data).st_size / n),
            "lmdb_allocated_bytes_per_file": rounded(os.stat(data).st_blocks * 512 / n),
@@ -303,66 +307,89 @@ def searchers(stores: dict, codes: np.ndarray) -> dict:
         lims, _, ids = f.range_search(np.ascontiguousarray(qs, dtype="<u8").view(np.uint8), r + 1)  # faiss: d < radius
         return [sorted((ids[lims[i]:lims[i + 1]] + 1).tolist()) for i in range(len(qs))]
 
-    out = {"linear": linear, "lmdb": store(stores["lmdb"])}
+    def forced_mih(qs, r):  # the same LMDB index with the planner told to always probe the MIH tables
+        idx = stores["lmdb"]
+        idx.scan_costs = (float("inf"), float("inf"), 0.0)
+        try:
+            return lmdb_auto(qs, r)
+        finally:
+            del idx.scan_costs  # back to the class default
+
+    lmdb_auto = store(stores["lmdb"])
+    out = {"linear": linear, "lmdb": lmdb_auto}
+    if hasattr(type(stores["lmdb"]), "scan_costs"):
+        out["lmdb-mih"] = forced_mih
     if "memory" in stores:
         out["memory"] = store(stores["memory"])
     out["faiss"] = faiss_search
     return out
 
 
-def run_queries(data: dict, fns: dict, memory_queries: int) -> tuple[dict, list, dict]:
-    """Interleaved: for each query, radius and mode, every method in a rotating order."""
+def run_queries(data: dict, fns: dict, budget: float, min_queries: int) -> tuple[dict, list, dict]:
+    """Interleaved: for each query, the (radius, mode) cases in a shuffled order, and for each case
+    every method in a rotating order (so that no method always runs with the caches another one
+    just filled or flushed). The linear scan (the reference) answers every query; another method
+    stops being run for a case once it has answered `min_queries` queries and spent `budget`
+    seconds on that case."""
+    shuffle = np.random.default_rng(7)
+    cases = [(r, mode) for r in RADII for mode in ("single", "variants")]
     names = list(fns)
     times = {(m, r, mode): [] for m in names for r in RADII for mode in ("single", "variants")}
     hits = {(r, mode): [] for r in RADII for mode in ("single", "variants")}
     mismatches = []
     counter = 0
     for qi, variants in enumerate(data["queries"]):
-        for r in RADII:
-            for mode in ("single", "variants"):
-                qs = variants[:1] if mode == "single" else variants
-                counter += 1
-                order = names[counter % len(names):] + names[:counter % len(names)]
-                answers = {}
-                for m in order:
-                    if m == "memory" and qi >= memory_queries:
-                        continue
-                    t0 = time.perf_counter()
-                    answers[m] = fns[m](qs, r)
-                    times[(m, r, mode)].append(time.perf_counter() - t0)
-                truth = answers["linear"]
-                hits[(r, mode)].append(sum(len(a) for a in truth))
-                for m, ans in answers.items():
-                    if ans != truth:
-                        for v, (a, t) in enumerate(zip(ans, truth)):
-                            if a != t:
-                                mismatches.append({"method": m, "query": qi, "kind": data["kinds"][qi], "radius": r,
-                                                   "mode": mode, "variant": v, "missing": sorted(set(t) - set(a))[:10],
-                                                   "extra": sorted(set(a) - set(t))[:10]})
+        for ci in shuffle.permutation(len(cases)):
+            r, mode = cases[ci]
+            qs = variants[:1] if mode == "single" else variants
+            counter += 1
+            order = names[counter % len(names):] + names[:counter % len(names)]
+            answers = {}
+            for m in order:
+                spent = times[(m, r, mode)]
+                if m != "linear" and len(spent) >= min_queries and sum(spent) >= budget:
+                    continue
+                t0 = time.perf_counter()
+                answers[m] = fns[m](qs, r)
+                times[(m, r, mode)].append(time.perf_counter() - t0)
+            hits[(r, mode)].append(sum(len(a) for a in answers["linear"]))
+            mismatches += compare(answers, qi, data["kinds"][qi], r, mode)
         if (qi + 1) % 50 == 0:
             note(f"  queries {qi + 1} / {len(data['queries'])}")
     return times, mismatches, hits
 
 
+def compare(answers: dict, qi: int, kind: str, r: int, mode: str) -> list[dict]:
+    """Every (method, variant) whose id list differs from the linear scan's."""
+    out = []
+    truth = answers["linear"]
+    for m, ans in answers.items():
+        for v, (a, t) in enumerate(zip(ans, truth)):
+            if a != t:
+                out.append({"method": m, "query": qi, "kind": kind, "radius": r, "mode": mode, "variant": v,
+                            "missing": sorted(set(t) - set(a))[:10], "extra": sorted(set(a) - set(t))[:10]})
+        if len(ans) != len(truth):
+            out.append({"method": m, "query": qi, "kind": kind, "radius": r, "mode": mode, "error": "answer count"})
+    return out
+
+
 def plans(stores: dict, n: int) -> dict:
-    """What the LMDB index's planner does per radius and mode (probe tables or scan all codes)."""
+    """What the LMDB index's planner picks per radius and mode, with its codes in RAM (the writer keeps
+    them there): probe the MIH tables, or scan every code."""
     try:
         from dedupd.index import mih
-        idx = stores["lmdb"]
-        load, check = getattr(idx, "scan_costs", (1.0, 0.0))
-        if getattr(idx, "_codes_cache", None) is not None:  # codes of the snapshot already in RAM
-            load = 0.0
+        costs = tuple(getattr(stores["lmdb"], "scan_costs", (1.0, 0.0)))
         out = {}
         for r in RADII:
             for k, mode in ((1, "single"), (8, "variants")):
-                p = mih.plan(mih.Layout(128, 8), r, k, n, load, check)
+                p = mih.plan(mih.Layout(128, 8), r, k, n, 0.0, *costs[1:])
                 out[f"{r}/{mode}"] = "scan" if p is None else f"probe {sum(mih.neighbourhood_size(16, s) for _, s in p) * k} keys"
         return out
-    except Exception as exc:  # the planner's signature is not ours to rely on
+    except Exception as exc:  # the planner is not ours to rely on
         return {"error": repr(exc)}
 
 
-def run_set(name: str, data: dict, tmpdir: str, use_memory: bool, memory_queries: int) -> dict:
+def run_set(name: str, data: dict, tmpdir: str, use_memory: bool, budget: float, min_queries: int) -> dict:
     codes = np.ascontiguousarray(data["codes"], dtype=np.uint64)
     n = len(codes)
     note(f"[{name}] inserting {n:,} codes (LMDB{' + MemoryIndex' if use_memory else ''}, batches of {BATCH:,}) ...")
@@ -372,7 +399,7 @@ def run_set(name: str, data: dict, tmpdir: str, use_memory: bool, memory_queries
         f(data["queries"][0], 24)
         f(data["queries"][0][:1], 4)
     note(f"[{name}] {len(data['queries'])} queries x {len(RADII)} radii x (single, 8 variants), interleaved ...")
-    times, mismatches, hits = run_queries(data, fns, memory_queries)
+    times, mismatches, hits = run_queries(data, fns, budget, min_queries)
     plan = plans(stores, n)
     for s in stores.values():
         if hasattr(s, "close"):
@@ -385,7 +412,7 @@ def run_set(name: str, data: dict, tmpdir: str, use_memory: bool, memory_queries
     mean_hits = {f"{r}/{mode}": rounded(float(np.mean(h))) for (r, mode), h in hits.items()}
     return {"n": n, "insert": ins, "queries": q, "mean_hits": mean_hits, "plan": plan,
             "mismatches": len(mismatches), "mismatch_examples": mismatches[:20], "info": data.get("info", {}),
-            "methods": list(fns), "memory_queries": min(memory_queries, len(data["queries"])) if use_memory else 0}
+            "methods": list(fns)}
 
 
 def print_set(name: str, res: dict) -> None:
@@ -401,22 +428,25 @@ def print_set(name: str, res: dict) -> None:
         print("pairs of photos with an identical code byte, observed/expected for independent balanced bits, "
               f"bytes 0..15: {info['byte_collision_ratio_photos']}")
         print(f"  (the stored synthetic set: {info['byte_collision_ratio_stored']})")
-    rows = [[m, ins["seconds"].get(m), ins["us_per_record"].get(m), ins["batch_p50_s"].get(m, "-")] for m in ins["seconds"]]
-    print_table(["store", "insert s", "us/record", "batch p50 s"], rows, title="insert (10k records per put_many)")
+    rows = [[m, ins["seconds"].get(m), ins["us_per_record"].get(m), ins["batch_p50_s"].get(m, "-"),
+             ins.get("batch_first_last_s", {}).get(m, "-")] for m in ins["seconds"]]
+    print_table(["store", "insert s", "us/record", "batch p50 s", "first/last batch s"], rows,
+                title="insert (10k records per put_many; LMDB first, then MemoryIndex; FAISS add of the raw codes)")
     extra = f", MemoryIndex RSS +{ins['memory_rss_mb']} MB" if "memory_rss_mb" in ins else ""
     print(f"LMDB bytes per file: used {ins['lmdb_used_bytes_per_file']}, file {ins['lmdb_file_bytes_per_file']}, "
           f"allocated {ins['lmdb_allocated_bytes_per_file']}{extra}")
     print("  per table (bytes/file): " + ", ".join(f"{k} {v}" for k, v in ins["lmdb_table_bytes_per_file"].items()))
     methods = res["methods"]
+    len_q = max(v["queries"] for per in res["queries"].values() for v in per.values())
     rows = []
     for key, per in res["queries"].items():
         r, mode = key.split("/")
         rows.append([r, mode, res["mean_hits"][key], res["plan"].get(key, "")]
-                    + [f"{per[m]['p50_ms']:.3g} / {per[m]['p99_ms']:.3g}" if m in per else "-" for m in methods])
+                    + [f"{per[m]['p50_ms']:.3g} / {per[m]['p99_ms']:.3g}" + ("" if per[m]["queries"] == len_q else f" ({per[m]['queries']}q)")
+                       if m in per else "-" for m in methods])
     print_table(["radius", "query", "hits", "lmdb plan"] + [f"{m} p50/p99 ms" for m in methods], rows,
                 title="query latency (ms), single code vs the 8 dihedral variants")
-    if res.get("memory_queries"):
-        print(f"(MemoryIndex timed on the first {res['memory_queries']} queries only)")
+    print(f"p99 over {len_q} queries; (Nq): a slow method timed on its first N queries only (time budget per case)")
     print(f"exactness vs linear scan: {res['mismatches']} mismatching answers")
     for mm in res["mismatch_examples"]:
         print(f"  MISMATCH {mm}")
@@ -425,22 +455,30 @@ def print_set(name: str, res: dict) -> None:
 def main(argv=None) -> int:
     p = common.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=None, help="codes per set (default 1,000,000; --quick 100,000)")
-    p.add_argument("--queries", type=int, default=None, help="queries per set (default 200; --quick 60)")
+    p.add_argument("--queries", type=int, default=None, help="queries per set (default 150; --quick 40)")
     p.add_argument("--originals", type=int, default=None, help="photos whose transformed copies give real codes (default 60; --quick 15)")
     p.add_argument("--memory-max", type=int, default=1_000_000, help="skip MemoryIndex above this n (default 1,000,000)")
-    p.add_argument("--memory-queries", type=int, default=20, help="queries timed on MemoryIndex (it is slow; default 20)")
+    p.add_argument("--memory-sets", default="random", help="sets that also fill a MemoryIndex (default: random; 'all' or 'none')")
+    p.add_argument("--case-budget", type=float, default=8.0,
+                   help="seconds a method may spend on one (radius, mode) case before it is skipped for the remaining queries (default 8)")
+    p.add_argument("--min-queries", type=int, default=10, help="queries every method answers in every case (default 10)")
     p.add_argument("--sets", default="random,lbph", help="comma-separated: random, lbph")
     p.add_argument("--tmpdir", default=None, help="where the temporary LMDB goes (default: the system temp dir)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     corpus = common.check_corpus(args.corpus)
     n = args.n or (100_000 if args.quick else 1_000_000)
-    n_queries = args.queries or (40 if args.quick else 200)
+    n_queries = args.queries or (40 if args.quick else 150)
     n_orig = args.originals or (15 if args.quick else 60)
+    set_names = args.sets.split(",")
+    memory_sets = set(set_names if args.memory_sets == "all" else [] if args.memory_sets == "none" else args.memory_sets.split(","))
     use_memory = n <= args.memory_max
-    skipped = [] if use_memory else [f"MemoryIndex: n = {n:,} > --memory-max {args.memory_max:,}"]
-    skipped.append("MemoryIndex timed on the first %d queries only" % args.memory_queries if use_memory else "")
-    skipped = [s for s in skipped if s]
+    skipped = []
+    if not use_memory:
+        skipped.append(f"MemoryIndex: n = {n:,} > --memory-max {args.memory_max:,}")
+    else:
+        skipped += [f"MemoryIndex not built for set {s!r} (--memory-sets {args.memory_sets})" for s in set_names if s not in memory_sets]
+
 
     import faiss
     faiss.omp_set_num_threads(1)  # every method answers one query on one core
@@ -450,7 +488,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     results = {}
     real = None
-    for name in args.sets.split(","):
+    for name in set_names:
         if name == "random":
             data = build_random(rng, n, n_queries)
         elif name == "lbph":
@@ -461,13 +499,14 @@ def main(argv=None) -> int:
         else:
             raise SystemExit(f"unknown set {name!r}")
         with tempfile.TemporaryDirectory(prefix="dedupd-bench-index-", dir=args.tmpdir) as tmp:
-            results[name] = run_set(name, data, tmp, use_memory, args.memory_queries)
+            results[name] = run_set(name, data, tmp, use_memory and name in memory_sets, args.case_budget, args.min_queries)
         print_set(name, results[name])
     total = time.perf_counter() - started
     for s in skipped:
         print(f"note: {s}")
     print(f"total {total:.0f} s; faiss with 1 OpenMP thread; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     common.emit_json({"bench": "index", "quick": args.quick, "n": n, "queries": n_queries, "radii": list(RADII),
+                      "case_budget_s": args.case_budget, "min_queries": args.min_queries,
                       "machine": common.machine(), "versions": common.versions("numpy", "numba", "lmdb", "faiss"),
                       "skipped": skipped, "seconds": round(total, 1), "sets": results})
     return 1 if any(r["mismatches"] for r in results.values()) else 0
