@@ -14,10 +14,11 @@ side by side with hash distance alone (LBPH, imagehash pHash/dHash, PDQ) on the 
     <= 10, imagehash.dhash <= 5 (Pillow decode, no EXIF transpose), PDQ <= 31 (pdqhash on an
     OpenCV colour decode with EXIF orientation, reduced so the short side stays >= 512 px);
     plus the LBPH threshold curve 0..40 on the act transforms, and LBPH distances per word.
-Thresholds: the product's defaults (a config without `thresholds`), or --act / --report.
-
 (d) Decode-scale consistency: the LBPH distance between one JPEG decoded at full size and at
     the DCT-domain reductions 1/2, 1/4, 1/8 the daemon uses.
+(e) What-if: the act-transform distances if the daemon's reduced JPEG decode kept a short side
+    of >= 128 or >= 256 px instead of >= 64 (decode.MIN_SIDE).
+Thresholds: the product's defaults (what a config without `thresholds` gets), or --act / --report.
 
 Run:  /tmp/venv/bin/python bench/accuracy.py [--originals 120 | --all] [--workdir DIR] [--act 16 --report 28]
                                             [--quick] [--no-scan] [--corpus PATH]
@@ -385,6 +386,53 @@ def decode_scale(originals: list[str]) -> dict:
     return summary
 
 
+def min_side_whatif(files: list[dict], workers: int, sides=(64, 128, 256)) -> dict:
+    """What if the daemon kept a larger short side when it picks the JPEG DCT reduction?
+
+    Every file is decoded as the daemon does (reduced grey JPEG decode, EXIF orientation) but
+    with MIN_SIDE = each of `sides`; reported: LBPH distance original -> copy over the act
+    transforms (median / p90 / share within the act threshold) and the nearest pair of
+    different originals."""
+    import cv2
+
+    from dedupd.daemon.decode import apply_orientation
+    from dedupd.daemon.imageinfo import HEADER_BYTES, read_info
+    from dedupd.kernels import fingerprint
+    flags = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+             8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+    def codes(path):
+        with open(path, "rb") as f:
+            data = f.read()
+        info = read_info(data[:HEADER_BYTES], path)
+        out = []
+        for side in sides:
+            k = next((k for k in (8, 4, 2) if info.format == "jpeg" and min(info.width, info.height) // k >= side), 1)
+            gray = cv2.imdecode(np.frombuffer(data, np.uint8), flags[k] | cv2.IMREAD_IGNORE_ORIENTATION)
+            out.append(fingerprint(np.ascontiguousarray(apply_orientation(gray, info.orientation))).code)
+        return out
+
+    with ThreadPoolExecutor(workers) as pool:
+        all_codes = np.array(list(pool.map(codes, [f["path"] for f in files])), np.uint64)  # (n, sides, 2)
+    orig = np.array([f["orig"] for f in files])
+    kind = np.array([f["transform"] for f in files])
+    oi = {f["orig"]: i for i, f in enumerate(files) if f["transform"] == "original"}
+    act = np.flatnonzero(np.isin(kind, T.ACT_TRANSFORMS))
+    iu = np.triu_indices(len(files), 1)
+    neg = (orig[:, None] != orig[None, :])[iu]
+    out = {}
+    for s_i, side in enumerate(sides):
+        c = all_codes[:, s_i]
+        d_act = np.array([int(np.bitwise_count(c[i] ^ c[oi[orig[i]]]).sum()) for i in act])
+        d_all = np.zeros((len(files), len(files)), np.int16)
+        for w in range(2):
+            d_all += np.bitwise_count(c[:, None, w] ^ c[None, :, w]).astype(np.int16)
+        out[str(side)] = {"act_median": float(np.median(d_act)), "act_p90": float(np.percentile(d_act, 90)),
+                          "act_max": int(d_act.max()), "act_within_act": rounded(float((d_act <= ACT).mean())),
+                          "nearest_negative": int(d_all[iu][neg].min())}
+    return out
+
+
 def _summ(v):
     if not v:
         return {"n": 0}
@@ -463,6 +511,13 @@ def print_results(res: dict, files_n: int) -> None:
                 [[k, v.get("n"), v.get("median"), v.get("p90"), v.get("max")] for k, v in ds.items()],
                 title="(d) LBPH distance between full-size decode and DCT-reduced decode of the same JPEG "
                       "(originals with short side >= 512)")
+    wi = res.get("min_side_whatif") or {}
+    if wi:
+        print_table(["MIN_SIDE", "act transforms: median", "p90", "max", f"within {ACT}", "nearest different originals"],
+                    [[k + (" (current)" if k == "64" else ""), v["act_median"], v["act_p90"], v["act_max"],
+                      f"{100 * v['act_within_act']:.1f}%", v["nearest_negative"]] for k, v in wi.items()],
+                    title="(e) what if the JPEG reduction kept a larger short side: LBPH original -> copy distance "
+                          "over the 12 act transforms")
 
 
 def product_thresholds() -> tuple[int, int]:
@@ -485,6 +540,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--act", type=int, default=None, help="act threshold for the scan and the LBPH column (default: the product's)")
     p.add_argument("--report", type=int, default=None, help="report threshold (default: the product's)")
+    p.add_argument("--no-whatif", action="store_true", help="skip (e), the MIN_SIDE what-if")
     p.add_argument("--no-scan", action="store_true", help="skip dedupctl (hash distances and decode scale only)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="skip originals above this many pixels (default: none; --quick 2,000,000)")
@@ -526,6 +582,7 @@ def main(argv=None) -> int:
         hashes = {"copies": score_hashes_copies(files, distances(h)), "natural": score_hashes_natural(truth, distances(hn))}
         note("decode-scale consistency ...")
         ds = decode_scale(originals)
+        whatif = {} if args.no_whatif else min_side_whatif(files, args.workers)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -535,7 +592,7 @@ def main(argv=None) -> int:
            "transforms": {t.name: {"expect": t.expect, "what": t.what} for t in T.TRANSFORMS},
            "scan": {"seconds": round(scan_s, 1), "report": report, "copies": copies_score,
                     "natural": natural_score, "natural_seconds": round(nscan_s, 1), "natural_report": nreport},
-           "hashes": hashes, "decode_scale": ds,
+           "hashes": hashes, "decode_scale": ds, "min_side_whatif": whatif,
            "seconds": {"make_copies": round(make_s, 1), "scan": round(scan_s, 1), "hash_baselines": round(hash_s, 1),
                        "total": round(time.perf_counter() - started, 1)},
            "machine": common.machine(), "versions": common.versions("numpy", "numba", "cv2", "PIL", "imagehash", "pdqhash")}
