@@ -15,7 +15,7 @@ from .errors import InvalidRecord
 from .records import STATE_OK, FileRecord
 
 # Bump on any change of the on-disk layout or record encoding.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records carry chroma, edges a verified flag
 CODE_BITS = (64, 128)
 U64_MAX = (1 << 64) - 1
 

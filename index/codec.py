@@ -18,10 +18,10 @@ import numpy as np
 from .errors import IndexCorrupt, InvalidRecord
 from .records import FileRecord
 
-RECORD_V1 = 1
+RECORD_V2 = 2  # v2 added chroma
 # version, flags, dev, ino, size, mtime_ns, ctime_ns, width, height, algo_version,
-# quality, code word 0, code word 1, then lengths: path, format, content_hash, algo, state, error
-_HEAD = struct.Struct("<BBQQQqqIIIdQQIBBBBH")
+# quality, chroma, code word 0, code word 1, then lengths: path, format, content_hash, algo, state, error
+_HEAD = struct.Struct("<BBQQQqqIIIddQQIBBBBH")
 _HAS_CODE, _HAS_EXIF = 1, 2
 _ID = struct.Struct(">Q")
 _INODE = struct.Struct(">QQ")
@@ -47,8 +47,8 @@ def encode_record(rec: FileRecord) -> bytes:
     flags = (_HAS_CODE if rec.code is not None else 0) | (_HAS_EXIF if rec.has_exif else 0)
     w0, w1 = rec.code if rec.code is not None else (0, 0)
     try:
-        head = _HEAD.pack(RECORD_V1, flags, rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
-                          rec.width, rec.height, rec.algo_version, rec.quality, int(w0), int(w1),
+        head = _HEAD.pack(RECORD_V2, flags, rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
+                          rec.width, rec.height, rec.algo_version, rec.quality, rec.chroma, int(w0), int(w1),
                           *(len(v) for v in var))
     except (struct.error, TypeError, ValueError) as e:
         raise InvalidRecord(f"cannot encode record for {rec.path!r}: {e}") from None
@@ -58,11 +58,11 @@ def encode_record(rec: FileRecord) -> bytes:
 def decode_record(data: bytes, file_id: int) -> FileRecord:
     """The record stored as `data` under `file_id`. Raises `IndexCorrupt` on anything else."""
     data = bytes(data)
-    if not data or data[0] != RECORD_V1:
+    if not data or data[0] != RECORD_V2:
         raise IndexCorrupt(f"record {file_id}: unknown record version {data[:1]!r}")
     if len(data) < _HEAD.size:
         raise IndexCorrupt(f"record {file_id}: truncated ({len(data)} bytes)")
-    (_, flags, dev, ino, size, mtime, ctime, width, height, algo_version, quality, w0, w1,
+    (_, flags, dev, ino, size, mtime, ctime, width, height, algo_version, quality, chroma, w0, w1,
      *lens) = _HEAD.unpack_from(data)
     if sum(lens) != len(data) - _HEAD.size or flags & ~(_HAS_CODE | _HAS_EXIF):
         raise IndexCorrupt(f"record {file_id}: bad lengths or flags")
@@ -81,7 +81,7 @@ def decode_record(data: bytes, file_id: int) -> FileRecord:
         file_id=file_id, path=os.fsdecode(path), dev=dev, ino=ino, size=size, mtime_ns=mtime,
         ctime_ns=ctime, width=width, height=height, format=texts[0], content_hash=chash,
         code=(w0, w1) if flags & _HAS_CODE else None, algo=texts[1], algo_version=algo_version,
-        quality=quality, has_exif=bool(flags & _HAS_EXIF), state=texts[2], error=texts[3],
+        quality=quality, chroma=chroma, has_exif=bool(flags & _HAS_EXIF), state=texts[2], error=texts[3],
     )
 
 
@@ -108,18 +108,18 @@ def mih_value(file_id: int, code: tuple[int, int]) -> bytes:
     return _ID.pack(file_id) + struct.pack("<QQ", int(code[0]), int(code[1]))
 
 
-EDGE_VALUE_BYTES = 10  # other id (u64, big-endian so dups sort by id) + distance (u8) + variant (u8)
+EDGE_VALUE_BYTES = 11  # other id (u64, big-endian so dups sort by id), distance, variant, verified (u8 each)
 
 
-def edge_value(other: int, distance: int, variant: int) -> bytes:
-    return _ID.pack(other) + bytes((distance, variant))
+def edge_value(other: int, distance: int, variant: int, verified: bool) -> bytes:
+    return _ID.pack(other) + bytes((distance, variant, int(verified)))
 
 
-def parse_edge_value(value: bytes) -> tuple[int, int, int]:
-    """(other id, distance, variant) of one `edges` entry."""
-    if len(value) != EDGE_VALUE_BYTES:
-        raise IndexCorrupt(f"bad edge entry of {len(value)} bytes")
-    return _ID.unpack(value[:8])[0], value[8], value[9]
+def parse_edge_value(value: bytes) -> tuple[int, int, int, bool]:
+    """(other id, distance, variant, verified) of one `edges` entry."""
+    if len(value) != EDGE_VALUE_BYTES or value[10] > 1:
+        raise IndexCorrupt(f"bad edge entry {bytes(value)!r}")
+    return _ID.unpack(value[:8])[0], value[8], value[9], bool(value[10])
 
 
 def parse_mih_values(buf, key_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:

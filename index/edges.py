@@ -26,9 +26,10 @@ class Edge:
     b: int
     distance: int
     variant: int = 0
+    verified: bool = False  # the pair passed the pixel-level check (dedupd.daemon.verify)
 
     def reversed(self) -> "Edge":
-        return Edge(self.b, self.a, self.distance, inverse_variant(self.variant))
+        return Edge(self.b, self.a, self.distance, inverse_variant(self.variant), self.verified)
 
     def normalized(self) -> "Edge":
         """The same edge with a < b."""

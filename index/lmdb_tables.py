@@ -120,7 +120,8 @@ def drop_edges(txn, tables: Tables, file_id: int) -> None:
     """Remove every edge of `file_id`, from both sides."""
     for e in edges_of(txn, tables, file_id):
         back = e.reversed()
-        txn.delete(codec.id_key(back.a), codec.edge_value(back.b, back.distance, back.variant), db=tables.edges)
+        txn.delete(codec.id_key(back.a), codec.edge_value(back.b, back.distance, back.variant, back.verified),
+                   db=tables.edges)
     txn.delete(codec.id_key(file_id), db=tables.edges)
 
 
@@ -134,7 +135,7 @@ def put_edge(txn, tables: Tables, edge: Edge) -> bool:
         key, cur = codec.id_key(e.a), txn.cursor(db=tables.edges)
         if cur.set_range_dup(key, codec.id_key(e.b)) and cur.value()[:8] == codec.id_key(e.b):
             cur.delete()
-        txn.put(key, codec.edge_value(e.b, e.distance, e.variant), db=tables.edges)
+        txn.put(key, codec.edge_value(e.b, e.distance, e.variant, e.verified), db=tables.edges)
     return True
 
 

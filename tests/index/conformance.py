@@ -278,10 +278,10 @@ def test_closed_index_refuses_work(make_index):
 
 def test_edges_are_stored_from_both_sides(index):
     a, b, c = index.put_many([rec("/a", 1), rec("/b", 2), rec("/c", 3)])
-    assert index.add_edges([Edge(a.file_id, b.file_id, 4, 1), Edge(c.file_id, a.file_id, 9)]) == 2
-    assert index.edges_of(a.file_id) == [Edge(a.file_id, b.file_id, 4, 1), Edge(a.file_id, c.file_id, 9)]
+    assert index.add_edges([Edge(a.file_id, b.file_id, 4, 1), Edge(c.file_id, a.file_id, 9, 0, True)]) == 2
+    assert index.edges_of(a.file_id) == [Edge(a.file_id, b.file_id, 4, 1), Edge(a.file_id, c.file_id, 9, 0, True)]
     assert index.edges_of(b.file_id) == [Edge(b.file_id, a.file_id, 4, 3)]  # rot90 seen back is rot270
-    assert list(index.iter_edges()) == [Edge(a.file_id, b.file_id, 4, 1), Edge(a.file_id, c.file_id, 9)]
+    assert list(index.iter_edges()) == [Edge(a.file_id, b.file_id, 4, 1), Edge(a.file_id, c.file_id, 9, 0, True)]
 
 
 def test_an_edge_replaces_the_older_edge_of_its_pair(index):

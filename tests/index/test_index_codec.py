@@ -29,7 +29,7 @@ def records(draw) -> FileRecord:
         content_hash=draw(st.binary(max_size=32)),
         code=None if error else draw(st.none() | st.tuples(U64, U64)),
         algo=draw(st.sampled_from(["lbph", "phash", ""])), algo_version=draw(U32),
-        quality=draw(st.floats(allow_nan=False)), has_exif=draw(st.booleans()),
+        quality=draw(st.floats(allow_nan=False)), chroma=draw(st.floats(allow_nan=False)), has_exif=draw(st.booleans()),
         state="error" if error else "ok", error=draw(TEXT) if error else "",
     )
 
