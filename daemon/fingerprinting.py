@@ -19,6 +19,7 @@ import numpy as np
 from dedupd.daemon.decode import check_pixels, decode_image
 from dedupd.daemon.errors import ChangedWhileReading, EmptyFile, FileProblem, Unreadable, Vanished
 from dedupd.daemon.imageinfo import HEADER_BYTES, read_info
+from dedupd.daemon.verify import thumbnail, verify_pair
 from dedupd.daemon.walk import FileRef
 from dedupd.index.records import STATE_ERROR, FileRecord
 from dedupd.kernels import fingerprint
@@ -30,6 +31,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONB
 class Fingerprinted:
     record: FileRecord
     variants: np.ndarray | None  # (k, 2) uint64 codes of the dihedral variants; None for error records
+    thumb: np.ndarray | None = None  # upright grey verification thumbnail (dedupd.daemon.verify)
 
 
 def fingerprint_file(ref: FileRef, algo: str, pixel_limit: int) -> Fingerprinted:
@@ -65,8 +67,35 @@ def _fingerprint(ref: FileRef, algo: str, pixel_limit: int) -> Fingerprinted:
         algo_version=fp.version,
         quality=float(fp.quality),
         has_exif=decoded.info.has_exif,
+        chroma=decoded.chroma,
     )
-    return Fingerprinted(record, fp.variants)
+    return Fingerprinted(record, fp.variants, thumbnail(decoded.gray))
+
+
+def load_thumb(record: FileRecord, pixel_limit: int) -> np.ndarray | None:
+    """The verification thumbnail of an indexed file, re-read from disk; None when the
+    file is no longer exactly the bytes that were fingerprinted (changed, gone, unreadable):
+    such a pair stays unverified and the next scan fingerprints the file again."""
+    try:
+        data, st = read_whole(record.path, pixel_limit)
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
+            return None
+        if hashlib.sha256(data).digest() != record.content_hash:
+            return None
+        return thumbnail(decode_image(data, record.path, pixel_limit).gray)
+    except FileProblem:
+        return None
+
+
+def check_pair(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int) -> bool:
+    """Whether two indexed files hold the same picture; a missing thumbnail is read from
+    disk. Runs in a worker thread."""
+    thumb_a = thumb_a if thumb_a is not None else load_thumb(a, pixel_limit)
+    thumb_b = thumb_b if thumb_b is not None else load_thumb(b, pixel_limit)
+    if thumb_a is None or thumb_b is None:
+        return False
+    exact = a.lossless and b.lossless and (a.width, a.height) == (b.width, b.height)
+    return verify_pair(thumb_a, thumb_b, both_lossless_same_size=exact).same
 
 
 def read_whole(path: str, pixel_limit: int) -> tuple[bytes, os.stat_result]:

@@ -5,9 +5,10 @@ first; each unassigned file becomes a keeper and takes every still-unassigned fi
 that has an edge *to it*. Similarity is not transitive, so a copy of a copy is only a
 member if it matches the keeper itself.
 
-Tiers: `exact` (same bytes), `act` (same picture: small distance, upright, same aspect
-ratio, informative hash, and the keeper loses no fidelity), `report` (everything else
-within the report radius: rotations, mirrors, crops, edits).
+Tiers: `exact` (same bytes), `act` (the same picture: small distance, upright, verified
+pixel by pixel by `dedupd.daemon.verify`, same aspect ratio, both colour or both grey,
+informative hash, and the keeper loses no fidelity), `report` (everything else within
+the report radius: rotations, mirrors, crops, greyscale and other edits).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dedupd.kernels.dihedral import DIHEDRAL
 
 TIERS = ("exact", "act", "report")
 ASPECT_TOLERANCE = 0.03  # |log(aspect_a / aspect_b)|: a 3 % trim passes, a 15 % crop does not
+GREY_CHROMA = 3.0  # below this mean colour spread an image counts as greyscale (measured: grey JPEGs < 1.5)
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,21 @@ def same_aspect(a: FileRecord, b: FileRecord) -> bool:
     return abs(math.log((a.width / a.height) / (b.width / b.height))) <= ASPECT_TOLERANCE
 
 
-def tier_of(keeper: FileRecord, member: FileRecord, distance: int, variant: int, t: Thresholds) -> str:
+def same_colour_kind(a: FileRecord, b: FileRecord) -> bool:
+    """Both colour or both greyscale: a greyscale copy is an edit, not the same picture."""
+    return (a.chroma < GREY_CHROMA) == (b.chroma < GREY_CHROMA)
+
+
+def tier_of(keeper: FileRecord, member: FileRecord, edge: Edge, t: Thresholds) -> str:
+    """The tier of `member` in the group of `keeper`, joined by `edge` (keeper -> member)."""
     if keeper.content_hash and keeper.content_hash == member.content_hash:
         return "exact"
     if (
-        variant == 0
-        and distance <= t.act
+        edge.variant == 0
+        and edge.distance <= t.act
+        and edge.verified
         and same_aspect(keeper, member)
+        and same_colour_kind(keeper, member)
         and min(keeper.quality, member.quality) >= t.min_quality
         and may_replace(keeper, member)
     ):
@@ -131,8 +141,8 @@ def build_groups(
         members = []
         for e in sorted(candidates, key=lambda e: (e.distance, keep_key(records[e.b]))):
             member = records[e.b]
-            tier = tier_of(keeper, member, e.distance, e.variant, thresholds)
-            members.append(Member(member, e.distance, DIHEDRAL[e.variant], tier, verified=tier == "exact"))
+            tier = tier_of(keeper, member, e, thresholds)
+            members.append(Member(member, e.distance, DIHEDRAL[e.variant], tier, verified=tier == "exact" or e.verified))
             assigned.add(e.b)
         groups.append(Group(group_id(keeper), keeper, tuple(members)))
     return groups

@@ -80,8 +80,7 @@ def _jpeg(b: bytes) -> ImageInfo:
             raise ValueError("segment length < 2")
         segment = b[pos + 2 : pos + length]
         if marker == 0xE1 and segment.startswith(b"Exif\x00\x00"):
-            has_exif = True
-            orientation = _tiff_orientation(segment[6:]) or 1
+            orientation, has_exif = _exif_summary(segment[6:])
         if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             height, width = struct.unpack(">HH", segment[1:5])
             return ImageInfo("jpeg", width, height, orientation, has_exif)
@@ -94,8 +93,9 @@ def _png(b: bytes) -> ImageInfo:
     if b[12:16] != b"IHDR":
         raise ValueError("first chunk is not IHDR")
     width, height = struct.unpack(">II", b[16:24])
-    has_exif = b"eXIf" in b[:HEADER_BYTES]
-    return ImageInfo("png", width, height, 1, has_exif)
+    at = b.find(b"eXIf", 0, HEADER_BYTES)
+    orientation, has_exif = _exif_summary(b[at + 4:]) if at >= 0 else (1, False)
+    return ImageInfo("png", width, height, orientation, has_exif)
 
 
 def _gif(b: bytes) -> ImageInfo:
@@ -132,20 +132,29 @@ def _webp(b: bytes) -> ImageInfo:
 
 def _tiff(b: bytes) -> ImageInfo:
     tags = _tiff_ifd0(b)
-    orientation = tags.get(274, 1)
-    return ImageInfo("tiff", tags.get(256, 0), tags.get(257, 0), orientation if 1 <= orientation <= 8 else 1)
+    orientation = tags.get(274) or 1
+    return ImageInfo("tiff", tags.get(256) or 0, tags.get(257) or 0, orientation if 1 <= orientation <= 8 else 1)
 
 
-def _tiff_orientation(b: bytes) -> int | None:
+# IFD0 tags that any encoder writes and that describe no photograph: orientation,
+# resolution and YCbCr positioning. An EXIF block holding only these is not metadata
+# worth keeping (the fidelity rule protects camera, date and GPS tags).
+_STRUCTURAL_TAGS = frozenset({274, 282, 283, 296, 531})
+
+
+def _exif_summary(b: bytes) -> tuple[int, bool]:
+    """(orientation, has meaningful EXIF) of a TIFF-structured EXIF block."""
     try:
-        value = _tiff_ifd0(b).get(274)
+        tags = _tiff_ifd0(b)
     except (struct.error, IndexError, ValueError):
-        return None  # a broken EXIF block must not make the image unreadable
-    return value if value is not None and 1 <= value <= 8 else None
+        return 1, False  # a broken EXIF block must not make the image unreadable
+    orientation = tags.get(274) or 1
+    return (orientation if 1 <= orientation <= 8 else 1), bool(set(tags) - _STRUCTURAL_TAGS)
 
 
-def _tiff_ifd0(b: bytes) -> dict[int, int]:
-    """Integer tags of the first IFD of a TIFF structure (as in EXIF APP1)."""
+def _tiff_ifd0(b: bytes) -> dict[int, int | None]:
+    """Tags of the first IFD of a TIFF structure (as in EXIF APP1): single SHORT/LONG
+    values as ints, every other tag present with the value None."""
     endian = {b"II": "<", b"MM": ">"}.get(b[:2])
     if endian is None:
         raise ValueError("bad TIFF byte order")
@@ -155,6 +164,7 @@ def _tiff_ifd0(b: bytes) -> dict[int, int]:
     for i in range(count):
         entry = b[offset + 2 + 12 * i : offset + 14 + 12 * i]
         tag, typ, n = struct.unpack(endian + "HHI", entry[:8])
+        tags[tag] = None
         if n != 1:
             continue
         if typ == 3:  # SHORT

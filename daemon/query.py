@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from dedupd.daemon.config import Config
-from dedupd.daemon.errors import FileProblem, UsageError
-from dedupd.daemon.fingerprinting import fingerprint_file
+from dedupd.daemon.errors import UsageError
+from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
 from dedupd.daemon.grouping import Thresholds, tier_of
 from dedupd.daemon.walk import FileRef
+from dedupd.index.edges import Edge
 from dedupd.kernels.dihedral import DIHEDRAL
-
-import os
 
 
 def query_file(config: Config, index, path: str, radius: int | None = None) -> list[dict]:
@@ -30,14 +31,15 @@ def query_file(config: Config, index, path: str, radius: int | None = None) -> l
     out = []
     for file_id, (distance, variant) in sorted(best.items(), key=lambda kv: (kv[1], kv[0])):
         other = index.get(file_id)
+        verified = variant == 0 and distance <= config.act_threshold and check_pair(
+            result.record, other, result.thumb, None, config.pixel_limit)
         out.append({
             "path": other.path,
             "distance": distance,
             "variant": DIHEDRAL[variant],
-            "tier": tier_of(result.record, other, distance, variant, thresholds),
+            "tier": tier_of(result.record, other, Edge(0, file_id, distance, variant, verified), thresholds),
+            "verified": verified,
             "same_file": (other.dev, other.ino) == (st.st_dev, st.st_ino),
         })
     return out
 
-
-__all__ = ["query_file", "FileProblem"]

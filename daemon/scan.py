@@ -21,10 +21,10 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dedupd.daemon.config import Config
-from dedupd.daemon.fingerprinting import Fingerprinted, fingerprint_file
+from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
 from dedupd.daemon.grouping import Group, Thresholds, better_edge, build_groups
 from dedupd.daemon.keep import keep_key
 from dedupd.daemon.progress import Progress
@@ -47,6 +47,7 @@ class ScanReport:
     fingerprinted: int = 0
     removed: int = 0
     edges: int = 0
+    verified: int = 0  # candidate pairs checked pixel by pixel
     groups: int = 0
     errors: Counter = field(default_factory=Counter)  # files that failed, by kind (this scan)
     skipped: Counter = field(default_factory=Counter)  # entries passed over, by kind
@@ -140,7 +141,7 @@ class Scanner:
             return self.index.put(donor.with_(path=ref.path, ctime_ns=ref.ctime_ns))
         report.linked += 1  # a second name of the same inode: a hard link
         record = self.index.put(donor.with_(file_id=0, path=ref.path, ctime_ns=ref.ctime_ns))
-        self.index.add_edges(Edge(record.file_id, e.b, e.distance, e.variant) for e in self.index.edges_of(donor.file_id))
+        self.index.add_edges(replace(e, a=record.file_id) for e in self.index.edges_of(donor.file_id))
         return record
 
     def _current(self, record: FileRecord) -> bool:
@@ -170,14 +171,14 @@ class Scanner:
                     batch.append(fut.result())
                     bar.advance()
                 if len(batch) >= BATCH:
-                    ids.update(self._store(batch, report))
+                    ids.update(self._store(batch, report, pool))
                     batch = []
-        ids.update(self._store(batch, report))
+            ids.update(self._store(batch, report, pool))
         bar.close()
         return ids
 
-    def _store(self, batch: list[Fingerprinted], report: ScanReport) -> list[int]:
-        """Write a batch of fingerprints (one transaction) and link the new ones."""
+    def _store(self, batch: list[Fingerprinted], report: ScanReport, pool: ThreadPoolExecutor) -> list[int]:
+        """Write a batch of fingerprints (one transaction), then find, verify and store their edges."""
         records = []
         for item in batch:
             existing = self.index.by_path(item.record.path)
@@ -187,13 +188,19 @@ class Scanner:
             else:
                 report.errors[item.record.error] += 1
         stored = self.index.put_many(records)
-        report.edges += self._link([(r, item.variants) for r, item in zip(stored, batch) if item.variants is not None])
+        fresh = [(r, item) for r, item in zip(stored, batch) if item.variants is not None]
+        edges = self._find_edges(fresh)
+        thumbs = {r.file_id: item.thumb for r, item in fresh}
+        edges = self._verify(edges, {r.file_id: r for r in stored}, thumbs, pool, report)
+        self.index.add_edges(edges)
+        report.edges += len(edges)
         return [r.file_id for r in stored]
 
-    def _link(self, fresh: list[tuple[FileRecord, object]]) -> int:
+    def _find_edges(self, fresh: list[tuple[FileRecord, Fingerprinted]]) -> list[Edge]:
+        """Every indexed file within the edge radius of a fresh one, through any variant."""
         edges = []
-        for record, variants in fresh:
-            queries = variants if self.config.match_rotations else variants[:1]
+        for record, item in fresh:
+            queries = item.variants if self.config.match_rotations else item.variants[:1]
             best: dict[int, Edge] = {}
             for variant, hits in enumerate(self.index.range_search_many(queries, self.edge_radius)):
                 for other, distance in hits:
@@ -201,8 +208,24 @@ class Scanner:
                     if other != record.file_id and better_edge(edge, best.get(other), self.config.act_threshold):
                         best[other] = edge
             edges.extend(best.values())
-        self.index.add_edges(edges)
-        return len(edges)
+        return edges
+
+    def _verify(self, edges: list[Edge], known: dict[int, FileRecord], thumbs: dict, pool, report: ScanReport) -> list[Edge]:
+        """Pixel-verify the edges that could be act pairs (upright, within the act radius),
+        in the worker pool; thumbnails of files outside this batch are read from disk."""
+        jobs = {}
+        for i, e in enumerate(edges):
+            if e.variant == 0 and e.distance <= self.config.act_threshold:
+                a = known.get(e.a) or self.index.get(e.a)
+                b = known.get(e.b) or self.index.get(e.b)
+                if min(a.quality, b.quality) >= self.config.min_quality:
+                    jobs[i] = pool.submit(check_pair, a, b, thumbs.get(e.a), thumbs.get(e.b), self.config.pixel_limit)
+        out = list(edges)
+        for i, job in jobs.items():
+            report.verified += 1
+            if job.result():
+                out[i] = replace(edges[i], verified=True)
+        return out
 
     def _sweep(self, roots: list[str], seen_ids: set[int]) -> int:
         """Remove records under the scanned roots whose files were not seen."""
@@ -212,3 +235,4 @@ class Scanner:
             if r.file_id not in seen_ids and (r.path.startswith(prefixes) or r.path in roots)
         ]
         return self.index.delete_many(gone) if gone else 0
+

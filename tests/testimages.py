@@ -41,10 +41,13 @@ def encode(img: np.ndarray, ext: str, quality: int = 90) -> bytes:
     return buf.tobytes()
 
 
-def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """Insert an EXIF APP1 segment carrying the Orientation tag right after SOI."""
-    ifd = (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
-           + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0))
+def with_exif_orientation(jpeg: bytes, orientation: int, camera: bool = False) -> bytes:
+    """Insert an EXIF APP1 segment carrying the Orientation tag right after SOI; with
+    `camera`, also a Make tag, as camera files have (metadata worth keeping)."""
+    entries = [struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)]
+    if camera:
+        entries.insert(0, struct.pack("<HHI4s", 0x010F, 2, 4, b"Cam\x00"))  # Make, ASCII, inline
+    ifd = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
     seg = b"Exif\x00\x00" + ifd
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(seg) + 2) + seg + jpeg[2:]
 
@@ -79,12 +82,17 @@ def make_tree(root: Path) -> dict[str, Path]:
     astro, coffee, chelsea = photo("astronaut"), photo("coffee"), photo("chelsea")
     t = {}
     # a camera original: JPEG with an EXIF block (orientation 1)
-    t["astro"] = write(root / "originals/astronaut.jpg", with_exif_orientation(encode(astro, ".jpg", 97), 1), 1_600_000_000)
+    t["astro"] = write(root / "originals/astronaut.jpg", with_exif_orientation(encode(astro, ".jpg", 97), 1, camera=True), 1_600_000_000)
     t["astro_q75"] = write(root / "copies/astronaut_q75.jpg", encode(astro, ".jpg", 75), 1_700_000_000)
     t["astro_half"] = write(root / "copies/astronaut_half.jpg", encode(resize(astro, 0.5), ".jpg", 90))
     t["astro_exif6"] = write(root / "copies/astronaut_exif6.jpg",
-                             with_exif_orientation(encode(stored_for_orientation(astro, 6), ".jpg", 92), 6))
+                             with_exif_orientation(encode(stored_for_orientation(astro, 6), ".jpg", 92), 6, camera=True))
     t["astro_rot90"] = write(root / "copies/astronaut_rot90.jpg", encode(np.rot90(astro, -1).copy(), ".jpg", 90))
+    grey = cv2.cvtColor(cv2.cvtColor(astro, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    t["astro_grey"] = write(root / "edits/astronaut_grey.jpg", encode(grey, ".jpg", 92))
+    edited = astro.copy()
+    edited[170:270, 200:300] = astro[170:270, 170:270]  # a region moved sideways
+    t["astro_edit"] = write(root / "edits/astronaut_edit.jpg", encode(edited, ".jpg", 92))
     t["coffee"] = write(root / "originals/coffee.jpg", encode(coffee, ".jpg", 95), 1_600_000_000)
     t["coffee_webp"] = write(root / "copies/coffee.webp", encode(coffee, ".webp", 80))
     t["coffee_exact"] = write(root / "backup/coffee.jpg", encode(coffee, ".jpg", 95), 1_700_000_000)

@@ -17,7 +17,7 @@ def ref(path):
 
 def test_a_photo_becomes_a_full_record(tmp_path):
     p = tmp_path / "astro.jpg"
-    data = with_exif_orientation(encode(photo("astronaut"), ".jpg", 90), 1)
+    data = with_exif_orientation(encode(photo("astronaut"), ".jpg", 90), 1, camera=True)
     p.write_bytes(data)
     result = fingerprint_file(ref(p), "lbph", LIMIT)
     r = result.record

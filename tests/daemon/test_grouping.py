@@ -7,8 +7,9 @@ T = Thresholds(act=10, report=24, min_quality=4.0)
 KEY = keep_key(["most_pixels", "shortest_path"])
 
 
-def rec(i, w=100, h=100, content=None, fmt="jpeg", quality=20.0, ino=None):
-    return FileRecord(i, f"/p/{i}.jpg", 1, ino or i, 1000, 0, 0, w, h, fmt, content or bytes([i]) * 32, (0, 0), "lbph", 1, quality)
+def rec(i, w=100, h=100, content=None, fmt="jpeg", quality=20.0, ino=None, chroma=30.0):
+    return FileRecord(i, f"/p/{i}.jpg", 1, ino or i, 1000, 0, 0, w, h, fmt, content or bytes([i]) * 32, (0, 0), "lbph", 1,
+                      quality, chroma=chroma)
 
 
 def groups_of(records, edges, t=T):
@@ -30,19 +31,24 @@ def test_keeper_is_the_best_copy():
 
 def test_tiers():
     keeper = rec(1, 200, 200)
-    assert tier_of(keeper, rec(2, 200, 200, content=keeper.content_hash), 0, 0, T) == "exact"
-    assert tier_of(keeper, rec(3, 100, 100), 10, 0, T) == "act"
-    assert tier_of(keeper, rec(4, 100, 100), 11, 0, T) == "report"
-    assert tier_of(keeper, rec(5, 100, 100), 2, 1, T) == "report"  # rotated copies are never acted on
-    assert tier_of(keeper, rec(6, 100, 80), 2, 0, T) == "report"  # other aspect ratio: a crop
-    assert tier_of(keeper, rec(7, 100, 100, quality=1.0), 0, 0, T) == "report"  # flat image: hash uninformative
-    assert tier_of(rec(8, 100, 100), rec(9, 200, 200), 0, 0, T) == "report"  # keeper has fewer pixels
+    def e(distance, variant=0, verified=True):
+        return Edge(1, 2, distance, variant, verified)
+
+    assert tier_of(keeper, rec(2, 200, 200, content=keeper.content_hash), e(0, verified=False), T) == "exact"
+    assert tier_of(keeper, rec(3, 100, 100), e(10), T) == "act"
+    assert tier_of(keeper, rec(3, 100, 100), e(10, verified=False), T) == "report"  # pixels not verified
+    assert tier_of(keeper, rec(4, 100, 100), e(11), T) == "report"
+    assert tier_of(keeper, rec(5, 100, 100), e(2, 1), T) == "report"  # rotated copies are never acted on
+    assert tier_of(keeper, rec(6, 100, 80), e(2), T) == "report"  # other aspect ratio: a crop
+    assert tier_of(keeper, rec(7, 100, 100, quality=1.0), e(0), T) == "report"  # flat image: hash uninformative
+    assert tier_of(rec(8, 100, 100), rec(9, 200, 200), e(0), T) == "report"  # keeper has fewer pixels
+    assert tier_of(keeper, rec(10, 100, 100, chroma=0.5), e(2), T) == "report"  # a greyscale copy is an edit
 
 
-def test_exact_members_are_verified_others_not_yet():
-    rs = [rec(1, content=b"a" * 32), rec(2, content=b"a" * 32), rec(3, 50, 50)]
-    (g,) = groups_of(rs, [Edge(1, 2, 0), Edge(1, 3, 4)])
-    assert {m.tier: m.verified for m in g.members} == {"exact": True, "act": False}
+def test_exact_and_pixel_verified_members_are_verified():
+    rs = [rec(1, content=b"a" * 32), rec(2, content=b"a" * 32), rec(3, 50, 50), rec(4, 50, 50)]
+    (g,) = groups_of(rs, [Edge(1, 2, 0), Edge(1, 3, 4, 0, True), Edge(1, 4, 4)])
+    assert [(m.tier, m.verified) for m in g.members] == [("exact", True), ("act", True), ("report", False)]
 
 
 def test_variant_is_seen_from_the_keeper():

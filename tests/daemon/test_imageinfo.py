@@ -36,9 +36,14 @@ def test_gif_header():
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_exif_orientation_and_display_size(coffee, orientation):
-    info = read_info(with_exif_orientation(encode(coffee, ".jpg"), orientation))
+    info = read_info(with_exif_orientation(encode(coffee, ".jpg"), orientation, camera=True))
     assert info.orientation == orientation and info.has_exif
     assert info.display_size == ((400, 600) if orientation in (6, 8) else (600, 400))
+
+
+def test_orientation_alone_is_not_metadata_worth_keeping(coffee):
+    info = read_info(with_exif_orientation(encode(coffee, ".jpg"), 6))
+    assert info.orientation == 6 and not info.has_exif
 
 
 def test_format_comes_from_magic_bytes_not_the_name(coffee):

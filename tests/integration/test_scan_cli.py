@@ -57,6 +57,10 @@ def test_scan_groups_and_contract(library, capsys):
     keep_of_coffee = members[str(tree["coffee_exact"])][0]
     assert keep_of_coffee == coffee and members[str(tree["coffee_exact"])][1]["tier"] == "exact"
     assert members[str(tree["coffee_webp"])][0] == coffee
+    for name in ("astro_q75", "astro_half", "astro_exif6", "coffee_webp"):
+        assert members[str(tree[name])][1]["verified"]  # act means pixel-verified
+    assert members[str(tree["astro_grey"])][1]["tier"] == "report"  # greyscale is an edit
+    assert members.get(str(tree["astro_edit"]), (None, {"tier": "none"}))[1]["tier"] != "act"  # moved region
     # the two stereo shots are different photographs: never act
     for side in ("moto_left", "moto_right"):
         assert members.get(str(tree[side]), (None, {"tier": "none"}))[1]["tier"] != "act"
