@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+
+import numpy as np
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
@@ -74,6 +76,24 @@ def better_edge(new: Edge, old: Edge | None, act: int) -> bool:
         return (0 if e.variant == 0 and e.distance <= act else 1, e.distance, e.variant)
 
     return rank(new) < rank(old)
+
+
+def pagerank(edges: list[Edge], radius: int, damping: float = 0.85, iterations: int = 60) -> dict[int, float]:
+    """PageRank of every file over the near-duplicate graph, edges weighted by closeness
+    (radius + 1 - distance). The seed method for choosing a group's representative copy:
+    the file most similar to most others scores highest."""
+    if not edges:
+        return {}
+    ids = sorted({e.a for e in edges} | {e.b for e in edges})
+    pos = {fid: i for i, fid in enumerate(ids)}
+    a = np.array([pos[e.a] for e in edges] + [pos[e.b] for e in edges])
+    b = np.array([pos[e.b] for e in edges] + [pos[e.a] for e in edges])
+    w = np.tile(np.array([radius + 1.0 - e.distance for e in edges]).clip(min=1e-3), 2)
+    out = np.bincount(a, weights=w, minlength=len(ids))
+    rank = np.full(len(ids), 1.0 / len(ids))
+    for _ in range(iterations):
+        rank = (1 - damping) / len(ids) + damping * np.bincount(b, weights=rank[a] * w / out[a], minlength=len(ids))
+    return dict(zip(ids, rank.tolist()))
 
 
 def same_aspect(a: FileRecord, b: FileRecord) -> bool:

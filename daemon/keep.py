@@ -1,7 +1,11 @@
 """Which copy of a group survives: composable keep rules, and the fidelity guard.
 
 Rules are applied in the configured order; the first rule that tells two copies apart
-decides (a lexicographic sort key). Two things are not configurable, because they are
+decides (a lexicographic sort key). The optional `representative` rule prefers the copy
+with the highest PageRank over the near-duplicate graph (the copy closest to most of
+the others); it helps when copies are alike in size, format and metadata, e.g. a folder
+of re-exports at one resolution, where it picks the centre of the cluster rather than
+an arbitrary name, so that more members fall within the act radius of the keeper. Two things are not configurable, because they are
 safety rules (SAFETY.md rule 12): a copy inside a trash, snapshot, recycle, thumbnail
 or quarantine folder is never preferred as keeper, and `may_replace` refuses to let a
 copy be replaced by one of lower fidelity whatever the rules chose.
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from dedupd.index.records import FileRecord
 
@@ -40,8 +44,11 @@ def _priority(paths: Sequence[str]) -> Callable[[FileRecord], int]:
     return rank
 
 
-def keep_key(rules: Sequence[str], path_priority: Sequence[str] = ()) -> Callable[[FileRecord], tuple]:
-    """A sort key: the best keeper sorts first. Unknown rule names raise KeyError."""
+def keep_key(rules: Sequence[str], path_priority: Sequence[str] = (),
+             representative: Mapping[int, float] | None = None) -> Callable[[FileRecord], tuple]:
+    """A sort key: the best keeper sorts first. Unknown rule names raise KeyError.
+    `representative`: file id -> PageRank score, for the `representative` rule."""
+    scores = representative or {}
     rule_keys: dict[str, Callable[[FileRecord], object]] = {
         "most_pixels": lambda r: -r.pixels,
         "lossless": lambda r: 0 if r.lossless else 1,
@@ -50,6 +57,7 @@ def keep_key(rules: Sequence[str], path_priority: Sequence[str] = ()) -> Callabl
         "oldest": lambda r: r.mtime_ns,
         "path_priority": _priority(path_priority),
         "shortest_path": lambda r: len(r.path),
+        "representative": lambda r: -scores.get(r.file_id, 0.0),
     }
     chosen = [rule_keys[name] for name in rules]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
-from dedupd.daemon.grouping import Group, Thresholds, better_edge, build_groups
+from dedupd.daemon.grouping import Group, Thresholds, better_edge, build_groups, pagerank
 from dedupd.daemon.keep import keep_key
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.walk import Excluder, FileRef, walk
@@ -109,8 +109,10 @@ class Scanner:
 
     def regroup(self) -> list[Group]:
         records = {r.file_id: r for r in self.index.iter_records() if r.state == STATE_OK}
-        key = keep_key(self.config.keep, self.config.keep_path_priority)
-        groups = build_groups(records, self.index.iter_edges(), self.thresholds, key)
+        edges = list(self.index.iter_edges())
+        scores = pagerank(edges, self.config.report_threshold) if "representative" in self.config.keep else None
+        key = keep_key(self.config.keep, self.config.keep_path_priority, scores)
+        groups = build_groups(records, edges, self.thresholds, key)
         self.index.replace_groups([g.to_json() for g in groups])
         return groups
 

@@ -22,6 +22,7 @@ KEEP_RULES = (
     "oldest",
     "path_priority",
     "shortest_path",
+    "representative",
 )
 
 # SAFETY.md rule 13: NAS metadata, snapshots, trash, our own quarantine, and

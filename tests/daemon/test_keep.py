@@ -60,3 +60,15 @@ def test_fidelity_guard():
     assert may_replace(big, small) and not may_replace(small, big)
     assert not may_replace(rec("/a/x.jpg"), rec("/a/x.png", fmt="png"))
     assert not may_replace(rec("/a/x.jpg"), rec("/a/y.jpg", exif=True))
+
+
+def test_representative_prefers_the_centre_of_the_cluster():
+    from dedupd.daemon.grouping import pagerank
+    from dedupd.index.edges import Edge
+
+    # 2 is close to 1, 3 and 4; the others only to 2
+    scores = pagerank([Edge(1, 2, 4), Edge(2, 3, 4), Edge(2, 4, 6), Edge(1, 3, 20)], radius=24)
+    rs = [FileRecord(i, f"/a/{i}.jpg", 1, i, 1000, 0, 0, 100, 100, "jpeg", b"x" * 32, (0, 0), "lbph", 1, 20.0) for i in (1, 2, 3, 4)]
+    assert max(scores, key=scores.get) == 2
+    assert min(rs, key=keep_key(["representative", "shortest_path"], (), scores)).file_id == 2
+    assert min(rs, key=keep_key(["shortest_path"], (), scores)).file_id == 1
