@@ -27,6 +27,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**30))
 import cv2  # noqa: E402
 
 from dedupd.daemon.errors import CorruptImage, ImageTooLarge, TruncatedImage  # noqa: E402
+from dedupd.daemon.heif import decode_heif, is_heif, open_heif  # noqa: E402
 from dedupd.daemon.imageinfo import HEADER_BYTES, ImageInfo, read_info  # noqa: E402
 
 MIN_SIDE = 128
@@ -65,8 +66,10 @@ def check_pixels(info: ImageInfo, pixel_limit: int, path: str = "") -> None:
 
 def decode_image(data: bytes, path: str = "", pixel_limit: int = 100_000_000, info: ImageInfo | None = None) -> Decoded:
     """Decode `data` (a whole image file). Raises a FileProblem subclass, never returns None."""
-    info = info or read_info(data[:HEADER_BYTES], path)
+    info = info or read_info(data if is_heif(data) else data[:HEADER_BYTES], path)
     check_pixels(info, pixel_limit, path)
+    if info.format == "heif":
+        return from_pixels(decode_heif(open_heif(data, path), path), info)
     if info.format == "jpeg" and data.rfind(b"\xff\xd9") < 0:
         raise TruncatedImage(path, "JPEG without an end-of-image marker")
     reduction = reduction_for(info)

@@ -18,6 +18,7 @@ import numpy as np
 
 from dedupd.daemon.decode import check_pixels, decode_image
 from dedupd.daemon.errors import ChangedWhileReading, EmptyFile, FileProblem, Unreadable, Vanished
+from dedupd.daemon.heif import is_heif
 from dedupd.daemon.imageinfo import HEADER_BYTES, read_info
 from dedupd.daemon.verify import thumbnail, verify_pair
 from dedupd.daemon.walk import FileRef
@@ -115,7 +116,8 @@ def read_whole(path: str, pixel_limit: int) -> tuple[bytes, os.stat_result]:
         if before.st_size == 0:
             raise EmptyFile(path)
         head = _read(fd, path, min(before.st_size, HEADER_BYTES))
-        check_pixels(read_info(head, path), pixel_limit, path)
+        if not is_heif(head):  # HEIF's size lives in a box tree that needs the whole file
+            check_pixels(read_info(head, path), pixel_limit, path)
         data = head + _read(fd, path, before.st_size - len(head))
         after = os.fstat(fd)
     finally:

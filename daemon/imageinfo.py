@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from dedupd.daemon.errors import CorruptImage, TruncatedImage, UnsupportedFormat
+from dedupd.daemon.heif import exif_block, is_heif, open_heif
 
 HEADER_BYTES = 256 * 1024  # enough for JPEG APP segments with EXIF before SOF in practice
 
@@ -47,14 +48,19 @@ def sniff_format(head: bytes) -> str | None:
         return "webp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
+    if is_heif(head):
+        return "heif"
     return None
 
 
 def read_info(head: bytes, path: str = "") -> ImageInfo:
-    """Parse the header in `head` (the file's first bytes). Raises a FileProblem subclass."""
+    """Parse the header in `head` (the file's first bytes). Raises a FileProblem subclass.
+    HEIF keeps its header in a box tree that may sit anywhere: pass the whole file."""
     fmt = sniff_format(head)
     if fmt is None:
         raise UnsupportedFormat(path, "unknown magic bytes")
+    if fmt == "heif":
+        return _heif(head, path)
     try:
         info = _PARSERS[fmt](head)
     except (struct.error, IndexError, ValueError) as exc:
@@ -62,6 +68,13 @@ def read_info(head: bytes, path: str = "") -> ImageInfo:
     if info.width <= 0 or info.height <= 0:
         raise CorruptImage(path, f"{fmt} header gives a size of {info.width}x{info.height}")
     return info
+
+
+def _heif(b: bytes, path: str) -> ImageInfo:
+    heif_file = open_heif(b, path)
+    width, height = heif_file.size  # as displayed: libheif applies irot/imir
+    _, has_exif = _exif_summary(exif_block(heif_file)) if exif_block(heif_file) else (1, False)
+    return ImageInfo("heif", width, height, 1, has_exif)
 
 
 def _jpeg(b: bytes) -> ImageInfo:

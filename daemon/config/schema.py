@@ -41,7 +41,7 @@ DEFAULT_EXCLUDE = (
     ".syncthing.*.tmp",
     "~syncthing~*",
 )
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif")
 
 
 @dataclass(frozen=True)
