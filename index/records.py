@@ -35,10 +35,10 @@ class FileRecord:
     algo: str = ""
     algo_version: int = 0
     quality: float = 0.0  # contrast of the hashed image; near 0 = flat, hash unreliable
-    chroma: float = 0.0  # mean colourfulness (max - min of B, G, R) of a small rendering; ~0 = greyscale
     has_exif: bool = False
     state: str = STATE_OK
     error: str = ""  # error kind when state == "error"
+    chroma: float = 0.0  # mean colourfulness (max - min of B, G, R) of a small rendering; ~0 = greyscale
 
     @property
     def pixels(self) -> int:
