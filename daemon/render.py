@@ -43,7 +43,11 @@ def groups(gs: list[dict]) -> str:
 def matches(hits: list[dict]) -> str:
     if not hits:
         return "no indexed image is near this file"
-    return "\n".join(f"d={h['distance']:<3} {h['variant']:<10} {h['tier']:<6} {h['path']}" + ("  (this file)" if h["same_file"] else "") for h in hits)
+    return "\n".join(
+        f"d={h['distance']:<3} {h['variant']:<10} {h['tier']:<6} {h['path']}"
+        + ("  verified" if h["verified"] else "") + ("  (this file)" if h["same_file"] else "")
+        for h in hits
+    )
 
 
 def status(s: dict) -> str:
