@@ -31,6 +31,7 @@ from dedupd.daemon.progress import Progress
 from dedupd.daemon.walk import Excluder, FileRef, walk
 from dedupd.index.edges import Edge
 from dedupd.index.records import STATE_OK, FileRecord
+from dedupd.kernels import ALGORITHMS
 
 BATCH = 256
 SKIP_KINDS_THAT_ARE_ERRORS = frozenset({"unreadable_dir", "unreadable", "vanished"})
@@ -147,8 +148,10 @@ class Scanner:
         return record
 
     def _current(self, record: FileRecord) -> bool:
-        """Fingerprinted with the configured algorithm (error records never need a re-decode)."""
-        return record.state != STATE_OK or record.algo == self.config.algorithm
+        """Fingerprinted with the configured algorithm and version (error records never
+        need a re-decode)."""
+        algo = ALGORITHMS[self.config.algorithm]
+        return record.state != STATE_OK or (record.algo, record.algo_version) == (algo.name, algo.version)
 
     def _fingerprint_all(self, todo: list[FileRef], report: ScanReport) -> set[int]:
         ids: set[int] = set()
