@@ -10,8 +10,8 @@ reproduce them bit for bit:
 - `area_numerators` returns N = Sy*Sx * (exact area average); integers, no rounding.
 - `_blur_quantize` applies the [1,2,1]x[1,2,1]/16 blur to N and rounds the result to
   1/256 grey level (round half up), giving integers Q in [0, 65280].
-- `_lbp_riu2` compares integers; the bilinear diagonal neighbour is decided exactly (see
-  `_diag_ge`).
+- `_lbp_riu2` compares integers (neighbour - centre against the tolerance tau, itself in
+  1/256 grey level); the bilinear diagonal neighbour is decided exactly (see `_diag_ge`).
 - The DCT is float64; its coefficients are rounded to a multiple of QUANTUM = 2^-16 so that
   coefficients that are equal in exact arithmetic (the zeros of a flat or mirror-symmetric
   picture, C[u, v] == C[v, u] of a transpose-symmetric one) compare equal whatever the
@@ -147,32 +147,58 @@ def _diag_ge(d1, d2, dd):
     return r < 0 and 2 * s * s <= r * r
 
 
-@njit(int64[:, ::1](int64[:, ::1]), **_OPTS)
-def _lbp_riu2(q):
-    """Rotation-invariant uniform LBP (P=8, R=1): set-bit count if <= 2 transitions, else 9."""
+@njit(int64[::1](int64, boolean), **_OPTS)
+def _neighbour_rows(n, reflect):
+    """(prev, next) index tables of one axis, packed as [prev_0..prev_{n-1}, next_0..next_{n-1}].
+
+    Inside, prev[i] = i - 1 and next[i] = i + 1. At the ends the missing neighbour is the
+    edge pixel itself (replicate: the outside neighbour equals the pixel) or, with reflect,
+    the pixel one step inside (reflect-101: ...2 1 | 0 1 2...). Both are mirror-symmetric,
+    so either keeps the LBP image exactly equivariant under the dihedral group.
+    """
+    out = np.empty(2 * n, np.int64)
+    for i in range(n):
+        out[i] = i - 1
+        out[n + i] = i + 1
+    out[0] = min(1, n - 1) if reflect else 0
+    out[2 * n - 1] = max(n - 2, 0) if reflect else n - 1
+    return out
+
+
+@njit(int64[:, ::1](int64[:, ::1], int64, boolean), **_OPTS)
+def _lbp_riu2(q, tau, reflect):
+    """Rotation-invariant uniform LBP (P=8, R=1): set-bit count if <= 2 transitions, else 9.
+
+    s_p = neighbour >= centre + tau (tau in the units of q, 1/256 grey level); the border is
+    replicate, or reflect-101 when `reflect`.
+    """
     h, w = q.shape
+    ry = _neighbour_rows(h, reflect)
+    rx = _neighbour_rows(w, reflect)
     out = np.empty((h, w), np.int64)
     bits = np.empty(8, np.int64)
+    tau2 = 2 * tau
     for y in range(h):
-        yn = max(y - 1, 0)
-        ys = min(y + 1, h - 1)
+        yn = ry[y]
+        ys = ry[h + y]
         for x in range(w):
-            xw = max(x - 1, 0)
-            xe = min(x + 1, w - 1)
+            xw = rx[x]
+            xe = rx[w + x]
             c = q[y, x]
             de = q[y, xe] - c
             dn = q[yn, x] - c
             dw = q[y, xw] - c
             ds = q[ys, x] - c
-            # neighbour p at angle 2*pi*p/8: E, NE, N, NW, W, SW, S, SE
-            bits[0] = de >= 0
-            bits[1] = _diag_ge(dn, de, q[yn, xe] - c)
-            bits[2] = dn >= 0
-            bits[3] = _diag_ge(dn, dw, q[yn, xw] - c)
-            bits[4] = dw >= 0
-            bits[5] = _diag_ge(ds, dw, q[ys, xw] - c)
-            bits[6] = ds >= 0
-            bits[7] = _diag_ge(ds, de, q[ys, xe] - c)
+            # neighbour p at angle 2*pi*p/8: E, NE, N, NW, W, SW, S, SE.
+            # Diagonal: sample - c >= tau  <=>  (sqrt2 - 1)(d1 + d2) + dd - 2 tau >= 0 (see _diag_ge).
+            bits[0] = de >= tau
+            bits[1] = _diag_ge(dn, de, q[yn, xe] - c - tau2)
+            bits[2] = dn >= tau
+            bits[3] = _diag_ge(dn, dw, q[yn, xw] - c - tau2)
+            bits[4] = dw >= tau
+            bits[5] = _diag_ge(ds, dw, q[ys, xw] - c - tau2)
+            bits[6] = ds >= tau
+            bits[7] = _diag_ge(ds, de, q[ys, xe] - c - tau2)
             ones = 0
             changes = 0
             for p in range(8):
@@ -182,15 +208,17 @@ def _lbp_riu2(q):
     return out
 
 
-@njit(float64[:, ::1](int64[:, ::1], float64), **_OPTS)
-def _pool2(a, scale):
-    """scale * (sum of each 2x2 cell); exact for the power-of-two scales used here."""
-    h = a.shape[0] // 2
-    w = a.shape[1] // 2
+@njit(float64[:, ::1](int64[:, ::1], int64, float64), **_OPTS)
+def _pool2(a, margin, scale):
+    """scale * (sum of each 2x2 cell) of a without `margin` pixels on every side; exact for the power-of-two scales used here."""
+    h = (a.shape[0] - 2 * margin) // 2
+    w = (a.shape[1] - 2 * margin) // 2
     out = np.empty((h, w), np.float64)
     for y in range(h):
+        y0 = margin + 2 * y
         for x in range(w):
-            s = a[2 * y, 2 * x] + a[2 * y, 2 * x + 1] + a[2 * y + 1, 2 * x] + a[2 * y + 1, 2 * x + 1]
+            x0 = margin + 2 * x
+            s = a[y0, x0] + a[y0, x0 + 1] + a[y0 + 1, x0] + a[y0 + 1, x0 + 1]
             out[y, x] = s * scale
     return out
 
@@ -263,14 +291,25 @@ def pack_variants(blocks, top_bits, skip_dc, perm, sign):
 # ---------------------------------------------------------------- LBPH
 
 
-@njit(types.Tuple((float64[:, :, ::1], int64[::1], float64))(GRAY, float64[:, ::1]), **_OPTS)
-def lbph_blocks(gray, m):
-    """(quantized 8x8 DCT blocks [global, texture], bit-63 values [brightness, 0], quality)."""
+@njit(
+    types.Tuple((float64[:, :, ::1], int64[::1], float64))(GRAY, float64[:, ::1], float64[:, ::1], int64, boolean, int64),
+    **_OPTS,
+)
+def lbph_blocks(gray, m, mt, tau, reflect, margin):
+    """(quantized 8x8 DCT blocks [global, texture], bit-63 values [brightness, 0], quality).
+
+    m: the first 8 rows of the 32-point DCT (global part). Texture part: LBP with
+    s_p = neighbour >= centre + tau (tau in 1/256 grey level), replicate or reflect-101 border,
+    `margin` pixels of the 64x64 code image dropped on every side before the 2x2 pooling;
+    mt: the first 8 rows of the (32 - margin)-point DCT. LBPH v1 is (tau, reflect, margin) = (0, False, 0).
+    """
+    if m.shape[1] != SIDE // 2 or mt.shape[1] != SIDE // 2 - margin or margin < 0:
+        raise ValueError("DCT matrix sizes do not match the pooled images")
     sy, sx = gray.shape
     q = _blur_quantize(area_numerators(gray, SIDE, SIDE), sy * sx)
     blocks = np.empty((2, 8, 8), np.float64)
-    blocks[0] = _dct_block(_pool2(q, 1.0 / (4 * BLUR_LEVELS)), m)
-    blocks[1] = _dct_block(_pool2(_lbp_riu2(q), 0.25), m)
+    blocks[0] = _dct_block(_pool2(q, 0, 1.0 / (4 * BLUR_LEVELS)), m)
+    blocks[1] = _dct_block(_pool2(_lbp_riu2(q, tau, reflect), margin, 0.25), mt)
     total = q.sum()
     top = np.zeros(2, np.int64)
     top[0] = 1 if total >= 128 * BLUR_LEVELS * SIDE * SIDE else 0

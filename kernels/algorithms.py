@@ -19,13 +19,17 @@ from dedupd.kernels.errors import UnknownAlgorithm
 class Algorithm:
     name: str
     version: int
-    bits: int  # meaningful bits of the (2,) code: 128 for lbph (bit 63 of word 1 reserved, always 0), 64 for the others
+    bits: int  # meaningful bits of the (2,) code: 128 for lbph/lbph1 (bit 63 of word 1 reserved, always 0), 64 for the others
     hash: Callable[[np.ndarray], np.ndarray]  # gray -> (2,) uint64
     variants: Callable[[np.ndarray], np.ndarray] | None  # gray -> (8, 2) uint64, or None if unsupported
+    # gray -> (variants, quality) in one pass, when the algorithm has one (the LBPH definitions)
+    with_variants: Callable[[np.ndarray], tuple[np.ndarray, float]] | None = None
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "lbph": Algorithm("lbph", lbph.LBPH_VERSION, 128, lbph.lbph, lbph.lbph_variants),
+    "lbph": Algorithm("lbph", lbph.LBPH_VERSION, 128, lbph.lbph, lbph.lbph_variants, lbph.lbph_with_variants),
+    # LBPH version 1, kept for comparisons (benchmarks, `fingerprint(gray, "lbph1")`); not a config choice
+    "lbph1": Algorithm("lbph1", lbph.V1.version, 128, lbph.V1.hash, lbph.V1.variants, lbph.V1.with_variants),
     "phash": Algorithm("phash", 1, 64, classic.phash, classic.phash_variants),
     "dhash": Algorithm("dhash", 1, 64, classic.dhash, None),
     "ahash": Algorithm("ahash", 1, 64, classic.ahash, None),
@@ -52,8 +56,8 @@ def fingerprint(gray: np.ndarray, algo: str = "lbph") -> Fingerprint:
     """Fingerprint of an upright 2-D uint8 grey image (BadImage if it is not one)."""
     alg = get(algo)
     gray = lbph.as_gray(gray)
-    if alg.name == "lbph":  # one pass gives code, variants and quality
-        variants, q = lbph.lbph_with_variants(gray)
+    if alg.with_variants is not None:  # one pass gives code, variants and quality
+        variants, q = alg.with_variants(gray)
     else:
         variants = alg.variants(gray) if alg.variants is not None else alg.hash(gray).reshape(1, 2)
         q = lbph.quality(gray)

@@ -1,8 +1,9 @@
-"""LBPH version 1: a 128-bit perceptual hash of a grey image (global DCT bits + LBP texture bits).
+"""LBPH version 2: a 128-bit perceptual hash of a grey image (global DCT bits + LBP texture bits).
 
 After the LBP + DCT hash of Chen, Xiang and Sun (KSII TIIS 15(4), 2021), made exactly
 equivariant under the eight rotations/mirrors so that one hash computation yields the
-codes of all eight variants. Definition (docs/fingerprints.md has the long form):
+codes of all eight variants. Definition (docs/fingerprints.md has the long form and the
+measurements behind version 2):
 
 1. Input `gray`: 2-D uint8, any size >= 1x1, already upright (EXIF orientation applied).
 2. Area resize to 64x64: output cell (i, j) is the exact average of the input over the
@@ -16,11 +17,17 @@ codes of all eight variants. Definition (docs/fingerprints.md has the long form)
    C[0:8, 0:8] without C[0, 0]; every coefficient rounded to a multiple of 2^-16, bit
    (u*8 + v - 1) = C[u, v] > median of the 63. Bit 63 = mean(B) >= 128.
 5. Word 1, bits 0..62: circular LBP of B with P=8, R=1 (neighbour p at offset
-   (dy, dx) = (-sin, cos)(2*pi*p/8), diagonal neighbours by exact bilinear interpolation,
-   replicate border, s_p = neighbour >= centre), mapped to riu2 (number of ones when the
-   circular pattern has <= 2 transitions, else 9); 2x2 average -> 32x32; then as in 4.
+   (dy, dx) = (-sin, cos)(2*pi*p/8), diagonal neighbours by exact bilinear interpolation),
+   s_p = neighbour >= centre + 3 grey levels, mapped to riu2 (number of ones when the
+   circular pattern has <= 2 transitions, else 9). Only the inner 60x60 codes are used
+   (rows and columns 2..61: neither their LBP nor the blur under it reads a padded pixel);
+   2x2 average -> 30x30, orthonormal 30-point 2-D DCT-II, 8x8 block, then as in 4.
    Bit 63 = 0 (reserved).
 6. Code: np.array([word0, word1], dtype=np.uint64).
+
+Version 1 differs only in step 5: s_p = neighbour >= centre (no tolerance), replicate
+border, and all 64x64 codes pooled to 32x32 with a 32-point DCT. `V1` computes it (the
+registry's "lbph1", for comparisons); `Definition` takes any (tau, border, margin).
 
 Every step commutes with the dihedral group, and everything before the DCT is exact
 integer arithmetic, so `lbph_variants(A)[k] == lbph(dihedral.apply(A, DIHEDRAL[k]))`
@@ -35,11 +42,10 @@ from dedupd.kernels import _jit
 from dedupd.kernels.dihedral import coefficient_tables
 from dedupd.kernels.errors import BadImage
 
-LBPH_VERSION = 1
+LBPH_VERSION = 2
 
 MAX_PIXELS = 1 << 40  # keeps the exact integer arithmetic of the resize and blur inside int64
 
-_DCT8 = _jit.dct_rows(32, 8)
 _PERM, _SIGN = coefficient_tables(8)
 _PERM_ID, _SIGN_ID = _PERM[:1].copy(), _SIGN[:1].copy()
 
@@ -54,29 +60,65 @@ def as_gray(gray: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+class Definition:
+    """One LBPH definition: the texture rule's tolerance, border and pooled area (all else is fixed).
+
+    tau: s_p = neighbour >= centre + tau / 256 grey level (tau an integer, in units of 1/256);
+    reflect: reflect-101 border for the LBP instead of replicate; margin: LBP code-image pixels
+    dropped on every side before pooling ((64 - 2 margin) / 2-point DCT for the texture word).
+    """
+
+    def __init__(self, version: int, tau: int, reflect: bool = False, margin: int = 0):
+        if not (0 <= margin <= 24 and 0 <= tau < 1 << 16):
+            raise ValueError(f"bad LBPH parameters tau={tau} margin={margin}")
+        self.version, self.tau, self.reflect, self.margin = version, int(tau), bool(reflect), int(margin)
+        self._m = _jit.dct_rows(32, 8)
+        self._mt = _jit.dct_rows(32 - self.margin, 8)
+
+    def __repr__(self) -> str:
+        return f"Definition(version={self.version}, tau={self.tau}, reflect={self.reflect}, margin={self.margin})"
+
+    def blocks(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        return _jit.lbph_blocks(as_gray(gray), self._m, self._mt, self.tau, self.reflect, self.margin)
+
+    def hash(self, gray: np.ndarray) -> np.ndarray:
+        blocks, top, _ = self.blocks(gray)
+        return _jit.pack_variants(blocks, top, True, _PERM_ID, _SIGN_ID)[0]
+
+    def variants(self, gray: np.ndarray) -> np.ndarray:
+        blocks, top, _ = self.blocks(gray)
+        return _jit.pack_variants(blocks, top, True, _PERM, _SIGN)
+
+    def with_variants(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
+        blocks, top, q = self.blocks(gray)
+        return _jit.pack_variants(blocks, top, True, _PERM, _SIGN), q
+
+
+V1 = Definition(1, tau=0)
+V2 = Definition(LBPH_VERSION, tau=3 * 256, margin=2)  # tau 3 grey levels, texture of the inner 60x60
+CURRENT = V2
+
+
 def lbph_blocks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(blocks (2, 8, 8) float64: the quantized global and texture DCT blocks, bit-63 values (2,), quality)."""
-    return _jit.lbph_blocks(as_gray(gray), _DCT8)
+    return CURRENT.blocks(gray)
 
 
 def lbph(gray: np.ndarray) -> np.ndarray:
-    """LBPH v1 code of `gray`: shape (2,) uint64."""
-    blocks, top, _ = lbph_blocks(gray)
-    return _jit.pack_variants(blocks, top, True, _PERM_ID, _SIGN_ID)[0]
+    """LBPH v2 code of `gray`: shape (2,) uint64."""
+    return CURRENT.hash(gray)
 
 
 def lbph_variants(gray: np.ndarray) -> np.ndarray:
     """(8, 2) uint64: row k is the code of dihedral.apply(gray, DIHEDRAL[k]); row 0 == lbph(gray)."""
-    blocks, top, _ = lbph_blocks(gray)
-    return _jit.pack_variants(blocks, top, True, _PERM, _SIGN)
+    return CURRENT.variants(gray)
 
 
 def lbph_with_variants(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """(lbph_variants(gray), quality(gray)) from one pass: what `fingerprint` uses."""
-    blocks, top, q = lbph_blocks(gray)
-    return _jit.pack_variants(blocks, top, True, _PERM, _SIGN), q
+    return CURRENT.with_variants(gray)
 
 
 def quality(gray: np.ndarray) -> float:
     """Standard deviation of the blurred 64x64 image B (0 = flat; a flat image's hash means nothing)."""
-    return float(lbph_blocks(gray)[2])
+    return float(CURRENT.blocks(gray)[2])

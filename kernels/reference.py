@@ -79,10 +79,14 @@ def _bilinear_minus_centre_decimal(p: np.ndarray, y: int, x: int, dy: float, dx:
         return total
 
 
-def lbp_riu2(b: np.ndarray) -> np.ndarray:
-    """riu2 code (0..9) of every pixel: P=8, R=1, bilinear neighbours, replicate border, s_p = neighbour >= centre."""
+def lbp_riu2(b: np.ndarray, tau: float = 0.0, border: str = "edge") -> np.ndarray:
+    """riu2 code (0..9) of every pixel: P=8, R=1, bilinear neighbours, s_p = neighbour >= centre + tau.
+
+    tau in grey levels (a multiple of 1/256); border: "edge" (replicate) or "reflect" (reflect-101).
+    """
+    assert border in ("edge", "reflect")
     h, w = b.shape
-    p = np.pad(b, 1, mode="edge")
+    p = np.pad(b, 1, mode=border)
     centre = p[1:-1, 1:-1]
     bits = np.zeros((8, h, w), dtype=np.int64)
     for k in range(8):
@@ -95,13 +99,18 @@ def lbp_riu2(b: np.ndarray) -> np.ndarray:
             for cx, wx in ((x0, 1 - tx), (x0 + 1, tx)):
                 if wy * wx != 0:
                     diff += wy * wx * (p[1 + cy : 1 + cy + h, 1 + cx : 1 + cx + w] - centre)
+        diff -= tau
         ge = diff >= 0
         # The float error here is ~1e-13, and a true nonzero difference exceeds 1e-9 grey level:
-        # it is ((sqrt2 - 1) S + T) / 512 for integers S, T (in 1/256 units, |S|, |T| < 2^18) and
-        # |sqrt2 S - R| = |2 S^2 - R^2| / (sqrt2 |S| + |R|) >= 1 / 400000 unless S = R = 0.
-        # So only |diff| < 1e-6 needs the exact look, and a decimal result below 1e-30 is a true 0.
+        # it is ((sqrt2 - 1) S + T) / 512 for integers S, T (in 1/256 units, |S|, |T| < 2^18; tau,
+        # a multiple of 1/256, only shifts T) and |sqrt2 S - R| = |2 S^2 - R^2| / (sqrt2 |S| + |R|)
+        # >= 1 / 400000 unless S = R = 0. So only |diff| < 1e-6 needs the exact look, and a decimal
+        # result below 1e-30 is a true 0.
         for y, x in zip(*np.nonzero(np.abs(diff) < 1e-6)):
-            exact = _bilinear_minus_centre_decimal(p, y + 1, x + 1, dy, dx) if ty or tx else Decimal(diff[y, x])
+            if ty or tx:
+                exact = _bilinear_minus_centre_decimal(p, y + 1, x + 1, dy, dx) - Decimal(float(tau))
+            else:
+                exact = Decimal(diff[y, x])
             ge[y, x] = abs(exact) < Decimal("1e-30") or exact > 0
         bits[k] = ge
     ones = bits.sum(axis=0)
@@ -134,9 +143,21 @@ def low_block(img: np.ndarray) -> np.ndarray:
     return np.round(dct2(img)[:8, :8] / QUANTUM) * QUANTUM
 
 
-def lbph_blocks(gray: np.ndarray) -> np.ndarray:
+# The texture rule of each LBPH version, stated here again (not imported from lbph.py):
+# tau in grey levels, the LBP border, and the LBP code-image pixels dropped on every side before pooling.
+V1 = {"tau": 0.0, "border": "edge", "margin": 0}
+V2 = {"tau": 3.0, "border": "edge", "margin": 2}  # with margin 2 the border mode never matters
+
+
+def texture_image(b: np.ndarray, tau: float, border: str, margin: int) -> np.ndarray:
+    """The riu2 code image that is pooled for word 1: the LBP of B without `margin` pixels on each side."""
+    codes = lbp_riu2(b, tau, border)
+    return codes[margin : codes.shape[0] - margin, margin : codes.shape[1] - margin]
+
+
+def lbph_blocks(gray: np.ndarray, tau: float = V2["tau"], border: str = V2["border"], margin: int = V2["margin"]) -> np.ndarray:
     b = blurred(gray)
-    return np.stack([low_block(pool2(b)), low_block(pool2(lbp_riu2(b)))])
+    return np.stack([low_block(pool2(b)), low_block(pool2(texture_image(b, tau, border, margin)))])
 
 
 def _word_without_dc(block: np.ndarray) -> int:
@@ -145,16 +166,17 @@ def _word_without_dc(block: np.ndarray) -> int:
     return sum(1 << (k - 1) for k in range(1, 64) if vals[k] > med)
 
 
-def lbph(gray: np.ndarray) -> np.ndarray:
+def lbph(gray: np.ndarray, tau: float = V2["tau"], border: str = V2["border"], margin: int = V2["margin"]) -> np.ndarray:
+    """LBPH code; the defaults are the current version (V2); lbph(gray, **V1) is version 1."""
     b = blurred(gray)
     w0 = _word_without_dc(low_block(pool2(b))) | (int(b.mean() >= 128) << 63)
-    w1 = _word_without_dc(low_block(pool2(lbp_riu2(b))))
+    w1 = _word_without_dc(low_block(pool2(texture_image(b, tau, border, margin))))
     return np.array([w0, w1], dtype=np.uint64)
 
 
-def lbph_variants(gray: np.ndarray) -> np.ndarray:
+def lbph_variants(gray: np.ndarray, **definition) -> np.ndarray:
     """Brute force: hash each of the eight rotated/mirrored images."""
-    return np.stack([lbph(apply(gray, name)) for name in DIHEDRAL])
+    return np.stack([lbph(apply(gray, name), **definition) for name in DIHEDRAL])
 
 
 def quality(gray: np.ndarray) -> float:

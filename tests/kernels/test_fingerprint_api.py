@@ -8,7 +8,7 @@ import pytest
 import dedupd.kernels as kernels
 from dedupd.kernels import ALGORITHMS, DIHEDRAL, Fingerprint, fingerprint, warm
 from dedupd.kernels.errors import BadImage, DedupdError, UnknownAlgorithm
-from dedupd.kernels.lbph import LBPH_VERSION, lbph, lbph_variants, quality
+from dedupd.kernels.lbph import LBPH_VERSION, V1, lbph, lbph_variants, quality
 
 from kernel_images import photo, scaled
 
@@ -19,11 +19,13 @@ def test_exports():
 
 
 def test_registry():
-    assert set(ALGORITHMS) == {"lbph", "phash", "dhash", "ahash"}
-    assert ALGORITHMS["lbph"].bits == 128 and ALGORITHMS["lbph"].version == LBPH_VERSION == 1
+    assert set(ALGORITHMS) == {"lbph", "lbph1", "phash", "dhash", "ahash"}
+    assert ALGORITHMS["lbph"].bits == 128 and ALGORITHMS["lbph"].version == LBPH_VERSION == 2
+    assert ALGORITHMS["lbph1"].bits == 128 and ALGORITHMS["lbph1"].version == 1  # v1, kept for comparisons
     for name in ("phash", "dhash", "ahash"):
         assert ALGORITHMS[name].bits == 64
-    assert ALGORITHMS["lbph"].variants is not None and ALGORITHMS["phash"].variants is not None
+    for name in ("lbph", "lbph1", "phash"):
+        assert ALGORITHMS[name].variants is not None
     assert ALGORITHMS["dhash"].variants is None and ALGORITHMS["ahash"].variants is None
     assert all(alg.name == key for key, alg in ALGORITHMS.items())
 
@@ -50,8 +52,13 @@ def test_fingerprint_shapes_and_consistency(algo):
 def test_lbph_fingerprint_is_the_module_functions():
     g = photo("rocket")
     fp = fingerprint(g)
-    assert fp.algo == "lbph"
+    assert (fp.algo, fp.version) == ("lbph", 2)
     assert np.array_equal(fp.code, lbph(g)) and np.array_equal(fp.variants, lbph_variants(g))
+    fp1 = fingerprint(g, "lbph1")
+    assert (fp1.algo, fp1.version) == ("lbph1", 1)
+    assert np.array_equal(fp1.variants, V1.variants(g)) and fp1.quality == fp.quality
+    assert np.array_equal(fp1.code[:1], fp.code[:1])  # word 0 is the same in both versions
+    assert not np.array_equal(fp1.code, fp.code)
 
 
 def test_unknown_algorithm():

@@ -1,8 +1,10 @@
 """Pinned fingerprints. A failure here means stored codes would change: bump the algorithm's
 version (and say why) instead of editing these values.
 
-hex = f"{word0:016x}{word1:016x}". The photo checksums tell a changed test picture (a new
-scikit-image or a changed grey formula) apart from a changed kernel.
+hex = f"{word0:016x}{word1:016x}". "lbph" is LBPH version 2 (its word 0 is version 1's, word 1
+changed); "lbph1" is version 1 with the values pinned when v1 was the default. The photo
+checksums tell a changed test picture (a new scikit-image or a changed grey formula) apart
+from a changed kernel.
 """
 
 import hashlib
@@ -14,7 +16,7 @@ from dedupd.kernels import ALGORITHMS, fingerprint
 
 from kernel_images import photo
 
-VERSIONS = {"lbph": 1, "phash": 1, "dhash": 1, "ahash": 1}
+VERSIONS = {"lbph": 2, "lbph1": 1, "phash": 1, "dhash": 1, "ahash": 1}
 
 PHOTO_SHA256_PREFIX = {
     "camera": "5cb24482a53416f9",
@@ -25,25 +27,29 @@ PHOTO_SHA256_PREFIX = {
 
 GOLDEN = {
     "camera": {
-        "lbph": "9e98b96101c1c7fe7966c6ce86b89328",
+        "lbph": "9e98b96101c1c7fe0f67e61e67033849",
+        "lbph1": "9e98b96101c1c7fe7966c6ce86b89328",
         "phash": "3d3172c203838ffd0000000000000000",
         "dhash": "57362e77fe7c18000000000000000000",
         "ahash": "f8f8f8e0e0f1f3ff0000000000000000",
     },
     "astronaut": {
-        "lbph": "09fddea6551924a16e02b157aa85dd2a",
+        "lbph": "09fddea6551924a13c1702d8ac7a5e59",
+        "lbph1": "09fddea6551924a16e02b157aa85dd2a",
         "phash": "13fbbd4caa3249430000000000000000",
         "dhash": "65a94cb9b0bdb1bb0000000000000000",
         "ahash": "06051f22e3faeefe0000000000000000",
     },
     "coffee": {
-        "lbph": "7636781b760260ee089985a09c7a977f",
+        "lbph": "7636781b760260ee19b9f65949163865",
+        "lbph1": "7636781b760260ee089985a09c7a977f",
         "phash": "ec6cf036ec04c1dd0000000000000000",
         "dhash": "6cf0d478ccda9fcf0000000000000000",
         "ahash": "c30181c1ddfcfefc0000000000000000",
     },
     "rocket": {
-        "lbph": "732453ec1bec76013cabe8e1b6418d2a",
+        "lbph": "732453ec1bec76016b148e00fb00f67f",
+        "lbph1": "732453ec1bec76013cabe8e1b6418d2a",
         "phash": "e648a7d837d8ec030000000000000000",
         "dhash": "8b0909090b0303070000000000000000",
         "ahash": "3e3f3f1f1e0400000000000000000000",
@@ -52,7 +58,8 @@ GOLDEN = {
 
 # a formula-made picture: pins the kernels even if the test photos were to change
 SYNTHETIC = {
-    "lbph": "00005a75b5d4dfed27493d4b8d2f9928",
+    "lbph": "00005a75b5d4dfed0255b53beeb20ad8",
+    "lbph1": "00005a75b5d4dfed27493d4b8d2f9928",
     "phash": "0000b4e36bb9bfdb0000000000000000",
     "dhash": "ac6a99ba59da2c2d0000000000000000",
     "ahash": "c9aa55b44360935c0000000000000000",

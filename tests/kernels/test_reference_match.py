@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from dedupd.kernels import _jit, classic, lbph, reference
 from dedupd.kernels.dihedral import DIHEDRAL, apply
+from dedupd.kernels.lbph import V1, V2, Definition
 
 from kernel_images import photo
 
@@ -49,19 +50,62 @@ def test_area_resize_is_the_reference(gray):
         assert np.array_equal(_jit.area_numerators(gray, h, w), reference.area_sum(gray, h, w))
 
 
-def test_lbp_code_image_is_the_reference(gray):
+# (kernel tau in 1/256 grey level, reflect-101 border) -> the reference's (tau in grey levels, border)
+LBP_RULES = {(0, False): (0.0, "edge"), (1024, False): (4.0, "edge"), (256, True): (1.0, "reflect"), (3, True): (3 / 256, "reflect")}
+
+
+@pytest.mark.parametrize("rule", sorted(LBP_RULES))
+def test_lbp_code_image_is_the_reference(gray, rule):
     q = _jit._blur_quantize(_jit.area_numerators(gray, 64, 64), gray.size)
     b = reference.blurred(gray)
     assert np.array_equal(q / 256.0, b)
-    assert np.array_equal(_jit._lbp_riu2(q), reference.lbp_riu2(b))
+    tau, border = LBP_RULES[rule]
+    assert np.array_equal(_jit._lbp_riu2(q, *rule), reference.lbp_riu2(b, tau, border))
 
 
 def test_lbph_matches_reference(gray):
+    """The current version (v2), then version 1, against the reference's own statement of each."""
     blocks, top, q = lbph.lbph_blocks(gray)
     assert np.allclose(blocks, reference.lbph_blocks(gray), rtol=0, atol=1e-6)
     assert hexcode(lbph.lbph(gray)) == hexcode(reference.lbph(gray))
     assert q == pytest.approx(reference.quality(gray), rel=1e-12, abs=1e-9)
     assert lbph.quality(gray) == q
+    assert hexcode(V1.hash(gray)) == hexcode(reference.lbph(gray, **reference.V1))
+
+
+def test_the_shipped_definitions_are_the_references():
+    assert (V2.version, V2.tau / 256, V2.margin) == (lbph.LBPH_VERSION, reference.V2["tau"], reference.V2["margin"])
+    assert (V1.version, V1.tau / 256, V1.reflect, V1.margin) == (1, reference.V1["tau"], False, reference.V1["margin"])
+    assert reference.V1["border"] == "edge"  # with margin 2 (v2) the LBP never reads its border
+
+
+@pytest.mark.parametrize("name", ["coffee", "513x377", "7x5"])
+def test_other_definitions_match_reference(name):
+    """The knobs the benchmark explores (reflect border, odd margins) are exact too."""
+    g = CASES[name]()
+    for d, ref in ((Definition(0, 384, reflect=True, margin=1), {"tau": 1.5, "border": "reflect", "margin": 1}),
+                   (Definition(0, 1, margin=5), {"tau": 1 / 256, "border": "edge", "margin": 5})):
+        assert np.allclose(d.blocks(g)[0], reference.lbph_blocks(g, **ref), rtol=0, atol=1e-6)
+        assert hexcode(d.hash(g)) == hexcode(reference.lbph(g, **ref))
+
+
+@pytest.mark.parametrize("tau", [0, 1, 256, 1024])
+def test_tolerance_ties_are_decided_exactly(tau):
+    """Neighbour - centre exactly at the tolerance (axis: d = tau; diagonal: d1 = -d2 and dd = 2 tau,
+    where the bilinear sample is exactly centre + tau) counts as set, one step below does not."""
+    rng = np.random.default_rng(tau)
+    steps = np.array([-2 * tau - 1, -tau, -1, 0, 1, tau - 1, tau, tau + 1, 2 * tau - 1, 2 * tau, 2 * tau + 1])
+    for _ in range(20):
+        q = np.ascontiguousarray(30000 + rng.choice(steps, size=(9, 11)).astype(np.int64))
+        expected = reference.lbp_riu2(q / 256.0, tau / 256, "edge")
+        assert np.array_equal(_jit._lbp_riu2(q, tau, False), expected)
+    # the diagonal tie on its own: N = +a, E = -a, NE = c + 2 tau -> the NE sample is exactly c + tau
+    q = np.full((3, 3), 20000, np.int64)
+    q[0, 1], q[1, 2], q[0, 2] = 20000 + 700, 20000 - 700, 20000 + 2 * tau
+    bits_set = _jit._lbp_riu2(q, tau, False)[1, 1]
+    q[0, 2] -= 1
+    assert bits_set != _jit._lbp_riu2(q, tau, False)[1, 1]
+    assert np.array_equal(_jit._lbp_riu2(q, tau, False), reference.lbp_riu2(q / 256.0, tau / 256, "edge"))
 
 
 def test_classic_hashes_match_reference(gray):
@@ -80,14 +124,16 @@ def test_variants_match_brute_force_reference(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_variants_equal_hash_of_transformed_image(name):
-    """Row k == hash(apply(gray, k)) exactly, for square and non-square inputs."""
+    """Row k == hash(apply(gray, k)) exactly, for square and non-square inputs (v2, v1 and pHash)."""
     g = CASES[name]()
-    lv, pv = lbph.lbph_variants(g), classic.phash_variants(g)
+    lv, pv, v1v = lbph.lbph_variants(g), classic.phash_variants(g), V1.variants(g)
     assert np.array_equal(lv[0], lbph.lbph(g)) and np.array_equal(pv[0], classic.phash(g))
+    assert np.array_equal(v1v[0], V1.hash(g))
     for k, op in enumerate(DIHEDRAL):
         moved = apply(g, op)
         assert hexcode(lv[k]) == hexcode(lbph.lbph(moved)), op
         assert hexcode(pv[k]) == hexcode(classic.phash(moved)), op
+        assert hexcode(v1v[k]) == hexcode(V1.hash(moved)), op
         assert lbph.quality(moved) == pytest.approx(lbph.quality(g), abs=1e-9)
 
 
@@ -116,6 +162,7 @@ def test_flat_images_hash_to_zero_texture_and_known_brightness():
 )
 def test_random_small_arrays_match_reference(gray):
     assert hexcode(lbph.lbph(gray)) == hexcode(reference.lbph(gray))
+    assert hexcode(V1.hash(gray)) == hexcode(reference.lbph(gray, **reference.V1))
     assert hexcode(classic.phash(gray)) == hexcode(reference.phash(gray))
     assert hexcode(classic.dhash(gray)) == hexcode(reference.dhash(gray))
     assert hexcode(classic.ahash(gray)) == hexcode(reference.ahash(gray))
@@ -131,4 +178,5 @@ def test_random_small_arrays_match_reference(gray):
 )
 def test_random_small_arrays_variants(gray, k):
     assert hexcode(lbph.lbph_variants(gray)[k]) == hexcode(lbph.lbph(apply(gray, DIHEDRAL[k])))
+    assert hexcode(V1.variants(gray)[k]) == hexcode(V1.hash(apply(gray, DIHEDRAL[k])))
     assert hexcode(classic.phash_variants(gray)[k]) == hexcode(classic.phash(apply(gray, DIHEDRAL[k])))
