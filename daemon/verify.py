@@ -67,7 +67,17 @@ def thumbnail(gray: np.ndarray) -> np.ndarray:
 
 def verify_pair(a: np.ndarray, b: np.ndarray, *, both_lossless_same_size: bool = False,
                 params: VerifyParams = VerifyParams()) -> Verdict:
-    """Compare two upright grey thumbnails (see the module doc). Symmetric in a and b."""
+    """Compare two upright grey thumbnails (see the module doc). Symmetric in a and b:
+    the exposure fit predicts one image from the other, and an edit that clipped
+    highlights can only be explained in one direction, so both are tried."""
+    first = _verify_ordered(a, b, both_lossless_same_size, params)
+    if first.same or first.reason not in ("local_difference", "exposure"):
+        return first
+    second = _verify_ordered(b, a, both_lossless_same_size, params)
+    return second if second.same else first
+
+
+def _verify_ordered(a: np.ndarray, b: np.ndarray, both_lossless_same_size: bool, params: VerifyParams) -> Verdict:
     (ha, wa), (hb, wb) = a.shape, b.shape
     if abs(math.log((wa / ha) / (wb / hb))) > params.aspect_tolerance:
         return Verdict(False, "aspect")

@@ -84,6 +84,9 @@ def test_lossless_files_of_one_size_must_hold_the_same_pixels():
     assert verify_pair(a, thumb(encode(img, ".bmp")), both_lossless_same_size=True).same
 
 
-def test_symmetric():
-    a, b = thumb(encode(photo("rocket"), ".png")), thumb(encode(moved_region(photo("rocket")), ".jpg"))
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("edit", sorted(SAME) + sorted(DIFFERENT))
+def test_symmetric(name, edit):
+    img = photo(name)
+    a, b = thumb(encode(img, ".png")), thumb({**SAME, **DIFFERENT}[edit](img))
     assert verify_pair(a, b).same == verify_pair(b, a).same
