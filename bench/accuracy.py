@@ -1,32 +1,46 @@
 """Accuracy of dedupd on transformed copies of real photos and on natural look-alikes,
 side by side with hash distance alone (LBPH, imagehash pHash/dHash, PDQ) on the same files.
 
-(a) Transformed copies: a deterministic sample of corpus/photos (--originals, default 120;
-    --all for every photo) and 24 transformed copies of each (bench/transforms.py) are written
-    to a temp dir (or --workdir), `dedupctl scan` runs on it with a generated config, and the
-    groups of `dedupctl groups --json` are scored per transform: recall into the act tier,
-    recall into any tier (grouped with its original), false pairs (a member whose original
-    differs from its keeper's) in the act tier and in any tier, precision.
+(a) Transformed copies, COMBINED: a deterministic sample of corpus/photos (--originals, default
+    120; --all for every photo) and 24 transformed copies of each (bench/transforms.py) are
+    written to a temp dir (or --workdir, reused), `dedupctl scan` runs on the whole folder with a
+    generated config and a fresh state dir, and the groups of `dedupctl groups --json` are scored
+    per transform: recall into the act tier, "verified" (grouped, and every non-keeper of the pair
+    passed the pixel verification against the keeper), recall into any tier, false pairs (a member
+    whose original differs from its keeper's) in the act tier and in any tier, precision.
+(a') PAIRWISE (default; --no-pairwise skips it): per transform a folder holding the originals and
+    only that transform's copies (hard links to the combined folder's files: the walker skips
+    symlinks), scanned on its own and scored the same way. In the combined folder the 150 %
+    upscale is every group's keeper (most_pixels) and the fidelity rule rightly keeps lossless and
+    EXIF-carrying copies from being replaced by it, which hides whether each kind of copy is
+    recognised; pairwise, each copy is judged against its original alone. The diagnostics say who
+    is kept, why a grouped pair is not act (the first failed condition of grouping.tier_of), and
+    what daemon/verify.verify_pair says on every (original, copy) pair, in both argument orders.
 (b) corpus/natural (ground_truth.csv): copy pairs should be grouped; distinct_shot pairs must
-    never reach the act tier (violations), distinct_shot pairs in report are listed apart.
+    never reach the act tier (violations); every distinct_shot pair within the report radius or
+    grouped is listed with its LBPH distance, verify_pair's verdict and dedupd's tier per run.
 (c) The same pairs by hash distance alone, all pairs of all files: LBPH (upright, and the
     minimum over its 8 dihedral variants) at the act and report thresholds, imagehash.phash
     <= 10, imagehash.dhash <= 5 (Pillow decode, no EXIF transpose), PDQ <= 31 (pdqhash on an
     OpenCV colour decode with EXIF orientation, reduced so the short side stays >= 512 px);
     plus the LBPH threshold curve 0..40 on the act transforms, and LBPH distances per word.
 (d) Decode-scale consistency: the LBPH distance between one JPEG decoded at full size and at
-    the DCT-domain reductions 1/2, 1/4, 1/8 the daemon uses.
-(e) What-if: the act-transform distances if the daemon's reduced JPEG decode kept a short side
-    of >= 128 or >= 256 px instead of >= 64 (decode.MIN_SIDE).
+    the DCT-domain reductions 1/2, 1/4, 1/8.
+(e) What-if: the act-transform distances with decode.MIN_SIDE 64, the current value and 256.
+(f) Threshold sweep (--sweep-act 8,10,12,16 --sweep-report 20,24,28): every (act, report) pair
+    with report >= act gets its own fresh scans (combined, pairwise, natural).
+(g) The detection-quality targets (docs/accuracy.md) for dedupd and each hash alone.
 Thresholds: the product's defaults (what a config without `thresholds` gets), or --act / --report.
 
 Run:  /tmp/venv/bin/python bench/accuracy.py [--originals 120 | --all] [--workdir DIR] [--act 16 --report 28]
-                                            [--quick] [--no-scan] [--corpus PATH]
+                                            [--sweep-act 8,10,12,16 --sweep-report 20,24,28]
+                                            [--no-pairwise] [--no-whatif] [--quick] [--no-scan] [--corpus PATH]
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -93,27 +107,32 @@ def dedupctl() -> list[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "dedupd.daemon.cli"]
 
 
-def scan_and_group(folder: str, state: str, workers: int) -> tuple[dict, dict, float]:
-    """`dedupctl scan` on folder with a fresh state dir; returns (groups json, scan report, seconds)."""
+def scan_and_group(folder: str, state: str, workers: int, act: int, report: int) -> tuple[dict, dict, float]:
+    """`dedupctl scan` on folder with a fresh state dir; returns (groups json, scan report, seconds).
+    The state dir is removed afterwards (every run starts from an empty index: a report radius
+    wider than the one an index was built with would need a rescan anyway)."""
     shutil.rmtree(state, ignore_errors=True)
     os.makedirs(state)
     config = os.path.join(state, "dedupd.yaml")
     with open(config, "w") as f:
         f.write(f"state_dir: {json.dumps(os.path.join(state, 'state'))}\n"
                 f"roots: [{{path: {json.dumps(folder)}, mode: report}}]\n"
-                f"algorithm: lbph\nthresholds: {{act: {ACT}, report: {REPORT}}}\n"
+                f"algorithm: lbph\nthresholds: {{act: {act}, report: {report}}}\n"
                 f"match_rotations: true\nworkers: {workers}\n")
-    t0 = time.perf_counter()
-    scan = subprocess.run(dedupctl() + ["--config", config, "scan", "--json", "--no-progress"],
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if scan.returncode not in (0, 1) or not scan.stdout.strip():
-        raise SystemExit(f"dedupctl scan failed ({scan.returncode}):\n{scan.stderr[-3000:]}")
-    report = json.loads(scan.stdout.strip().splitlines()[-1])
-    groups = subprocess.run(dedupctl() + ["--config", config, "groups", "--json"], capture_output=True, text=True)
-    if groups.returncode != 0:
-        raise SystemExit(f"dedupctl groups failed ({groups.returncode}):\n{groups.stderr[-3000:]}")
-    return json.loads(groups.stdout), report, seconds
+    try:
+        t0 = time.perf_counter()
+        scan = subprocess.run(dedupctl() + ["--config", config, "scan", "--json", "--no-progress"],
+                              capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if scan.returncode not in (0, 1) or not scan.stdout.strip():
+            raise SystemExit(f"dedupctl scan failed ({scan.returncode}):\n{scan.stderr[-3000:]}")
+        report_json = json.loads(scan.stdout.strip().splitlines()[-1])
+        groups = subprocess.run(dedupctl() + ["--config", config, "groups", "--json"], capture_output=True, text=True)
+        if groups.returncode != 0:
+            raise SystemExit(f"dedupctl groups failed ({groups.returncode}):\n{groups.stderr[-3000:]}")
+        return json.loads(groups.stdout), report_json, seconds
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 ACT_LEVEL = ("exact", "act")
@@ -123,12 +142,16 @@ class Grouping:
     """Pair questions about `dedupctl groups --json` output."""
 
     def __init__(self, groups: dict):
-        self.where: dict[str, tuple[str, str]] = {}  # path -> (group id, "keeper" or member tier)
+        self.where: dict[str, tuple[str, str, bool]] = {}  # path -> (group id, "keeper" or tier, verified)
+        self.keeper: dict[str, str] = {}  # group id -> keeper path
+        self.member: dict[str, dict] = {}  # path -> its member entry
         self.groups = groups["groups"]
         for g in self.groups:
-            self.where[g["keep"]] = (g["id"], "keeper")
+            self.where[g["keep"]] = (g["id"], "keeper", True)
+            self.keeper[g["id"]] = g["keep"]
             for m in g["members"]:
-                self.where[m["path"]] = (g["id"], m["tier"])
+                self.where[m["path"]] = (g["id"], m["tier"], bool(m.get("verified")))
+                self.member[m["path"]] = m
 
     def pair(self, a: str, b: str) -> str | None:
         """None (not grouped together), "act" (exact or act against the keeper) or "report"."""
@@ -138,19 +161,79 @@ class Grouping:
         tiers = [t for t in (ga[1], gb[1]) if t != "keeper"]
         return "act" if all(t in ACT_LEVEL for t in tiers) else "report"
 
+    def verified(self, a: str, b: str) -> bool:
+        """Grouped together and every non-keeper of the two passed the pixel verification
+        against the keeper (the pair was recognised as the same picture, whatever its tier)."""
+        ga, gb = self.where.get(a), self.where.get(b)
+        return ga is not None and gb is not None and ga[0] == gb[0] and ga[2] and gb[2]
 
-def score_copies(files: list[dict], grouping: Grouping) -> dict:
-    by_orig: dict[int, dict[str, str]] = defaultdict(dict)
+    def keeper_of(self, path: str) -> str | None:
+        w = self.where.get(path)
+        return self.keeper[w[0]] if w else None
+
+
+def why_not_act(keeper: FileRecord, member: FileRecord, m: dict, act: int, min_quality: float) -> str:
+    """Which of the act conditions (daemon/grouping.py `tier_of`) a report-tier member failed, first one wins."""
+    from dedupd.daemon.grouping import same_aspect, same_colour_kind
+    if m["variant"] != "identity":
+        return "rotated"
+    if m["distance"] > act:
+        return "distance"
+    if min(keeper.quality, member.quality) < min_quality:
+        return "flat"
+    if not m.get("verified"):
+        return "verify"
+    if not same_aspect(keeper, member):
+        return "aspect"
+    if not same_colour_kind(keeper, member):
+        return "grey"
+    if keeper.pixels < member.pixels:
+        return "fidelity:pixels"
+    if member.lossless and not keeper.lossless:
+        return "fidelity:lossless"
+    if member.has_exif and not keeper.has_exif:
+        return "fidelity:exif"
+    return "?"
+
+
+def score_copies(files: list[dict], grouping: Grouping, records: dict | None = None, act: int = 0,
+                 min_quality: float = 0.0) -> dict:
+    """Per transform present in `files`: act / verified / any recall of (original, copy); false
+    group members; with `records` (path or src -> FileRecord), why each grouped non-act pair is not act."""
+    by_orig: dict[int, dict[str, dict]] = defaultdict(dict)
     for f in files:
-        by_orig[f["orig"]][f["transform"]] = f["path"]
+        by_orig[f["orig"]][f["transform"]] = f
+    present = {f["transform"] for f in files}
     per = {}
     for t in T.TRANSFORMS:
-        tiers = [grouping.pair(paths["original"], paths[t.name]) for paths in by_orig.values() if t.name in paths]
-        per[t.name] = {"expect": t.expect, "n": len(tiers), "act": sum(x == "act" for x in tiers),
-                       "any": sum(x is not None for x in tiers)}
+        if t.name not in present:
+            continue
+        row = {"expect": t.expect, "n": 0, "act": 0, "verified": 0, "any": 0, "copy_keeper": 0, "not_act": Counter()}
+        for fs in by_orig.values():
+            if t.name not in fs:
+                continue
+            o, c = fs["original"]["path"], fs[t.name]["path"]
+            tier = grouping.pair(o, c)
+            row["n"] += 1
+            row["act"] += tier == "act"
+            row["any"] += tier is not None
+            row["verified"] += grouping.verified(o, c)
+            row["copy_keeper"] += grouping.keeper_of(c) == c
+            if tier == "report" and records is not None:
+                k = grouping.keeper_of(o)
+                rec = {f["path"]: records.get(f.get("src", f["path"])) for f in (fs["original"], fs[t.name])}
+                rec.setdefault(k, records.get(k))
+                reasons = [why_not_act(rec[k], rec[p], grouping.member[p], act, min_quality)
+                           for p in (o, c) if p != k and grouping.where[p][1] not in ACT_LEVEL and rec.get(k) and rec.get(p)]
+                row["not_act"][reasons[0] if reasons else "?"] += 1
+            elif tier is None:
+                row["not_act"]["not grouped"] += 1
+        row["not_act"] = dict(row["not_act"].most_common())
+        per[t.name] = row
     orig_of = {f["path"]: f["orig"] for f in files}
     transform_of = {f["path"]: f["transform"] for f in files}
-    members = {"act": [0, 0], "any": [0, 0]}  # [correct, false]
+    members = {"act": [0, 0], "any": [0, 0]}  # [correct, false] keeper -> member pairs
+    in_group = {"act": [0, 0], "any": [0, 0]}  # [correct, false] over every pair of files inside one group
     false_examples = []
     for g in grouping.groups:
         ko = orig_of.get(g["keep"])
@@ -161,14 +244,84 @@ def score_copies(files: list[dict], grouping: Grouping) -> dict:
                     members[level][wrong] += 1
             if wrong and len(false_examples) < 15:
                 false_examples.append({"keep": os.path.basename(g["keep"]), "member": os.path.basename(m["path"]),
-                                       "tier": m["tier"], "distance": m["distance"], "variant": m["variant"]})
+                                       "tier": m["tier"], "distance": m["distance"], "variant": m["variant"],
+                                       "verified": m.get("verified")})
+        for level in ("act", "any"):
+            paths = [g["keep"]] + [m["path"] for m in g["members"] if level == "any" or m["tier"] in ACT_LEVEL]
+            for a, b in combinations(paths, 2):
+                in_group[level][orig_of.get(a) != orig_of.get(b)] += 1
     keepers = Counter(transform_of.get(g["keep"], "?") for g in grouping.groups)
     member_tiers = Counter(m["tier"] for g in grouping.groups for m in g["members"])
     unexpected_act = {k: f"{v['act']}/{v['n']}" for k, v in per.items() if v["expect"] == "report" and v["act"]}
-    return {"per_transform": per, "report_transforms_in_act": unexpected_act, "false_pairs": {k: v[1] for k, v in members.items()},
-            "precision": {k: rounded(v[0] / (v[0] + v[1])) if sum(v) else None for k, v in members.items()},
+
+    def prec(v):
+        return rounded(v[0] / (v[0] + v[1])) if sum(v) else None
+    return {"per_transform": per, "report_transforms_in_act": unexpected_act,
+            "false_pairs": {k: v[1] for k, v in members.items()}, "true_pairs": {k: v[0] for k, v in members.items()},
+            "precision": {k: prec(v) for k, v in members.items()},
+            "in_group_pairs": {k: {"true": v[0], "false": v[1], "precision": prec(v)} for k, v in in_group.items()},
             "groups": len(grouping.groups), "keeper_transforms": dict(keepers.most_common()),
             "member_tiers": dict(member_tiers), "false_examples": false_examples}
+
+
+def make_pairwise(files: list[dict], root: str) -> dict[str, list[dict]]:
+    """Per transform a folder root/<transform>/<id>/ holding hard links to the originals and to
+    that transform's copies only (the walker skips symlinks; a plain copy where linking fails).
+    Returns transform -> file list; each entry's `src` is the combined-run path it links to."""
+    by_orig: dict[int, dict[str, dict]] = defaultdict(dict)
+    for f in files:
+        by_orig[f["orig"]][f["transform"]] = f
+    out = {}
+    for t in T.TRANSFORMS:
+        entries = []
+        for fs in by_orig.values():
+            for kind in ("original", t.name):
+                if kind not in fs:
+                    continue
+                src = fs[kind]["path"]
+                dst = os.path.join(root, t.name, os.path.basename(os.path.dirname(src)), os.path.basename(src))
+                try:
+                    same = os.path.samefile(src, dst)
+                except OSError:
+                    same = False
+                if not same:
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    if os.path.lexists(dst):
+                        os.remove(dst)
+                    try:
+                        os.link(src, dst)
+                    except OSError:
+                        shutil.copy2(src, dst)
+                entries.append({"path": dst, "src": src, "orig": fs[kind]["orig"], "transform": kind})
+        out[t.name] = entries
+    return out
+
+
+def run_dedupd(act: int, report: int, files: list[dict], pairwise: dict[str, list[dict]] | None, corpus,
+               truth: list[dict], workdir: str, workers: int, records: dict, min_quality: float) -> dict:
+    """One fresh `dedupctl scan` per folder at act/report: the combined folder, each pairwise
+    folder, corpus/natural; scored."""
+    tag = f"{act}-{report}"
+    note(f"dedupctl scan at act {act} / report {report}: combined folder ...")
+    groups, report_json, seconds = scan_and_group(os.path.join(workdir, "copies"), os.path.join(workdir, f"state-{tag}"),
+                                                  workers, act, report)
+    out = {"act": act, "report": report,
+           "combined": score_copies(files, Grouping(groups), records, act, min_quality),
+           "seconds": {"combined": round(seconds, 1)}, "scan_report": report_json}
+    if pairwise:
+        note(f"  pairwise: {len(pairwise)} folders ...")
+        t0 = time.perf_counter()
+        out["pairwise"] = {}
+        for name, entries in pairwise.items():
+            g, _, _ = scan_and_group(os.path.join(workdir, "pairwise", name), os.path.join(workdir, f"state-{tag}"),
+                                     workers, act, report)
+            out["pairwise"][name] = score_copies(entries, Grouping(g), records, act, min_quality)
+        out["seconds"]["pairwise"] = round(time.perf_counter() - t0, 1)
+    ngroups, _, nseconds = scan_and_group(str(corpus / "natural"), os.path.join(workdir, f"state-{tag}"), workers, act, report)
+    out["natural"] = score_natural(natural_pairs(truth), Grouping(ngroups))
+    out["natural_groups"] = ngroups
+    out["seconds"]["natural"] = round(nseconds, 1)
+    return out
 
 
 # -- (b) natural ------------------------------------------------------------------------------------
@@ -213,8 +366,9 @@ def score_natural(pairs: dict, grouping: Grouping) -> dict:
 
 # -- (c) hash distance alone -------------------------------------------------------------------------
 
-def hash_files(paths: list[str], workers: int) -> dict[str, np.ndarray]:
-    """Per method an (n, words) uint64 array (lbph_var: (n, 8, 2)) for every path."""
+def hash_files(paths: list[str], workers: int) -> dict:
+    """Per method an (n, words) uint64 array (lbph_var: (n, 8, 2)) for every path; also the
+    daemon's FileRecord ("records") and verification thumbnail ("thumbs") of every path."""
     import cv2
     import imagehash
     import pdqhash
@@ -246,12 +400,13 @@ def hash_files(paths: list[str], workers: int) -> dict[str, np.ndarray]:
             ph = imagehash.phash(im).hash.flatten()
             dh = imagehash.dhash(im).hash.flatten()
         bits, _ = pdqhash.compute(cv2.cvtColor(np.ascontiguousarray(pdq_input(path)), cv2.COLOR_BGR2RGB))
-        return fp.variants, _pack(ph), _pack(dh), _pack(np.asarray(bits).astype(bool))
+        return fp.variants, _pack(ph), _pack(dh), _pack(np.asarray(bits).astype(bool)), fp.record, fp.thumb
 
     with ThreadPoolExecutor(workers) as pool:
         out = list(pool.map(one, paths))
     return {"lbph_var": np.array([o[0] for o in out], np.uint64), "phash": np.array([o[1] for o in out]),
-            "dhash": np.array([o[2] for o in out]), "pdq": np.array([o[3] for o in out])}
+            "dhash": np.array([o[2] for o in out]), "pdq": np.array([o[3] for o in out]),
+            "records": {p: o[4] for p, o in zip(paths, out)}, "thumbs": {p: o[5] for p, o in zip(paths, out)}}
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:
@@ -358,6 +513,68 @@ def score_hashes_natural(rows: list[dict], dist: dict) -> dict:
     return {"methods": out, "pairs": {k: len(v) for k, v in pairs.items()}, "curve": curve, "unrelated_within_report": close}
 
 
+def _verdict(ra, rb, ta, tb):
+    from dedupd.daemon.verify import verify_pair
+    if ta is None or tb is None:
+        return None
+    exact = ra.lossless and rb.lossless and (ra.width, ra.height) == (rb.width, rb.height)  # as check_pair
+    return verify_pair(ta, tb, both_lossless_same_size=exact)
+
+
+def verify_copies(files: list[dict], h: dict, dist: dict, act: int) -> dict:
+    """The pixel verification (daemon/verify.py) of every (original, copy) pair on the daemon's own
+    thumbnails, whatever their distance, in both argument orders (the scan calls it as (file of the
+    current batch, file already indexed), so either order occurs): per transform how many pass in
+    each order and in both, and how many pass and are within the act radius (upright LBPH)."""
+    idx = {f["path"]: i for i, f in enumerate(files)}
+    orig_path = {f["orig"]: f["path"] for f in files if f["transform"] == "original"}
+    out = {}
+    for t in T.TRANSFORMS:
+        rows = [(orig_path[f["orig"]], f["path"]) for f in files if f["transform"] == t.name]
+        n = {"oc": 0, "co": 0, "both": 0, "either": 0, "both_act": 0, "either_act": 0}
+        reasons, block = Counter(), []
+        for o, c in rows:
+            ro, rc, to, tc = h["records"][o], h["records"][c], h["thumbs"][o], h["thumbs"][c]
+            v1, v2 = _verdict(ro, rc, to, tc), _verdict(rc, ro, tc, to)
+            ok1, ok2 = bool(v1 and v1.same), bool(v2 and v2.same)
+            near = int(dist["lbph"][idx[o], idx[c]]) <= act
+            n["oc"] += ok1
+            n["co"] += ok2
+            n["both"] += ok1 and ok2
+            n["either"] += ok1 or ok2
+            n["both_act"] += ok1 and ok2 and near
+            n["either_act"] += (ok1 or ok2) and near
+            reasons[v1.reason if v1 else "no thumbnail"] += 1
+            if v1 and math.isfinite(v1.block_residual):
+                block.append(v1.block_residual)
+        out[t.name] = {"n": len(rows), **n, "reasons_orig_copy": dict(reasons.most_common()),
+                       "block_residual": {"median": round(float(np.median(block)), 2), "p90": round(float(np.percentile(block, 90)), 2),
+                                          "max": round(float(max(block)), 2)} if block else {}}
+    return out
+
+
+def natural_detail(rows: list[dict], h: dict, dist: dict, runs: list[dict], report: int) -> list[dict]:
+    """Every natural distinct_shot pair within the report radius (upright or through a variant)
+    or grouped by dedupd in any run: LBPH distances, the verifier's verdict, dedupd's tier per run."""
+    idx = {r["abspath"]: i for i, r in enumerate(rows)}
+    groupings = [(f"{r['act']}/{r['report']}", Grouping(r["natural_groups"])) for r in runs]
+    out = []
+    for a, b, g in natural_pairs(rows)["distinct_shot"]:
+        i, j = idx[a], idx[b]
+        tiers = {k: gr.pair(a, b) for k, gr in groupings}
+        if min(dist["lbph"][i, j], dist["lbph_rot"][i, j]) > report and not any(tiers.values()):
+            continue
+        v = _verdict(h["records"][a], h["records"][b], h["thumbs"][a], h["thumbs"][b])
+        v2 = _verdict(h["records"][b], h["records"][a], h["thumbs"][b], h["thumbs"][a])
+        out.append({"a": os.path.basename(a), "b": os.path.basename(b), "group": g, "lbph": int(dist["lbph"][i, j]),
+                    "lbph_rot": int(dist["lbph_rot"][i, j]),
+                    "verify": None if v is None else {"same": v.same, "reason": v.reason,
+                                                      "block": round(v.block_residual, 2), "mean": round(v.mean_residual, 2),
+                                                      "gain": round(v.gain, 3), "same_b_a": v2.same, "reason_b_a": v2.reason},
+                    "tiers": tiers})
+    return sorted(out, key=lambda x: (x["lbph"], x["a"]))
+
+
 # -- (d) decode scale ----------------------------------------------------------------------------------
 
 def decode_scale(originals: list[str]) -> dict:
@@ -445,24 +662,112 @@ def pct(a, n):
     return f"{100 * a / n:.0f}%" if n else "-"
 
 
+TARGET_ACT = T.ACT_TRANSFORMS  # act recall >= 0.99 on each
+TARGET_REPORT = ["rot90", "rot180", "mirror", "caption", "letterbox", "blur", "noise", "gamma_0.8", "grayscale", "crop_15"]
+
+
+def _pooled(per: dict, names, key: str) -> tuple[int, int]:
+    return sum(per[n][key] for n in names if n in per), sum(per[n]["n"] for n in names if n in per)
+
+
+def pairwise_per(run: dict) -> dict:
+    """transform -> its row of the pairwise run (each pairwise folder holds one transform)."""
+    return {name: sc["per_transform"][name] for name, sc in run.get("pairwise", {}).items()}
+
+
+def pairwise_totals(run: dict) -> dict:
+    """False pairs and precision pooled over the pairwise folders."""
+    out = {}
+    for level in ("act", "any"):
+        fp = sum(sc["false_pairs"][level] for sc in run["pairwise"].values())
+        tp = sum(sc["true_pairs"][level] for sc in run["pairwise"].values())
+        out[level] = {"false": fp, "true": tp, "precision": rounded(tp / (tp + fp)) if tp + fp else None}
+    return out
+
+
+def targets(run: dict, hc: dict, nh: dict) -> list[dict]:
+    """The detection-quality targets, for dedupd (pairwise and combined views) and hash distance alone."""
+    rows = []
+    nat = run["natural"]
+
+    def worst(per, names, key):
+        vals = [(per[n][key] / per[n]["n"], n) for n in names if per.get(n, {}).get("n")]
+        return min(vals) if vals else (None, None)
+
+    cols = {}
+    for view in ("pairwise", "combined"):
+        per = pairwise_per(run) if view == "pairwise" else run["combined"]["per_transform"]
+        if not per:
+            continue
+        wa, wan = worst(per, TARGET_ACT, "act")
+        wv, wvn = worst(per, TARGET_ACT, "verified")
+        wr, wrn = worst(per, TARGET_REPORT, "any")
+        if view == "pairwise":
+            tot = pairwise_totals(run)
+            false_act, prec = tot["act"]["false"], tot["any"]["precision"]
+        else:
+            false_act, prec = run["combined"]["false_pairs"]["act"], run["combined"]["precision"]["any"]
+        cols[f"dedupd {view}"] = {
+            "act_recall_min": (wa, wan), "verified_recall_min": (wv, wvn),
+            "act_below": [n for n in TARGET_ACT if n in per and per[n]["act"] / per[n]["n"] < 0.99],
+            "false_act": false_act + nat["distinct_act_violations"] + nat["unrelated_act"],
+            "false_act_detail": f"{false_act} copies + {nat['distinct_act_violations']} natural distinct + {nat['unrelated_act']} unrelated",
+            "report_recall_min": (wr, wrn),
+            "report_below": [n for n in TARGET_REPORT if n in per and per[n]["any"] / per[n]["n"] < 0.90],
+            "precision": prec}
+    for key, thr, label in methods():
+        if key == "lbph" and thr == REPORT:
+            continue
+        m = hc["methods"][label]
+        per = {t: {"n": m["n"][t], "hit": m["per_transform"][t]} for t in m["n"]}
+        # lbph <= act answers the act question, lbph+rot <= report the report one
+        wa, wan = worst(per, TARGET_ACT, "hit")
+        rep = hc["methods"][f"lbph+rot<={REPORT}"] if key == "lbph" else m
+        rper = {t: {"n": rep["n"][t], "hit": rep["per_transform"][t]} for t in rep["n"]}
+        wr, wrn = worst(rper, TARGET_REPORT, "hit")
+        n_fp = nh["methods"][label]
+        name = f"lbph<={ACT} (+rot<={REPORT})" if key == "lbph" else label
+        if key == "lbph_rot":
+            continue
+        cols[name] = {"act_recall_min": (wa, wan), "verified_recall_min": (None, None),
+                      "act_below": [n for n in TARGET_ACT if per[n]["hit"] / per[n]["n"] < 0.99],
+                      "false_act": m["false_pairs"] + n_fp["distinct_shot"] + n_fp["unrelated"],
+                      "false_act_detail": f"{m['false_pairs']} copies + {n_fp['distinct_shot']} natural distinct + {n_fp['unrelated']} unrelated",
+                      "report_recall_min": (wr, wrn),
+                      "report_below": [n for n in TARGET_REPORT if rper[n]["hit"] / rper[n]["n"] < 0.90],
+                      "precision": m["precision"]}
+    for name, c in cols.items():
+        rows.append({"method": name, **c,
+                     "holds": {"act_recall": c["act_recall_min"][0] is not None and c["act_recall_min"][0] >= 0.99,
+                               "no_false_act": c["false_act"] == 0,
+                               "report_recall": c["report_recall_min"][0] is not None and c["report_recall_min"][0] >= 0.90,
+                               "precision": c["precision"] is not None and c["precision"] >= 0.995}})
+    return rows
+
+
+def _f(x):
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
 def print_results(res: dict, files_n: int) -> None:
-    sc, hc = res["scan"]["copies"], res["hashes"]["copies"]
-    print(f"\n(a)+(c) transformed copies: {res['originals']} originals x {len(T.TRANSFORMS)} transforms, {files_n} files; "
-          f"dedupctl scan {res['scan']['seconds']:.0f} s, thresholds act {ACT} / report {REPORT}")
+    run, hc, ver = res["runs"][0], res["hashes"]["copies"], res["verify_copies"]
+    sc = run["combined"]
+    print(f"\n(a)+(c) transformed copies, COMBINED folder: {res['originals']} originals x {len(T.TRANSFORMS)} transforms, "
+          f"{files_n} files; dedupctl scan {run['seconds']['combined']:.0f} s, thresholds act {ACT} / report {REPORT}")
     labels = list(hc["methods"])
     rows = []
     for t in T.TRANSFORMS:
         p = sc["per_transform"][t.name]
-        rows.append([t.name, t.expect, pct(p["act"], p["n"]), pct(p["any"], p["n"])]
+        rows.append([t.name, t.expect, pct(p["act"], p["n"]), pct(p["verified"], p["n"]), pct(p["any"], p["n"])]
                     + [pct(hc["methods"][lb]["per_transform"][t.name], hc["methods"][lb]["n"][t.name]) for lb in labels])
-    print_table(["transform", "expect", "dedupd act", "dedupd any"] + labels, rows,
-                title="recall per transform: copy grouped with its original (dedupd: act tier / any tier) "
-                      "or its pair distance within the threshold (hash columns)")
-    rows = [["dedupd act tier", sc["false_pairs"]["act"], sc["precision"]["act"]],
-            ["dedupd any tier", sc["false_pairs"]["any"], sc["precision"]["any"]]]
-    rows += [[lb, m["false_pairs"], m["precision"]] for lb, m in hc["methods"].items()]
-    print_table(["method", "false pairs", "precision"], rows,
-                title=f"false pairs (different originals) and precision; dedupd counts group members, "
+    print_table(["transform", "expect", "dedupd act", "dedupd verified", "dedupd any"] + labels, rows,
+                title="recall per transform: copy grouped with its original (dedupd: act tier / verified against the keeper / "
+                      "any tier) or its pair distance within the threshold (hash columns)")
+    rows = [["dedupd act tier", sc["false_pairs"]["act"], sc["precision"]["act"], sc["in_group_pairs"]["act"]["precision"]],
+            ["dedupd any tier", sc["false_pairs"]["any"], sc["precision"]["any"], sc["in_group_pairs"]["any"]["precision"]]]
+    rows += [[lb, m["false_pairs"], m["precision"], ""] for lb, m in hc["methods"].items()]
+    print_table(["method", "false pairs", "precision", "precision, every pair inside a group"], rows,
+                title=f"false pairs (different originals) and precision; dedupd counts keeper -> member pairs, "
                       f"hashes count pairs among {hc['negative_pairs']:,} negative pairs")
     print(f"dedupd groups: {sc['groups']}; keepers by transform: {sc['keeper_transforms']}; member tiers: {sc['member_tiers']}")
     if sc["report_transforms_in_act"]:
@@ -472,7 +777,41 @@ def print_results(res: dict, files_n: int) -> None:
     print(f"nearest pair of different originals: LBPH upright {hc['nearest_negative']['lbph']}, "
           f"with variants {hc['nearest_negative']['lbph_rot']} bits")
 
-    nat, nh = res["scan"]["natural"], res["hashes"]["natural"]
+    if run.get("pairwise"):
+        per = pairwise_per(run)
+        base = ["phash<=10", "dhash<=5", "pdq<=31"]
+        rows = []
+        for t in T.TRANSFORMS:
+            p = per[t.name]
+            rows.append([t.name, t.expect, pct(p["act"], p["n"]), pct(p["verified"], p["n"]), pct(p["any"], p["n"]),
+                         pct(hc["methods"][f"lbph<={ACT}"]["per_transform"][t.name], p["n"]),
+                         pct(hc["methods"][f"lbph+rot<={REPORT}"]["per_transform"][t.name], p["n"])]
+                        + [pct(hc["methods"][b]["per_transform"][t.name], hc["methods"][b]["n"][t.name]) for b in base])
+        print_table(["transform", "expect", "dedupd act", "dedupd verified", "dedupd any", f"lbph<={ACT}", f"lbph+rot<={REPORT}"] + base,
+                    rows, title=f"PAIRWISE: one folder per transform (the {res['originals']} originals + that transform's copies), "
+                                f"one scan each ({run['seconds']['pairwise']:.0f} s in all); same columns")
+        rows = []
+        for t in T.TRANSFORMS:
+            p, v = per[t.name], ver[t.name]
+            rows.append([t.name, t.expect, pct(p["copy_keeper"], p["n"]),
+                         ", ".join(f"{k} {n}" for k, n in p["not_act"].items()) or "-",
+                         pct(v["oc"], v["n"]), pct(v["co"], v["n"]), pct(v["both"], v["n"]), pct(v["either_act"], v["n"]),
+                         f"{v['block_residual'].get('median', '-')} / {v['block_residual'].get('p90', '-')} / {v['block_residual'].get('max', '-')}"])
+        print_table(["transform", "expect", "copy is keeper", "pairwise: why not act (pairs)", "verify (orig, copy)",
+                     "verify (copy, orig)", "both orders", f"either order and lbph<={ACT}",
+                     "worst block (orig, copy) med / p90 / max"], rows,
+                    title="diagnostics: which copy the keep rules keep, why a grouped pair is not act (first failed condition of "
+                          "tier_of), and verify_pair run directly on every (original, copy) pair in both argument orders")
+        tot = pairwise_totals(run)
+        print(f"pairwise false pairs (keeper -> member of different originals, all folders): act {tot['act']['false']}, "
+              f"any {tot['any']['false']}; precision act {tot['act']['precision']}, any {tot['any']['precision']}")
+        for name, s in run["pairwise"].items():
+            for ex in s["false_examples"]:
+                print(f"  pairwise false pair ({name}): {ex}")
+            if s["report_transforms_in_act"]:
+                print(f"  pairwise report-tier transform in act ({name}): {s['report_transforms_in_act']}")
+
+    nat, nh = run["natural"], res["hashes"]["natural"]
     print(f"\n(b) corpus/natural: {nh['pairs']['copy']} copy pairs, {nh['pairs']['distinct_shot']} distinct-shot pairs, "
           f"{nh['pairs']['unrelated']} unrelated pairs")
     rows = [["dedupd act tier", pct(nat["copy_act"], nat["copy_pairs"]), nat["distinct_act_violations"], nat["unrelated_act"]],
@@ -480,14 +819,23 @@ def print_results(res: dict, files_n: int) -> None:
     rows += [[lb, pct(m["copy"], nh["pairs"]["copy"]), m["distinct_shot"], m["unrelated"]] for lb, m in nh["methods"].items()]
     print_table(["method", "copy recall", "distinct-shot pairs", "unrelated pairs"], rows,
                 title="natural look-alikes (dedupd act row: distinct-shot pairs = violations; any row: distinct-shot pairs in report)")
-    for v in nh["unrelated_within_report"]:
-        print(f"  unrelated pair within LBPH {REPORT}: {v}")
     for v in nat["violations"]:
         print(f"  VIOLATION distinct shots in act: {v}")
+    if res["natural_distinct"]:
+        keys = list(res["natural_distinct"][0]["tiers"])
+        rows = [[d["group"], d["a"][-38:], d["b"][-38:], d["lbph"], d["lbph_rot"],
+                 "-" if d["verify"] is None else f"{'SAME' if d['verify']['same'] else 'differ'} ({d['verify']['reason']}, "
+                                                 f"block {d['verify']['block']}, mean {d['verify']['mean']}; "
+                                                 f"b,a: {d['verify']['reason_b_a']})"]
+                + [d["tiers"][k] or "-" for k in keys] for d in res["natural_distinct"]]
+        print_table(["group", "a", "b", "lbph", "lbph+rot", "verify_pair"] + [f"dedupd {k}" for k in keys], rows,
+                    title=f"natural distinct_shot pairs within LBPH {REPORT} (upright or a variant) or grouped by dedupd: "
+                          "the verifier's verdict on the daemon's thumbnails and dedupd's tier per threshold pair")
+    for v in nh["unrelated_within_report"]:
+        print(f"  unrelated pair within LBPH {REPORT}: {v}")
     if nat["distinct_in_report_groups"]:
         print(f"  distinct-shot pairs in report, by group: {nat['distinct_in_report_groups']}")
-    for v in nat["copies_missed"]:
-        print(f"  copy pair not grouped: {v}")
+    print(f"  copy pairs not grouped: {len(nat['copies_missed'])} (listed in the JSON)")
 
     rows = []
     nat_curve = {c["t"]: c for c in nh["curve"]}
@@ -513,22 +861,88 @@ def print_results(res: dict, files_n: int) -> None:
                       "(originals with short side >= 512)")
     wi = res.get("min_side_whatif") or {}
     if wi:
+        current = str(res["min_side"])
         print_table(["MIN_SIDE", "act transforms: median", "p90", "max", f"within {ACT}", "nearest different originals"],
-                    [[k + (" (current)" if k == "64" else ""), v["act_median"], v["act_p90"], v["act_max"],
+                    [[k + (" (current)" if k == current else ""), v["act_median"], v["act_p90"], v["act_max"],
                       f"{100 * v['act_within_act']:.1f}%", v["nearest_negative"]] for k, v in wi.items()],
-                    title="(e) what if the JPEG reduction kept a larger short side: LBPH original -> copy distance "
-                          "over the 12 act transforms")
+                    title="(e) decode.MIN_SIDE what-if: LBPH original -> copy distance over the 12 act transforms")
+
+    if len(res["runs"]) > 1:
+        print_sweep(res["runs"])
+
+    rows = []
+    for r in res["targets"]:
+        h = r["holds"]
+        rows.append([r["method"],
+                     f"{_f(r['act_recall_min'][0])} ({r['act_recall_min'][1]}) {'ok' if h['act_recall'] else 'FAIL'}",
+                     f"{r['false_act']} {'ok' if h['no_false_act'] else 'FAIL'}",
+                     f"{_f(r['report_recall_min'][0])} ({r['report_recall_min'][1]}) {'ok' if h['report_recall'] else 'FAIL'}",
+                     f"{r['precision']} {'ok' if h['precision'] else 'FAIL'}"])
+    print_table(["method", "act recall >= 0.99 (worst act transform)", "false act pairs = 0",
+                 "report recall >= 0.90 (worst listed transform)", "pair precision >= 0.995"], rows,
+                title=f"(g) targets at act {ACT} / report {REPORT} (hash columns: one threshold for both questions; "
+                      "false act pairs = copies of different originals + natural distinct_shot + natural unrelated)")
+    for r in res["targets"]:
+        print(f"  {r['method']}: act < 0.99: {r['act_below']}; report < 0.90: {r['report_below']}; false act: {r['false_act_detail']}")
 
 
-def product_thresholds() -> tuple[int, int]:
-    """The act/report thresholds a config without a `thresholds` key gets (the shipped defaults)."""
+def print_sweep(runs: list[dict]) -> None:
+    keys = [f"{r['act']}/{r['report']}" for r in runs]
+    order = sorted(range(len(runs)), key=lambda i: (runs[i]["act"], runs[i]["report"]))
+    rows = []
+    for t in T.TRANSFORMS:
+        cells = []
+        for i in order:
+            p = pairwise_per(runs[i]).get(t.name) or runs[i]["combined"]["per_transform"][t.name]
+            cells.append(f"{pct(p['act'], p['n'])} / {pct(p['any'], p['n'])}")
+        rows.append([t.name, t.expect] + cells)
+    print_table(["transform", "expect"] + [keys[i] for i in order], rows,
+                title="(f) threshold sweep, act / report: dedupd act-tier / any-tier recall per transform "
+                      "(pairwise folders; combined when --no-pairwise)")
+    rows = []
+    for i in order:
+        r = runs[i]
+        per = pairwise_per(r) or r["combined"]["per_transform"]
+        a, n = _pooled(per, TARGET_ACT, "act")
+        v, _ = _pooled(per, TARGET_ACT, "verified")
+        rp, rn = _pooled(per, TARGET_REPORT, "any")
+        ca, cn = _pooled(r["combined"]["per_transform"], TARGET_ACT, "act")
+        tot = pairwise_totals(r) if r.get("pairwise") else {k: {"false": r["combined"]["false_pairs"][k],
+                                                                "precision": r["combined"]["precision"][k]} for k in ("act", "any")}
+        nat = r["natural"]
+        rows.append([keys[i], pct(a, n), pct(v, n), pct(ca, cn), pct(rp, rn), tot["act"]["false"] + r["combined"]["false_pairs"]["act"],
+                     tot["any"]["false"], r["combined"]["false_pairs"]["any"], tot["any"]["precision"],
+                     nat["distinct_act_violations"], nat["unrelated_act"], nat["distinct_report"], nat["unrelated_any"],
+                     pct(nat["copy_any"], nat["copy_pairs"])])
+    print_table(["act/report", "act recall (12 act tr.)", "verified", "combined act recall", "report recall (10 listed)",
+                 "false act (pairwise + combined)", "false any pairwise", "false any combined", "precision any",
+                 "natural distinct in act", "natural unrelated in act", "natural distinct in report",
+                 "natural unrelated in report", "natural copies grouped"], rows,
+                title="(f) threshold sweep: pooled over the pairwise folders unless noted")
+
+
+def product_defaults() -> tuple[int, int, float]:
+    """The act/report thresholds and min_quality a config without those keys gets (the shipped defaults)."""
     from dedupd.daemon.config import load_config
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "c.yaml")
         with open(path, "w") as f:
             f.write(f"state_dir: {json.dumps(d)}\nroots: [{{path: {json.dumps(d)}}}]\n")
         c = load_config(path)
-    return int(c.act_threshold), int(c.report_threshold)
+    return int(c.act_threshold), int(c.report_threshold), float(c.min_quality)
+
+
+def product_revision() -> dict:
+    """The commit the product code was measured at, and whether daemon/, index/ or kernels/ had local changes."""
+    def git(*a):
+        r = subprocess.run(["git", "-C", str(common.REPO), *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "product_code_modified": bool(git("status", "--porcelain", "--", "daemon", "index", "kernels"))}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main(argv=None) -> int:
@@ -540,6 +954,10 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--act", type=int, default=None, help="act threshold for the scan and the LBPH column (default: the product's)")
     p.add_argument("--report", type=int, default=None, help="report threshold (default: the product's)")
+    p.add_argument("--no-pairwise", action="store_true", help="skip the per-transform folders (combined folder only)")
+    p.add_argument("--sweep-act", type=_ints, default=[], help="also scan at these act thresholds, e.g. 8,10,12,16")
+    p.add_argument("--sweep-report", type=_ints, default=[],
+                   help="... crossed with these report thresholds, e.g. 20,24,28 (pairs with report < act are skipped)")
     p.add_argument("--no-whatif", action="store_true", help="skip (e), the MIN_SIDE what-if")
     p.add_argument("--no-scan", action="store_true", help="skip dedupctl (hash distances and decode scale only)")
     p.add_argument("--max-pixels", type=int, default=None,
@@ -547,58 +965,80 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     corpus = common.check_corpus(args.corpus)
     started = time.perf_counter()
-    default_act, default_report = product_thresholds()
+    revision = product_revision()
+    default_act, default_report, min_quality = product_defaults()
     ACT = default_act if args.act is None else args.act
     REPORT = default_report if args.report is None else args.report
+    if REPORT < ACT:
+        raise SystemExit(f"--report {REPORT} must be >= --act {ACT}")
+    sweep = [(a, r) for a in (args.sweep_act or [ACT]) for r in (args.sweep_report or [REPORT])
+             if r >= a and (a, r) != (ACT, REPORT)] if (args.sweep_act or args.sweep_report) else []
     rows = common.read_manifest(corpus)
     max_px = args.max_pixels or (2_000_000 if args.quick else None)
     pool = [r["abspath"] for r in rows if r["path"].startswith("photos/") and (not max_px or r["width"] * r["height"] <= max_px)]
     n_orig = None if args.all else (args.originals or (12 if args.quick else 120))
     originals = common.sample(pool, n_orig)
 
+    from dedupd.daemon.decode import MIN_SIDE
     tmp = None
     workdir = args.workdir or (tmp := tempfile.mkdtemp(prefix="dedupd-bench-accuracy-"))
+    seconds = {}
     try:
         note(f"making {len(T.TRANSFORMS)} copies of {len(originals)} originals in {workdir} ...")
         t0 = time.perf_counter()
         files = make_copies(originals, os.path.join(workdir, "copies"), args.workers)
-        make_s = time.perf_counter() - t0
+        pairwise = None if args.no_pairwise or args.no_scan else make_pairwise(files, os.path.join(workdir, "pairwise"))
+        seconds["make_copies"] = round(time.perf_counter() - t0, 1)
         truth = natural_truth(corpus)
-        if args.no_scan:
-            groups = ngroups = {"groups": []}
-            report = nreport = {}
-            scan_s = nscan_s = 0.0
-        else:
-            note(f"  {len(files)} files in {make_s:.0f} s; dedupctl scan ...")
-            groups, report, scan_s = scan_and_group(os.path.join(workdir, "copies"), os.path.join(workdir, "state-copies"), args.workers)
-            ngroups, nreport, nscan_s = scan_and_group(str(corpus / "natural"), os.path.join(workdir, "state-natural"), args.workers)
-        copies_score = score_copies(files, Grouping(groups))
-        natural_score = score_natural(natural_pairs(truth), Grouping(ngroups))
-        note("hashing every file with LBPH, imagehash pHash/dHash and PDQ ...")
+        note(f"  {len(files)} files in {seconds['make_copies']:.0f} s; hashing every file with LBPH, imagehash pHash/dHash and PDQ ...")
         t0 = time.perf_counter()
         h = hash_files([f["path"] for f in files], args.workers)
         hn = hash_files([r["abspath"] for r in truth], args.workers)
-        hash_s = time.perf_counter() - t0
-        hashes = {"copies": score_hashes_copies(files, distances(h)), "natural": score_hashes_natural(truth, distances(hn))}
+        dist, dist_n = distances(h), distances(hn)
+        hashes = {"copies": score_hashes_copies(files, dist), "natural": score_hashes_natural(truth, dist_n)}
+        seconds["hash_baselines"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        ver = verify_copies(files, h, dist, ACT)
+        seconds["verify_direct"] = round(time.perf_counter() - t0, 1)
+        runs = []
+        if not args.no_scan:
+            t0 = time.perf_counter()
+            for act, report in [(ACT, REPORT)] + sweep:
+                runs.append(run_dedupd(act, report, files, pairwise, corpus, truth, workdir, args.workers, h["records"], min_quality))
+            seconds["scans"] = round(time.perf_counter() - t0, 1)
+        else:
+            empty = Grouping({"groups": []})
+            runs.append({"act": ACT, "report": REPORT, "combined": score_copies(files, empty),
+                         "natural": score_natural(natural_pairs(truth), empty), "natural_groups": {"groups": []},
+                         "seconds": {"combined": 0.0}})
+        nat_detail = natural_detail(truth, hn, dist_n, runs, REPORT)
         note("decode-scale consistency ...")
+        t0 = time.perf_counter()
         ds = decode_scale(originals)
-        whatif = {} if args.no_whatif else min_side_whatif(files, args.workers)
+        whatif = {} if args.no_whatif else min_side_whatif(files, args.workers, sides=sorted({64, MIN_SIDE, 256}))
+        seconds["decode_scale_whatif"] = round(time.perf_counter() - t0, 1)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    for r in runs:
+        r.pop("natural_groups", None)
+    seconds["total"] = round(time.perf_counter() - started, 1)
+    revision_end = product_revision()
+    if revision_end != revision:
+        note(f"WARNING: the product changed during the run: {revision} -> {revision_end}")
     res = {"bench": "accuracy", "quick": args.quick, "originals": len(originals), "files": len(files),
            "thresholds": {"act": ACT, "report": REPORT, **BASELINES},
-           "product_default_thresholds": {"act": default_act, "report": default_report},
+           "product_defaults": {"act": default_act, "report": default_report, "min_quality": min_quality},
+           "min_side": MIN_SIDE, "pairwise": pairwise is not None, "revision": revision, "revision_end": revision_end,
            "transforms": {t.name: {"expect": t.expect, "what": t.what} for t in T.TRANSFORMS},
-           "scan": {"seconds": round(scan_s, 1), "report": report, "copies": copies_score,
-                    "natural": natural_score, "natural_seconds": round(nscan_s, 1), "natural_report": nreport},
-           "hashes": hashes, "decode_scale": ds, "min_side_whatif": whatif,
-           "seconds": {"make_copies": round(make_s, 1), "scan": round(scan_s, 1), "hash_baselines": round(hash_s, 1),
-                       "total": round(time.perf_counter() - started, 1)},
+           "runs": runs, "hashes": hashes, "verify_copies": ver, "natural_distinct": nat_detail,
+           "targets": targets(runs[0], hashes["copies"], hashes["natural"]) if not args.no_scan else [],
+           "decode_scale": ds, "min_side_whatif": whatif, "seconds": seconds,
            "machine": common.machine(), "versions": common.versions("numpy", "numba", "cv2", "PIL", "imagehash", "pdqhash")}
     print_results(res, len(files))
-    print(f"\ntime: copies {make_s:.0f} s, scan {scan_s:.0f} s (+ natural {nscan_s:.0f} s), baselines {hash_s:.0f} s, "
-          f"total {res['seconds']['total']:.0f} s")
+    print(f"\nproduct at {revision['commit']}{' (daemon/index/kernels modified)' if revision['product_code_modified'] else ''}"
+          + ("" if revision_end == revision else f", CHANGED during the run to {revision_end['commit']}"))
+    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     common.emit_json(res)
     return 0
 
