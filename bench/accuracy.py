@@ -938,6 +938,7 @@ def product_revision() -> dict:
         r = subprocess.run(["git", "-C", str(common.REPO), *a], capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
     return {"commit": git("rev-parse", "--short", "HEAD"),
+            "product_trees": {d: git("rev-parse", "--short", f"HEAD:{d}") for d in ("daemon", "index", "kernels")},
             "product_code_modified": bool(git("status", "--porcelain", "--", "daemon", "index", "kernels"))}
 
 
@@ -1024,7 +1025,8 @@ def main(argv=None) -> int:
         r.pop("natural_groups", None)
     seconds["total"] = round(time.perf_counter() - started, 1)
     revision_end = product_revision()
-    if revision_end != revision:
+    changed = {k: revision[k] != revision_end[k] for k in ("product_trees", "product_code_modified")}
+    if any(changed.values()):
         note(f"WARNING: the product changed during the run: {revision} -> {revision_end}")
     res = {"bench": "accuracy", "quick": args.quick, "originals": len(originals), "files": len(files),
            "thresholds": {"act": ACT, "report": REPORT, **BASELINES},
@@ -1037,7 +1039,7 @@ def main(argv=None) -> int:
            "machine": common.machine(), "versions": common.versions("numpy", "numba", "cv2", "PIL", "imagehash", "pdqhash")}
     print_results(res, len(files))
     print(f"\nproduct at {revision['commit']}{' (daemon/index/kernels modified)' if revision['product_code_modified'] else ''}"
-          + ("" if revision_end == revision else f", CHANGED during the run to {revision_end['commit']}"))
+          + (f", product code CHANGED during the run (at the end: {revision_end['commit']})" if any(changed.values()) else ""))
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     common.emit_json(res)
     return 0
