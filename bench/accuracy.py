@@ -204,6 +204,8 @@ def score_copies(files: list[dict], grouping: Grouping, records: dict | None = N
     for f in files:
         by_orig[f["orig"]][f["transform"]] = f
     present = {f["transform"] for f in files}
+    orig_of = {f["path"]: f["orig"] for f in files}
+    src_of = {f["path"]: f.get("src", f["path"]) for f in files}
     per = {}
     for t in T.TRANSFORMS:
         if t.name not in present:
@@ -221,8 +223,10 @@ def score_copies(files: list[dict], grouping: Grouping, records: dict | None = N
             row["copy_keeper"] += grouping.keeper_of(c) == c
             if tier == "report" and records is not None:
                 k = grouping.keeper_of(o)
-                rec = {f["path"]: records.get(f.get("src", f["path"])) for f in (fs["original"], fs[t.name])}
-                rec.setdefault(k, records.get(k))
+                if k not in (o, c) and orig_of.get(k) != fs["original"]["orig"]:
+                    row["not_act"]["other picture's group"] += 1  # star grouping took both into another keeper's group
+                    continue
+                rec = {p: records.get(src_of.get(p, p)) for p in (o, c, k)}
                 reasons = [why_not_act(rec[k], rec[p], grouping.member[p], act, min_quality)
                            for p in (o, c) if p != k and grouping.where[p][1] not in ACT_LEVEL and rec.get(k) and rec.get(p)]
                 row["not_act"][reasons[0] if reasons else "?"] += 1
@@ -795,11 +799,10 @@ def print_results(res: dict, files_n: int) -> None:
             p, v = per[t.name], ver[t.name]
             rows.append([t.name, t.expect, pct(p["copy_keeper"], p["n"]),
                          ", ".join(f"{k} {n}" for k, n in p["not_act"].items()) or "-",
-                         pct(v["oc"], v["n"]), pct(v["co"], v["n"]), pct(v["both"], v["n"]), pct(v["either_act"], v["n"]),
+                         pct(v["either"], v["n"]), v["either"] - v["both"], pct(v["either_act"], v["n"]),
                          f"{v['block_residual'].get('median', '-')} / {v['block_residual'].get('p90', '-')} / {v['block_residual'].get('max', '-')}"])
-        print_table(["transform", "expect", "copy is keeper", "pairwise: why not act (pairs)", "verify (orig, copy)",
-                     "verify (copy, orig)", "both orders", f"either order and lbph<={ACT}",
-                     "worst block (orig, copy) med / p90 / max"], rows,
+        print_table(["transform", "expect", "copy is keeper", "pairwise: why not act (pairs)", "verify_pair passes",
+                     "orders disagree", f"passes and lbph<={ACT}", "worst block med / p90 / max"], rows,
                     title="diagnostics: which copy the keep rules keep, why a grouped pair is not act (first failed condition of "
                           "tier_of), and verify_pair run directly on every (original, copy) pair in both argument orders")
         tot = pairwise_totals(run)

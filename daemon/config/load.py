@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from dedupd.daemon.config.schema import DESTRUCTIVE_MODES, SCHEMA, Field
+from dedupd.daemon.config.schema import ALWAYS_EXCLUDE, DESTRUCTIVE_MODES, SCHEMA, Field
 from dedupd.daemon.errors import ConfigError
 
 CONFIG_ENV = "DEDUPD_CONFIG"
@@ -27,6 +27,7 @@ class Root:
     path: str
     mode: str = "report"
     watch: str = "inotify"
+    hardlink_fallback: str = "skip"
 
     @property
     def destructive(self) -> bool:
@@ -48,6 +49,14 @@ class Config:
     workers: int
     keep: tuple[str, ...]
     keep_path_priority: tuple[str, ...]
+    settle_seconds: float = 5.0
+    rescan_minutes: int = 60
+    storm_events: int = 1000
+    poll_seconds: float = 30.0
+    retention_days: float = 30.0
+    socket_path: str = ""  # resolved: never empty after load
+    socket_mode: int = 0o660
+    socket_group: str = ""
     source: str = ""
 
     @property
@@ -172,6 +181,9 @@ def _check_relations(v: dict, problems: list[str]) -> None:
             if p == j or p.startswith(j.rstrip(os.sep) + os.sep) or j.startswith(p.rstrip(os.sep) + os.sep):
                 problems.append(f"roots[{i}].path: overlaps roots[{other}].path ({p} and {j}); roots must not nest")
         seen[p] = i
+    mode = v["control"]["mode"]
+    if isinstance(mode, str) and not (mode.isdigit() and set(mode) <= set("01234567") and int(mode, 8) <= 0o777):
+        problems.append(f"control.mode: must be octal permission bits such as 0660, not {mode!r}")
     for i, ext in enumerate(v["extensions"]):
         if isinstance(ext, str) and not ext.startswith("."):
             problems.append(f"extensions[{i}]: must start with a dot, like .jpg, not {ext!r}")
@@ -187,11 +199,19 @@ def _to_config(v: dict, source: str) -> Config:
         match_rotations=v["match_rotations"],
         min_quality=float(v["min_quality"]),
         extensions=tuple(e.lower() for e in v["extensions"]),
-        exclude=tuple(v["exclude"]),
+        exclude=tuple(v["exclude"]) + tuple(p for p in ALWAYS_EXCLUDE if p not in v["exclude"]),
         pixel_limit=v["pixel_limit"],
         workers=v["workers"],
         keep=tuple(v["keep"]),
         keep_path_priority=tuple(v["keep_path_priority"]),
+        settle_seconds=float(v["daemon"]["settle_seconds"]),
+        rescan_minutes=v["daemon"]["rescan_minutes"],
+        storm_events=v["daemon"]["storm_events"],
+        poll_seconds=float(v["daemon"]["poll_seconds"]),
+        retention_days=float(v["quarantine"]["retention_days"]),
+        socket_path=v["control"]["socket"] or os.path.join(v["state_dir"], "control.sock"),
+        socket_mode=int(v["control"]["mode"], 8),
+        socket_group=v["control"]["group"],
         source=source,
     )
 

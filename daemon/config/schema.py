@@ -13,6 +13,7 @@ from typing import Any
 MODES = ("report", "hardlink", "symlink", "reflink", "stub")
 DESTRUCTIVE_MODES = frozenset(MODES) - {"report"}
 WATCH_KINDS = ("inotify", "poll")
+HARDLINK_FALLBACKS = ("skip", "reflink", "stub")
 ALGORITHMS = ("lbph", "phash", "dhash", "ahash")
 KEEP_RULES = (
     "most_pixels",
@@ -41,6 +42,12 @@ DEFAULT_EXCLUDE = (
     ".syncthing.*.tmp",
     "~syncthing~*",
 )
+# Names of our own that no scan or watch may ever look at, whatever `exclude` says:
+# the per-root quarantine and the temporary names replacements are built under.
+QUARANTINE_DIR = ".dedupd-quarantine"
+TEMP_PREFIX = ".dedupd-tmp-"
+ALWAYS_EXCLUDE = (QUARANTINE_DIR + "/", TEMP_PREFIX + "*")
+
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif")
 
 
@@ -74,6 +81,43 @@ ROOT = Field(
             choices=MODES,
         ),
         "watch": Field("enum", "How to notice changes: inotify, or poll for NFS/SMB mounts.", default="inotify", choices=WATCH_KINDS),
+        "hardlink_fallback": Field(
+            "enum",
+            "mode hardlink only: what to do when a copy and its keeper differ in owner, group, mode or "
+            "extended attributes (a hard link has one of each; SAFETY.md rule 14): skip it, or use a "
+            "reflink or a stub instead.",
+            default="skip",
+            choices=HARDLINK_FALLBACKS,
+        ),
+    },
+)
+
+DAEMON = Field(
+    "record",
+    "How the dedupd service watches and rescans.",
+    fields={
+        "settle_seconds": Field("float", "A new or changed file is looked at once its size and mtime have been still this long.", default=5.0, minimum=0),
+        "rescan_minutes": Field("int", "Minutes between full reconciliation scans (events only lower latency; the scan is the truth). 0: only at start and after a watch error.", default=60, minimum=0),
+        "storm_events": Field("int", "More events than this in one directory within one settle period collapse into a rescan of that directory.", default=1000, minimum=1),
+        "poll_seconds": Field("float", "Interval of the polling watcher (roots with watch: poll).", default=30.0, minimum=0.1),
+    },
+)
+
+QUARANTINE = Field(
+    "record",
+    "Replaced files are kept (hard-linked, no copy) in <root>/.dedupd-quarantine until retention expires.",
+    fields={
+        "retention_days": Field("float", "Days a replaced file's bytes are kept for `dedupctl undo`; the daemon purges older entries.", default=30.0, minimum=0),
+    },
+)
+
+CONTROL = Field(
+    "record",
+    "The daemon's control socket (JSON requests from dedupctl).",
+    fields={
+        "socket": Field("path", "Unix socket path; empty means <state_dir>/control.sock. Under systemd use /run/dedupd/control.sock.", default=""),
+        "mode": Field("str", "Permission bits of the socket, in octal: who may talk to the daemon.", default="0660"),
+        "group": Field("str", "Group that owns the socket (empty: the daemon's group).", default=""),
     },
 )
 
@@ -105,5 +149,8 @@ SCHEMA = Field(
             item=Field("enum", "a keep rule", choices=KEEP_RULES),
         ),
         "keep_path_priority": Field("list", "Folders whose copies are preferred as keepers, best first (used by the path_priority rule).", default=[], item=Field("path", "a folder")),
+        "daemon": DAEMON,
+        "quarantine": QUARANTINE,
+        "control": CONTROL,
     },
 )
