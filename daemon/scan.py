@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
@@ -35,6 +36,10 @@ from dedupd.kernels import ALGORITHMS
 
 BATCH = 256
 SKIP_KINDS_THAT_ARE_ERRORS = frozenset({"unreadable_dir", "unreadable", "vanished"})
+
+
+class ScanCancelled(Exception):
+    """Raised inside a scan when `Scanner.should_stop()` turns true (shutdown)."""
 
 
 @dataclass
@@ -73,6 +78,9 @@ class Scanner:
         self.excluder = Excluder(config.exclude, config.extensions)
         self.thresholds = Thresholds(config.act_threshold, config.report_threshold, config.min_quality, config.match_rotations)
         self.edge_radius = config.report_threshold
+        self.root_paths = frozenset(r.path for r in config.roots)
+        self.on_tick: Callable[[], None] = lambda: None  # called every batch: the service's liveness beat
+        self.should_stop: Callable[[], bool] = lambda: False  # checked every batch: SIGTERM ends a scan early
 
     # -- the pass ---------------------------------------------------------------------
 
@@ -86,15 +94,19 @@ class Scanner:
         for root in roots:
             report.roots.append(root)
             if os.path.isfile(root) and not os.path.islink(root):  # one file named on the command line
-                refs = [FileRef.from_stat(root, os.lstat(root))]
-            elif os.path.isdir(root):
+                refs = [FileRef.from_stat(root, os.lstat(root))] if self.excluder.wanted_file(os.path.basename(root)) else []
+            elif os.path.isdir(root) and not os.path.islink(root):
                 refs = walk(root, self.excluder, lambda p, k: self._skipped(report, k))
+            elif paths and root not in self.root_paths:
+                refs = []  # a path that is gone (or is no longer a file): its records are swept
             else:
                 report.unavailable.append(root)
                 continue
             scanned_roots.append(root)
             for ref in refs:
                 report.seen += 1
+                if report.seen % 1000 == 0:
+                    self._tick()
                 record = self._classify(ref, report)
                 if record is None:
                     todo.append(ref)
@@ -118,6 +130,11 @@ class Scanner:
         return groups
 
     # -- stages -----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.on_tick()
+        if self.should_stop():
+            raise ScanCancelled("the scan was stopped; every batch so far is committed")
 
     def _skipped(self, report: ScanReport, kind: str) -> None:
         (report.errors if kind in SKIP_KINDS_THAT_ARE_ERRORS else report.skipped)[kind] += 1
@@ -178,6 +195,7 @@ class Scanner:
                 if len(batch) >= BATCH:
                     ids.update(self._store(batch, report, pool))
                     batch = []
+                    self._tick()
             ids.update(self._store(batch, report, pool))
         bar.close()
         return ids
