@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -131,9 +133,6 @@ def test_watchdog_interval(path_socket, usec, pid, expected):
 
 def test_a_real_child_process_reports_ready_through_the_environment(path_socket):
     """The way systemd uses it: the variable is inherited and read by the daemon process."""
-    import subprocess
-    import sys
-
     path, sock = path_socket
     code = "from dedupd.daemon.notify import Notifier; Notifier.from_env().ready('child up')"
     env = dict(os.environ, NOTIFY_SOCKET=path)
