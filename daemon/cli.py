@@ -1,7 +1,8 @@
 """`dedupctl`: scan, groups, query, status, reindex, config check.
 
-Exit codes: 0 success; 1 partial (some files could not be read or decoded); 2 usage or
-configuration error; 3 the index or state directory is unusable.
+Exit codes: 0 success; 1 partial (some files could not be read or decoded, some
+actions could not be undone); 2 usage or configuration error; 3 the index or state
+directory is unusable; 4 the command needs the running daemon and it is not running.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import os
 import shutil
 import sys
 
-from dedupd.daemon import render
+from dedupd.daemon import cli_daemon, render
 from dedupd.daemon.config import Config, find_config_file, load_config
 from dedupd.daemon.config.schema import SCHEMA
+from dedupd.daemon.control import ControlError, DaemonDown
 from dedupd.daemon.errors import ConfigError, UsageError
 from dedupd.daemon.query import query_file
 from dedupd.daemon.scan import Scanner
 from dedupd.daemon.state import index_path, open_index
-from dedupd.daemon.status import collect_status
 from dedupd.index.errors import IndexFailure
 from dedupd.kernels.errors import DedupdError
 
@@ -32,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dedupctl", description="Find visually identical images and report them (this version never changes a file).")
+    p = _Parser(prog="dedupctl", description="Control dedupd: scan, review groups, status, undo, purge, restore.")
     p.add_argument("--config", help="config file (default: $DEDUPD_CONFIG, ./config.yaml, /etc/dedupd/config.yaml)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("scan", help="index new and changed images under the roots (or PATHs) and regroup")
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     r = sub.add_parser("reindex", help="throw the index away and scan everything again")
     r.add_argument("--no-progress", action="store_true")
+    cli_daemon.add_parsers(sub)
     c = sub.add_parser("config", help="check a config file or print the schema")
     c.add_argument("action", choices=("check", "schema"))
     c.add_argument("file", nargs="?")
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"dedupctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DaemonDown as exc:
+        print(f"dedupctl: {exc}", file=sys.stderr)
+        return cli_daemon.EXIT_DOWN
+    except ControlError as exc:
+        print(f"dedupctl: the daemon says: {exc}", file=sys.stderr)
+        return EXIT_STATE
     except IndexFailure as exc:
         print(f"dedupctl: {exc}", file=sys.stderr)
         return EXIT_STATE
@@ -83,32 +91,29 @@ def _scan(config: Config, args) -> int:
             raise UsageError(f"{path}: no such file or directory")
     if not args.paths and not config.roots:
         raise UsageError("no roots in the config and no PATH given: nothing to scan")
-    for root in config.roots:
-        if root.destructive:
-            print(f"dedupctl: note: {root.path} is set to mode {root.mode}; this version only reports, "
-                  "it changes no file", file=sys.stderr)
+    _refuse_if_daemon_runs(config, "use `dedupctl rescan` to have the daemon scan")
     with open_index(config) as index:
         report = Scanner(config, index, progress=False if args.no_progress else None).run(args.paths or None)
     print(json.dumps(report.to_json(), sort_keys=True) if getattr(args, "json", False) else render.scan_report(report))
     return EXIT_PARTIAL if report.failed or report.unavailable else EXIT_OK
 
 
+def _refuse_if_daemon_runs(config: Config, hint: str) -> None:
+    """The daemon owns the index while it runs (one writer)."""
+    try:
+        cli_daemon.client(config, timeout=2.0).request("status")
+    except (DaemonDown, ControlError):
+        return
+    raise UsageError(f"the daemon is running ({config.socket_path}); {hint}")
+
+
 def _reindex(config: Config, args) -> int:
+    _refuse_if_daemon_runs(config, "stop it first (systemctl stop dedupd), then reindex")
     path = index_path(config)
     if os.path.isdir(path):
         shutil.rmtree(path)
     args.paths, args.json = [], False
     return _scan(config, args)
-
-
-def _groups(config: Config, args) -> int:
-    with open_index(config, readonly=True) as index:
-        groups = list(index.iter_groups())
-    if args.tier:
-        groups = [dict(g, members=[m for m in g["members"] if m["tier"] == args.tier]) for g in groups]
-        groups = [g for g in groups if g["members"]]
-    print(json.dumps({"groups": groups}, indent=1) if args.json else render.groups(groups))
-    return EXIT_OK
 
 
 def _query(config: Config, args) -> int:
@@ -117,13 +122,6 @@ def _query(config: Config, args) -> int:
     with open_index(config, readonly=True) as index:
         hits = query_file(config, index, os.path.abspath(args.file), args.radius)
     print(json.dumps({"file": os.path.abspath(args.file), "matches": hits}, indent=1) if args.json else render.matches(hits))
-    return EXIT_OK
-
-
-def _status(config: Config, args) -> int:
-    with open_index(config, readonly=True) as index:
-        status = collect_status(config, index)
-    print(json.dumps(status, indent=1, sort_keys=True) if args.json else render.status(status))
     return EXIT_OK
 
 
@@ -138,7 +136,11 @@ def _config(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": _scan, "groups": _groups, "query": _query, "status": _status, "reindex": _reindex}
+COMMANDS = {
+    "scan": _scan, "groups": cli_daemon.groups, "query": _query, "status": cli_daemon.status, "reindex": _reindex,
+    "pause": cli_daemon.pause_resume, "resume": cli_daemon.pause_resume, "rescan": cli_daemon.rescan,
+    "undo": cli_daemon.undo, "purge": cli_daemon.purge, "restore": cli_daemon.restore,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -53,22 +53,38 @@ def matches(hits: list[dict]) -> str:
 def status(s: dict) -> str:
     last = s.get("last_scan") or {}
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished"])) if last.get("finished") else "never"
-    roots = "\n".join(f"  {r['path']}  mode {r['mode']}{' (DESTRUCTIVE: not applied by this version)' if r['destructive'] else ''}" for r in s["roots"]) or "  (none)"
+    daemon = s.get("daemon") or {}
+    roots = "\n".join(
+        f"  {r['path']}  mode {r['mode']}{' (DESTRUCTIVE)' if r['destructive'] else ' (report only)'}"
+        + (f", watch {r['watch']}" if "watch" in r else "")
+        for r in s["roots"]
+    ) or "  (none)"
     tiers = s["members_by_tier"]
     rec = s["reclaimable_bytes"]
-    idx = s["index"]
+    acts = s.get("actions") or {}
+    not_done = acts.get("not_done_by_reason") or {}
     lines = [
+        "daemon           " + (_daemon_line(daemon) if daemon.get("running") else f"NOT RUNNING ({daemon.get('detail', 'no control socket')}); answers below come from the index"),
         f"config           {s['config']}",
         f"roots\n{roots}",
         f"files indexed    {s['files_indexed']}",
         "images by format " + (", ".join(f"{k} {v}" for k, v in s["images_by_format"].items()) or "none"),
         f"groups           {s['groups']}  (members: exact {tiers['exact']}, act {tiers['act']}, report {tiers['report']})",
-        f"reclaimable      {size(rec['total'])} (exact {size(rec['exact'])}, act {size(rec['act'])})",
+        f"reclaimable      {size(rec['total'])} (exact {size(rec['exact'])}, act {size(rec['act'])}) in destructive roots or not",
+        f"quarantine       {size(acts.get('pending_bytes', 0))} pending in {acts.get('quarantine_entries', 0)} entr(ies) (undoable; freed when purged)",
+        f"reclaimed        {size(acts.get('reclaimed_bytes', 0))} (quarantine purged)",
+        "not acted on     " + (", ".join(f"{k} {v}" for k, v in sorted(not_done.items())) or "none"),
         "decode errors    " + (", ".join(f"{k} {v}" for k, v in s["decode_errors_by_kind"].items()) or "none"),
-        f"index size       {size(idx.get('file_bytes', 0))}",
+        f"index size       {size(s['index'].get('file_bytes', 0))}",
         f"last scan        {when}" + (f" ({last.get('seen', 0)} files, {last.get('seconds', 0):.1f} s)" if last else ""),
     ]
     return "\n".join(lines)
+
+
+def _daemon_line(d: dict) -> str:
+    up = int(d.get("uptime_seconds", 0))
+    state = "PAUSED" if d.get("paused") else "running"
+    return f"{state}, pid {d.get('pid')}, up {up // 3600}h{up % 3600 // 60:02d}m, queue {d.get('queue_depth', 0)}"
 
 
 def schema(spec, where: str = "", depth: int = 0) -> str:

@@ -1,0 +1,304 @@
+"""`dedupd`, the service: watch the roots, settle, scan, decide, act, answer `dedupctl`.
+
+Threads and who owns what (ARCHITECTURE.md section 1):
+- the **main thread** is the only one that writes to the index and the journal and the
+  only one that changes a file: it scans, plans and executes, one action at a time;
+- watchdog observer threads only enqueue changes (`dedupd.daemon.watch`);
+- the control-socket thread answers `status`/`groups` from a snapshot the main thread
+  publishes, flips `pause`/`resume`, and hands `rescan`/`undo`/`purge` to the main
+  thread as commands it waits for;
+- a heartbeat thread pings the systemd watchdog, but only while every thread is alive
+  and the main thread has beaten recently (a wedged scan stops the pings).
+
+Start-up order (SAFETY.md rule 21, the daemon issue): config → index → journal and
+recovery of every unfinished action → root health → kernels warm → control socket and
+watchers → `READY=1` → the full reconciliation scan. SIGHUP reloads the config (an
+invalid file keeps the old one running and says why); SIGTERM finishes the current
+action and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable
+
+from dedupd.daemon import log as logmod
+from dedupd.daemon.actions.errors import JournalError
+from dedupd.daemon.actions.executor import Executor
+from dedupd.daemon.actions.journal import Journal
+from dedupd.daemon.actions.recover import recover
+from dedupd.daemon.config import Config, find_config_file, load_config
+from dedupd.daemon.control import ControlServer
+from dedupd.daemon.errors import ConfigError
+from dedupd.daemon.notify import Notifier
+from dedupd.daemon.roots import RootHealth
+from dedupd.daemon.scan import ScanCancelled, Scanner
+from dedupd.daemon.operations import Operations
+from dedupd.daemon.settle import Settler
+from dedupd.daemon.state import open_index
+from dedupd.daemon.decide import root_of
+from dedupd.daemon.watch import Change, ChangeQueue, OwnWrites, RootWatcher
+from dedupd.daemon.walk import Excluder
+from dedupd.index.errors import IndexFailure
+from dedupd.kernels import warm
+from dedupd.kernels.errors import DedupdError
+
+log = logmod.log
+EXIT_OK, EXIT_CONFIG, EXIT_STATE = 0, 2, 3
+BEAT_TIMEOUT = 120.0  # seconds without a main-thread beat before the watchdog pings stop
+PURGE_EVERY = 3600.0
+
+
+class Service:
+    def __init__(self, config_path: str, *, environ=os.environ):
+        self.config_path = config_path
+        self.notifier = Notifier.from_env(environ)
+        self.queue = ChangeQueue()
+        self.own = OwnWrites()
+        self.commands: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.paused = threading.Event()
+        self.reload_requested = threading.Event()
+        self.rescan_requested = threading.Event()
+        self.started = time.time()
+        self.last_beat = time.monotonic()
+        self.watchers: list[RootWatcher] = []
+        self.control: ControlServer | None = None
+        self.index = self.journal = self.ops = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self._start()
+        except ConfigError as exc:
+            log.error("dedupd: %s", exc)
+            return EXIT_CONFIG
+        except (IndexFailure, DedupdError, OSError) as exc:
+            log.error("dedupd: cannot start: %s", exc)
+            self._close()
+            return EXIT_STATE
+        try:
+            self._loop()
+        except (IndexFailure, JournalError) as exc:
+            log.critical("dedupd: stopping: %s", exc)
+            return EXIT_STATE
+        finally:
+            self.notifier.stopping()
+            self._close()
+            log.info("dedupd: stopped")
+        return EXIT_OK
+
+    def _start(self) -> None:
+        self.config = load_config(self.config_path)
+        log.info("dedupd %s: config %s, %d root(s)", os.getpid(), self.config.source, len(self.config.roots))
+        self.index = open_index(self.config)
+        self.journal = Journal.open(self.config.state_dir)
+        report = recover(self.journal)
+        log.info("dedupd: journal recovered: %s", report)
+        self.health = RootHealth(self.config.state_dir)
+        warm()
+        self._build(self.config)
+        self.ops.publish_from_index()
+        self.control = ControlServer(self.config.socket_path, self._handle, mode=self.config.socket_mode,
+                                     group=self.config.socket_group)
+        self.control.start()
+        self._start_watchers()
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        threading.Thread(target=self._heartbeat, name="dedupd-heartbeat", daemon=True).start()
+        self.notifier.ready(status="ready; starting the reconciliation scan")
+        log.info("dedupd: ready (control socket %s)", self.config.socket_path)
+        self.rescan_requested.set()
+
+    def _build(self, config: Config) -> None:
+        """Everything derived from the config (re-made on reload)."""
+        self.config = config
+        self.excluder = Excluder(config.exclude, config.extensions)
+        self.settler = Settler(config.settle_seconds, config.storm_events)
+        scanner = Scanner(config, self.index, progress=False)
+        scanner.on_tick = self._beat
+        scanner.should_stop = self.stopping.is_set
+        executor = Executor(self.journal, on_own_write=self.own.add)
+        self.ops = Operations(config, self.index, self.journal, scanner, executor, self.health, self.notifier)
+        self.next_full_scan = time.monotonic() + config.rescan_minutes * 60 if config.rescan_minutes else float("inf")
+        self.next_purge = time.monotonic()
+
+    def _close(self) -> None:
+        for w in self.watchers:
+            w.stop()
+        if self.control is not None:
+            self.control.stop()
+        for thing in (self.journal, self.index):
+            if thing is not None:
+                thing.close()
+
+    # -- the main loop ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self._beat()
+            self._run_commands()
+            if self.reload_requested.is_set():
+                self._reload()
+            for change in self.queue.get_batch(timeout=0.5):
+                if change.kind == "rescan":
+                    log.warning("dedupd: %s needs a full rescan (watch overflow or error)", change.root)
+                    self.rescan_requested.set()
+                else:
+                    self.settler.note(change)
+            self._restart_dead_watchers()
+            if self.paused.is_set():
+                continue
+            try:
+                self._work()
+            except ScanCancelled:
+                break
+            except (IndexFailure, JournalError):
+                raise  # the index or journal is unusable: stop with a clear message (ARCHITECTURE.md section 9)
+            except Exception:  # a bug in one round must not take the watcher and the socket down with it
+                log.exception("dedupd: unexpected error in the work loop; retrying in 30 s")
+                self.stopping.wait(30.0)
+
+    def _work(self) -> None:
+        now = time.monotonic()
+        if self.rescan_requested.is_set() or now >= self.next_full_scan:
+            self.rescan_requested.clear()
+            self.ops.full_scan(self.paused.is_set)
+            self.next_full_scan = now + self.config.rescan_minutes * 60 if self.config.rescan_minutes else float("inf")
+        files, dirs, gone = self.settler.ready()
+        if files or dirs or gone:
+            self.ops.incremental(files + dirs + gone, self.paused.is_set)
+        for path in self.ops.take_deferred():
+            root = root_of(path, self.config.roots)
+            if root is not None:
+                self.settler.note(Change("file", path, root.path))
+        if now >= self.next_purge:
+            self.ops.purge_expired()
+            self.next_purge = now + PURGE_EVERY
+
+    def _beat(self) -> None:
+        self.last_beat = time.monotonic()
+        if self.ops is not None:
+            self.ops.queue_depth = len(self.queue) + self.settler.pending()
+
+    def _heartbeat(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        while not self.stopping.wait(interval or 5.0):
+            if interval and self._threads_alive():
+                self.notifier.watchdog()
+
+    def _threads_alive(self) -> bool:
+        beat_ok = time.monotonic() - self.last_beat < BEAT_TIMEOUT
+        watch_ok = all(w.alive() or w.state == "unavailable" for w in self.watchers)
+        return beat_ok and watch_ok and (self.control is None or self.control.alive())
+
+    # -- watchers -----------------------------------------------------------------------
+
+    def _start_watchers(self) -> None:
+        self.watchers = []
+        for root in self.config.roots:
+            watcher = RootWatcher(root, self.queue, self.excluder, self.own, poll_seconds=self.config.poll_seconds)
+            watcher.start()
+            log.info("dedupd: watching %s (%s, mode %s)", root.path, watcher.state, root.mode)
+            self.watchers.append(watcher)
+        self.ops.watch_states = lambda: {w.root.path: w.state for w in self.watchers}
+
+    def _restart_dead_watchers(self) -> None:
+        for w in self.watchers:
+            if w.state != "unavailable" and w.restart_if_dead():
+                log.warning("dedupd: the watcher of %s had died; restarted, full rescan queued", w.root.path)
+
+    # -- reload -------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        self.reload_requested.clear()
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+            if new.state_dir != self.config.state_dir or new.socket_path != self.config.socket_path:
+                raise ConfigError(["state_dir and control.socket take effect only after a restart"], new.source)
+            if new.report_threshold > (self.index.get_meta("edge_radius") or 0):
+                raise ConfigError([f"thresholds.report: wider than the index's radius; run `dedupctl reindex`"], new.source)
+        except ConfigError as exc:
+            log.error("dedupd: reload refused, keeping the running config: %s", exc)
+            self.notifier.ready(status="reload refused: invalid config (see the log)")
+            return
+        for w in self.watchers:
+            w.stop()
+        self._build(new)
+        self._start_watchers()
+        self.rescan_requested.set()
+        log.info("dedupd: config reloaded from %s", new.source)
+        self.notifier.ready(status="config reloaded")
+
+    # -- control --------------------------------------------------------------------------
+
+    def _handle(self, request: dict) -> dict:
+        """Runs in the control thread: answer from snapshots, or hand work to the main thread."""
+        cmd, args = request.get("cmd"), request.get("args") or {}
+        if cmd == "status":
+            return self.ops.status_snapshot(daemon=self._daemon_status())
+        if cmd == "groups":
+            return {"groups": self.ops.groups_snapshot(args.get("tier"))}
+        if cmd in ("pause", "resume"):
+            (self.paused.set if cmd == "pause" else self.paused.clear)()
+            log.info("dedupd: %sd by uid %s", cmd, request.get("peer_uid"))
+            return {"paused": self.paused.is_set()}
+        if cmd in ("rescan", "undo", "purge", "restore"):
+            if cmd != "rescan" and request.get("peer_uid") not in (0, os.getuid()):
+                raise PermissionError(f"{cmd} is only allowed to root and to the daemon's user")
+            return self._call_main(getattr(self.ops, cmd), args)
+        raise ValueError(f"unknown command {cmd!r}; known: status, groups, pause, resume, rescan, undo, purge, restore")
+
+    def _call_main(self, fn: Callable[[dict], dict], args: dict, timeout: float = 600.0) -> dict:
+        future: Future = Future()
+        self.commands.put((fn, args, future))
+        return future.result(timeout=timeout)
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, args, future = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(fn(args))
+            except Exception as exc:  # the client gets the message; the daemon goes on
+                future.set_exception(exc)
+
+    def _daemon_status(self) -> dict:
+        return {
+            "running": True,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "paused": self.paused.is_set(),
+            "queue_depth": len(self.queue) + self.settler.pending(),
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dedupd", description="The dedupd service (runs in the foreground; systemd Type=notify).")
+    parser.add_argument("--config", help="config file (default: $DEDUPD_CONFIG, ./config.yaml, /etc/dedupd/config.yaml)")
+    parser.add_argument("--debug", action="store_true", help="log debug events too")
+    args = parser.parse_args(argv)
+    logmod.setup(logging.DEBUG if args.debug else logging.INFO)
+    try:
+        path = find_config_file(args.config)
+    except ConfigError as exc:
+        log.error("dedupd: %s", exc)
+        return EXIT_CONFIG
+    return Service(str(path)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

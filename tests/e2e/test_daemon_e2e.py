@@ -1,0 +1,233 @@
+"""The real `dedupd` process on a temp tree of real photos, driven through `dedupctl`.
+
+What must hold (the daemon issue): exactly the expected files become links/stubs; the
+quarantine holds the replaced bytes; `dedupctl undo` restores every byte and the
+metadata; a file that changes during the settle window is judged on its final bytes,
+never on the first ones; a distinct-shot pair is never touched; READY=1 reaches
+systemd; SIGTERM stops the daemon cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from testimages import encode, photo, resize, write
+
+SETTLE = 1.0
+
+
+def sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def meta(path) -> tuple:
+    st = os.lstat(path)
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size)
+
+
+class Daemon:
+    """One dedupd process with its own config, state dir, control socket and notify socket."""
+
+    def __init__(self, base: Path, roots: list[tuple[Path, str]]):
+        self.base = base
+        self.short = Path(tempfile.mkdtemp(prefix="dd", dir="/tmp"))  # AF_UNIX paths must stay short
+        self.config = base / "dedupd.yaml"
+        roots_yaml = "".join(f"  - {{path: '{p}', mode: {m}}}\n" for p, m in roots)
+        self.config.write_text(
+            f"state_dir: '{base / 'state'}'\nroots:\n{roots_yaml}workers: 2\n"
+            f"daemon: {{settle_seconds: {SETTLE}, rescan_minutes: 0, poll_seconds: 0.5}}\n"
+            f"control: {{socket: '{self.short / 'ctl.sock'}'}}\n"
+        )
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.short / "notify.sock"))
+        self.notify.settimeout(0.5)
+        self.messages: list[str] = []
+        self.proc = None
+
+    def start(self) -> None:
+        env = dict(os.environ, NOTIFY_SOCKET=str(self.short / "notify.sock"))
+        self.log = open(self.base / "dedupd.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "dedupd.daemon.service", "--config", str(self.config)],
+                                     env=env, stderr=self.log, stdout=self.log)
+        self.wait_notify("READY=1", 120)
+
+    def wait_notify(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.logtext()
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except socket.timeout:
+                continue
+            if any(text in m.split("\n") for m in self.messages):
+                return
+        raise AssertionError(f"no {text} within {timeout} s; got {self.messages}\n{self.logtext()}")
+
+    def ctl(self, *args) -> tuple[int, str]:
+        out = subprocess.run([sys.executable, "-m", "dedupd.daemon.cli", "--config", str(self.config), *args],
+                             capture_output=True, text=True, timeout=300)
+        return out.returncode, out.stdout + out.stderr
+
+    def status(self) -> dict:
+        code, out = self.ctl("status", "--json")
+        assert code == 0, out
+        return json.loads(out)
+
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            assert self.proc.poll() is None, self.logtext()
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logtext()}")
+
+    def idle(self) -> bool:
+        s = self.status()
+        return s["daemon"]["queue_depth"] == 0 and s.get("last_scan") is not None
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise
+        return self.proc.returncode if self.proc else 0
+
+    def logtext(self) -> str:
+        self.log.flush()
+        return (self.base / "dedupd.log").read_text(errors="replace")[-6000:]
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            self.notify.close()
+            shutil.rmtree(self.short, ignore_errors=True)
+
+
+@pytest.fixture()
+def library(tmp_path):
+    """Originals, act-tier copies, a distinct-shot pair and an unrelated photo."""
+    root = tmp_path / "photos"
+    astro, coffee = photo("astronaut"), photo("coffee")
+    t = {
+        "astro": write(root / "originals/astronaut.jpg", encode(astro, ".jpg", 95), 1_600_000_000),
+        "astro_q75": write(root / "copies/astronaut_q75.jpg", encode(astro, ".jpg", 75), 1_650_000_000),
+        "astro_half": write(root / "copies/astronaut_half.jpg", encode(resize(astro, 0.5), ".jpg", 90), 1_650_000_000),
+        "coffee": write(root / "originals/coffee.jpg", encode(coffee, ".jpg", 95), 1_600_000_000),
+        "coffee_exact": write(root / "backup/coffee.jpg", encode(coffee, ".jpg", 95), 1_650_000_000),
+        "moto_left": write(root / "stereo/left.jpg", encode(photo("motorcycle_left"), ".jpg", 90), 1_600_000_000),
+        "moto_right": write(root / "stereo/right.jpg", encode(photo("motorcycle_right"), ".jpg", 90), 1_600_000_000),
+        "chelsea": write(root / "originals/chelsea.jpg", encode(photo("chelsea"), ".jpg", 92), 1_600_000_000),
+    }
+    os.chmod(t["astro_q75"], 0o640)  # metadata undo must bring back
+    return root, t
+
+
+def quarantined_hashes(root: Path) -> set[str]:
+    q = root / ".dedupd-quarantine"
+    return {sha(p) for p in q.rglob("*") if p.is_file()} if q.exists() else set()
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "stub", "symlink"])
+def test_daemon_replaces_exactly_the_verified_copies_and_undo_restores_them(tmp_path, library, mode):
+    root, t = library
+    before = {k: (sha(p), meta(p)) for k, p in t.items()}
+    replaced = ("astro_q75", "astro_half", "coffee_exact")
+    untouched = ("astro", "coffee", "moto_left", "moto_right", "chelsea")
+    if mode == "hardlink":  # astro_q75 has mode 0640, its keeper 0644: a hard link would change one of them
+        replaced, untouched = replaced[1:], untouched + replaced[:1]
+    d = Daemon(tmp_path, [(root, mode)])
+    try:
+        d.start()
+        d.wait_for(lambda: d.status()["actions"].get("done_since_start", 0) >= len(replaced) and d.idle(),
+                   90, f"{len(replaced)} replacements")
+        if mode == "hardlink":
+            assert d.status()["actions"]["not_done_by_reason"].get("metadata_differs", 0) >= 1
+        for name in replaced:
+            p = t[name]
+            if mode == "hardlink":
+                keeper = t["astro" if name.startswith("astro") else "coffee"]
+                assert os.stat(p).st_ino == os.stat(keeper).st_ino
+            elif mode == "symlink":
+                assert os.path.islink(p) and os.path.samefile(p, t["astro" if name.startswith("astro") else "coffee"])
+            else:
+                assert not os.path.lexists(p) and Path(str(p) + ".dedup").is_file()
+        for name in untouched:  # keepers, the distinct shots, the unrelated photo
+            assert (sha(t[name]), meta(t[name])) == before[name], name
+        assert {before[n][0] for n in replaced} <= quarantined_hashes(root)
+        s = d.status()
+        assert s["daemon"]["running"] and s["actions"]["pending_bytes"] == sum(before[n][1][4] for n in replaced)
+        assert any(r["destructive"] for r in s["roots"])
+
+        code, out = d.ctl("undo", "--since", "1h")
+        assert code == 0, out
+        for name, (digest, m) in before.items():
+            assert sha(t[name]) == digest and meta(t[name]) == m, name
+            assert not Path(str(t[name]) + ".dedup").exists()
+        time.sleep(3 * SETTLE)  # the daemon must not take them again: the user undid it
+        d.wait_for(d.idle, 30, "idle after undo")
+        for name, (digest, m) in before.items():
+            assert sha(t[name]) == digest and meta(t[name]) == m, name
+        assert d.stop() == 0
+    finally:
+        d.close()
+    assert not list(root.rglob(".dedupd-tmp-*"))
+
+
+def test_daemon_settles_new_files_and_judges_final_bytes(tmp_path, library):
+    root, t = library
+    d = Daemon(tmp_path, [(root, "hardlink")])
+    try:
+        d.start()
+        d.wait_for(lambda: d.status()["actions"].get("done_since_start", 0) >= 2 and d.idle(), 90, "initial actions")
+        # a new verified copy arriving while the daemon runs: replaced after it settles
+        late = write(root / "incoming/astronaut_webp.webp", encode(photo("astronaut"), ".webp", 90))
+        # a copy that is rewritten inside the settle window with a different photo: never replaced
+        changing = root / "incoming/changing.jpg"
+        write(changing, encode(photo("coffee"), ".jpg", 80))
+        time.sleep(SETTLE / 3)
+        write(changing, encode(photo("rocket"), ".jpg", 90))
+        final = sha(changing)
+        d.wait_for(lambda: os.stat(late).st_ino == os.stat(t["astro"]).st_ino, 60, "the late copy linked")
+        d.wait_for(d.idle, 30, "idle")
+        assert sha(changing) == final and os.stat(changing).st_nlink == 1
+        assert d.stop() == 0
+    finally:
+        d.close()
+
+
+def test_report_mode_touches_nothing_and_status_without_daemon(tmp_path, library):
+    root, t = library
+    before = {k: (sha(p), meta(p)) for k, p in t.items()}
+    d = Daemon(tmp_path, [(root, "report")])
+    try:
+        d.start()
+        d.wait_for(d.idle, 90, "first scan")
+        s = d.status()
+        assert s["members_by_tier"]["exact"] + s["members_by_tier"]["act"] >= 3
+        assert [r["destructive"] for r in s["roots"]] == [False]
+        assert d.stop() == 0
+        code, out = d.ctl("status", "--json")  # the daemon is down: answered from the index
+        assert code == 0 and json.loads(out)["daemon"]["running"] is False
+        code, out = d.ctl("pause")
+        assert code == 4 and "not running" in out
+    finally:
+        d.close()
+    assert {k: (sha(p), meta(p)) for k, p in t.items()} == before
+    assert not (root / ".dedupd-quarantine").exists() or not any((root / ".dedupd-quarantine").rglob("*.jpg"))
