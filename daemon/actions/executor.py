@@ -36,6 +36,7 @@ from dedupd.daemon.config.schema import QUARANTINE_DIR
 from . import fsops
 from .build import BuildFailed, build
 from .context import Names, Run
+from .identity import holds_stub
 from .journal import Journal
 from .plan import Action
 from .recheck import Changed, check_same_bytes, open_verified, still_original
@@ -202,9 +203,9 @@ class Executor:
         if run.temp_ino is not None:
             self.on_own_write(run.names.temp_path)
             fsops.unlink_if(run.tdir, run.pname, run.temp_ino)
-            if run.final_linked:
+            if run.final_linked and holds_stub(a.action_id, run.tdir, run.fname):
                 self.on_own_write(run.names.final_path)
-                fsops.unlink_if(run.tdir, run.fname, run.temp_ino)
+                os.unlink(run.fname, dir_fd=run.tdir)
         if not run.quarantined:
             return False
         q = fsops.ino_at(run.qdir, run.qname)

@@ -29,13 +29,11 @@ cannot explain is left in place and reported as a problem, never deleted.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 
 from . import fsops
-from . import stub as stubs
-from .errors import StubError
 from .executor import remove_quarantine_dir
+from .identity import holds_replacement, holds_stub
 from .journal import Entry, Journal
 
 
@@ -155,27 +153,6 @@ def temp_is_ours(entry: Entry, st: os.stat_result | None) -> bool:
     return entry.state in ("intent", "quarantined")
 
 
-def stub_is_ours(entry: Entry, disk: Disk, st: os.stat_result | None) -> bool:
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return False
-    if entry.temp_ino and st.st_ino == entry.temp_ino:
-        return True
-    try:
-        fd = os.open(disk.fname, fsops.FILE_FLAGS, dir_fd=disk.tdir)
-        with os.fdopen(fd, "rb") as f:
-            return stubs.parse(f.read(stubs.MAX_BYTES + 1)).action == entry.action_id
-    except (OSError, StubError):
-        return False
-
-
-def _replacement_in_place(entry: Entry, st: os.stat_result | None) -> bool:
-    if st is None:
-        return False
-    if entry.kind == "hardlink":
-        return (st.st_dev, st.st_ino) == (entry.keeper.dev, entry.keeper.ino)
-    return bool(entry.temp_ino) and st.st_ino == entry.temp_ino
-
-
 def _clear_temp(entry: Entry, disk: Disk, report: RecoveryReport) -> None:
     """Remove the temp name when it is ours, or the original while the quarantine
     also holds it; anything else under it is somebody's file: refuse."""
@@ -196,7 +173,7 @@ def _resolve_replace(journal: Journal, entry: Entry, disk: Disk, report: Recover
         return _resolve_stub(journal, entry, disk, t, report)
     if disk.is_original(t):
         _roll_back(journal, entry, disk, report, "the original is still in place")
-    elif _replacement_in_place(entry, t):
+    elif holds_replacement(entry, disk.tdir, disk.tname):
         _roll_forward(journal, entry, disk, report, t.st_ino)
     elif t is None:
         _put_back(disk)
@@ -207,7 +184,7 @@ def _resolve_replace(journal: Journal, entry: Entry, disk: Disk, report: Recover
 
 def _resolve_stub(journal: Journal, entry: Entry, disk: Disk, t, report: RecoveryReport) -> None:
     f = disk.f()
-    ours = stub_is_ours(entry, disk, f)
+    ours = holds_stub(entry.action_id, disk.tdir, disk.fname)
     if disk.is_original(t):
         _remove_stub(entry, disk, ours)
         _roll_back(journal, entry, disk, report, "the original was still at its name; stub removed")

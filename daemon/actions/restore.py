@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace
-
 from dedupd.daemon import failpoints
 from dedupd.daemon.config.schema import TEMP_PREFIX
 
@@ -26,7 +24,8 @@ from . import stub as stubs
 from .errors import RestoreRefused, UnknownAction
 from .journal import Entry, Journal
 from .plan import STUB_SUFFIX
-from .recover import Disk, RecoveryReport, stub_is_ours
+from .identity import holds_stub
+from .recover import Disk, RecoveryReport
 from .undo import undo
 
 RESTORE_FAILPOINTS = ("restore.restoring", "restore.copied", "restore.renamed", "restore.done")
@@ -42,7 +41,7 @@ def restore_stub(stub_path: str, journal: Journal) -> str:
     name = stub_path[: -len(STUB_SUFFIX)]
     dir_fd = fsops.open_dir(os.path.dirname(stub_path))
     try:
-        stub, stub_ino = _read_stub(dir_fd, os.path.basename(stub_path))
+        stub = _read_stub(dir_fd, os.path.basename(stub_path))
         if fsops.lstat_at(dir_fd, os.path.basename(name)) is not None:
             raise RestoreRefused(f"{name} exists; move it away first (nothing was changed)")
         entry = _entry(journal, stub.action, stub_path)
@@ -51,19 +50,19 @@ def restore_stub(stub_path: str, journal: Journal) -> str:
             return name
         if entry is not None and entry.state != "purged":
             raise RestoreRefused(f"action {entry.action_id} is {entry.state}; its stub cannot be restored")
-        _from_keeper(journal, entry, stub, stub_ino, dir_fd, stub_path)
+        _from_keeper(journal, entry, stub, dir_fd, stub_path)
     finally:
         os.close(dir_fd)
     return name
 
 
-def _read_stub(dir_fd: int, name: str) -> tuple[stubs.Stub, int]:
+def _read_stub(dir_fd: int, name: str) -> stubs.Stub:
     try:
         fd = os.open(name, fsops.FILE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         raise RestoreRefused(f"no stub named {name}") from None
     with os.fdopen(fd, "rb") as f:
-        return stubs.parse(f.read(stubs.MAX_BYTES + 1)), os.fstat(f.fileno()).st_ino
+        return stubs.parse(f.read(stubs.MAX_BYTES + 1))
 
 
 def _entry(journal: Journal, action_id: str, stub_path: str) -> Entry | None:
@@ -74,8 +73,8 @@ def _entry(journal: Journal, action_id: str, stub_path: str) -> Entry | None:
     return entry if entry.final_path == stub_path else None
 
 
-def _from_keeper(journal: Journal, entry: Entry | None, stub: stubs.Stub, stub_ino: int,
-                 dir_fd: int, stub_path: str) -> None:
+def _from_keeper(journal: Journal, entry: Entry | None, stub: stubs.Stub, dir_fd: int,
+                 stub_path: str) -> None:
     pname = TEMP_PREFIX + stub.action
     if entry is not None:
         journal.advance(entry.action_id, "restoring", temp_ino=0)
@@ -93,7 +92,8 @@ def _from_keeper(journal: Journal, entry: Entry | None, stub: stubs.Stub, stub_i
         raise RestoreRefused(f"{stub_path[: -len(STUB_SUFFIX)]} appeared meanwhile; nothing was changed") from None
     failpoints.hit("restore.renamed")
     os.fsync(dir_fd)
-    fsops.unlink_if(dir_fd, os.path.basename(stub_path), stub_ino)
+    if holds_stub(stub.action, dir_fd, os.path.basename(stub_path)):
+        os.unlink(os.path.basename(stub_path), dir_fd=dir_fd)
     os.fsync(dir_fd)
     if entry is not None:
         journal.advance(entry.action_id, "restored", result_ino=ino)
@@ -152,7 +152,7 @@ def resolve_restoring(journal: Journal, entry: Entry, disk: Disk, report: Recove
     else the copy is removed and the entry is `purged` again (the stub stays)."""
     t = disk.t()
     if t is not None and entry.temp_ino and t.st_ino == entry.temp_ino:
-        if stub_is_ours(replace(entry, temp_ino=entry.result_ino), disk, disk.f()):
+        if holds_stub(entry.action_id, disk.tdir, disk.fname):
             os.unlink(disk.fname, dir_fd=disk.tdir)
         disk.fsync()
         journal.advance(entry.action_id, "restored", result_ino=t.st_ino)

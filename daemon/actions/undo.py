@@ -19,7 +19,6 @@ then fsync, remove the quarantine link, journal `undone`.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 
 from dedupd.daemon import failpoints
@@ -28,7 +27,8 @@ from . import fsops
 from .errors import UndoRefused
 from .executor import remove_quarantine_dir
 from .journal import Entry, Journal
-from .recover import Disk, RecoveryReport, stub_is_ours
+from .identity import holds_replacement, holds_stub
+from .recover import Disk, RecoveryReport
 
 _STEPS = {"rename": ("undoing", "temp_linked", "exchanged", "old_removed", "done"),
           "stub": ("undoing", "original_linked", "stub_removed", "done")}
@@ -83,21 +83,12 @@ def _check_undoable(entry: Entry, disk: Disk) -> None:
     if entry.kind == "stub":
         if disk.t() is not None:
             raise UndoRefused(f"{entry.target.path} exists again; move it away to undo {entry.action_id}")
-        if not stub_is_ours(entry, disk, disk.f()):
+        if not holds_stub(entry.action_id, disk.tdir, disk.fname):
             raise UndoRefused(f"{entry.final_path} is no longer dedupd's stub of {entry.action_id}; "
                               f"nothing was changed. The original is at {entry.quarantine_path}")
-    elif not replacement_in_place(entry, disk.t()):
+    elif not holds_replacement(entry, disk.tdir, disk.tname):
         raise UndoRefused(f"{entry.target.path} changed since dedupd replaced it; nothing was "
                           f"overwritten. The original is at {entry.quarantine_path}")
-
-
-def replacement_in_place(entry: Entry, st: os.stat_result | None) -> bool:
-    """The target name still holds what the action put there."""
-    if st is None or st.st_ino != entry.result_ino:
-        return False
-    if entry.kind == "symlink":
-        return stat.S_ISLNK(st.st_mode)
-    return stat.S_ISREG(st.st_mode)
 
 
 def _swap_back(journal: Journal, entry: Entry, disk: Disk) -> None:
@@ -106,14 +97,14 @@ def _swap_back(journal: Journal, entry: Entry, disk: Disk) -> None:
     try:
         fsops.exchange(disk.tdir, disk.pname, disk.tname)
     except fsops.Unsupported:  # no RENAME_EXCHANGE: a rename right after a last check
-        if not replacement_in_place(entry, disk.t()):
+        if not holds_replacement(entry, disk.tdir, disk.tname):
             os.unlink(disk.pname, dir_fd=disk.tdir)
             journal.advance(entry.action_id, "done")
             raise UndoRefused(f"{entry.target.path} changed during the undo; nothing was overwritten") from None
         os.rename(disk.pname, disk.tname, src_dir_fd=disk.tdir, dst_dir_fd=disk.tdir)
     else:
         _hit(entry, "exchanged")
-        if not replacement_in_place(entry, disk.p()):
+        if not holds_replacement(entry, disk.tdir, disk.pname):
             fsops.exchange(disk.tdir, disk.pname, disk.tname)  # the user's file goes back
             os.unlink(disk.pname, dir_fd=disk.tdir)  # the original's extra name; quarantine keeps it
             journal.advance(entry.action_id, "done")
@@ -125,7 +116,8 @@ def _swap_back(journal: Journal, entry: Entry, disk: Disk) -> None:
 def _put_back_stub(entry: Entry, disk: Disk) -> None:
     disk.restore_from_quarantine()  # link(): fails with EEXIST rather than replace
     _hit(entry, "original_linked")
-    os.unlink(disk.fname, dir_fd=disk.tdir)
+    if holds_stub(entry.action_id, disk.tdir, disk.fname):
+        os.unlink(disk.fname, dir_fd=disk.tdir)
     _hit(entry, "stub_removed")
 
 
@@ -145,13 +137,13 @@ def resolve_undoing(journal: Journal, entry: Entry, disk: Disk, report: Recovery
         fsops.rename_noreplace(disk.tdir, disk.pname, disk.tdir, disk.tname)
         t = disk.t()
     p = disk.p()
-    if p is not None and (disk.is_original(p) or replacement_in_place(entry, p)):
+    if p is not None and (disk.is_original(p) or holds_replacement(entry, disk.tdir, disk.pname)):
         if disk.is_original(p):
             disk.ensure_quarantined(disk.pname)
         os.unlink(disk.pname, dir_fd=disk.tdir)
         report.temps_removed.append(entry.temp_path)
     if disk.is_original(t):
-        if entry.kind == "stub" and stub_is_ours(entry, disk, disk.f()):
+        if entry.kind == "stub" and holds_stub(entry.action_id, disk.tdir, disk.fname):
             os.unlink(disk.fname, dir_fd=disk.tdir)
         _finish(journal, entry, disk)
         report.rolled_forward.append(entry.action_id)
