@@ -80,7 +80,10 @@ def _reflink(run: Run) -> int:
 
 
 def _stub(run: Run) -> int:
-    data = stub.render(stub_for(run))
+    try:
+        data = stub.render(stub_for(run))
+    except stub.StubError as e:  # a keeper path longer than a stub may hold
+        raise BuildFailed("name_too_long", str(e)) from None
     fd = _create(run)
     view = memoryview(data)
     while view:

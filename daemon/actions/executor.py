@@ -125,7 +125,7 @@ class Executor:
         run.kdir = run.keep(fsops.open_parent(a.keeper.path, a.root))
         fd, before = open_verified(run.tdir, run.tname, a.target)
         run.tfd, run.target_atime_ns = run.keep(fd), before.st_atime_ns
-        run.kfd = run.keep(open_verified(run.kdir, run.kname, a.keeper)[0])
+        run.kfd = run.keep(open_verified(run.kdir, run.kname, a.keeper, keeper=True)[0])
         if a.tier == "exact":
             check_same_bytes(run.tfd, run.kfd, a.target)
         run.hit("verified")

@@ -144,11 +144,11 @@ class Journal:
     def __init__(self, store: JournalStore, mirror_path: str):
         self._store = store
         self.mirror_path = mirror_path
-        self._mirror = os.open(mirror_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._counts: Counter = Counter()
         self._bytes: Counter = Counter()
-        for entry in self.entries():
+        for entry in self.entries():  # also proves every record parses before work starts
             self._count(entry, +1)
+        self._mirror = os.open(mirror_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @classmethod
     def open(cls, state_dir: str) -> "Journal":

@@ -118,6 +118,7 @@ def plan_replacement(target_path: str, target_hash: bytes, keeper_path: str, kee
     fallback (one of FALLBACKS), `root` the configured root holding the target."""
     if mode not in KINDS or fallback not in FALLBACKS or tier not in TIERS:
         raise ValueError(f"plan_replacement: mode {mode!r}, fallback {fallback!r}, tier {tier!r}")
+    target_path, keeper_path, root = os.fspath(target_path), os.fspath(keeper_path), os.fspath(root)
     try:
         target = FileState.capture(target_path, target_hash)
         keeper = FileState.capture(keeper_path, keeper_hash)

@@ -17,6 +17,7 @@ from . import fsops
 from .plan import FileState, stat_identity
 
 _FIELDS = ("dev", "ino", "size", "mtime_ns", "ctime_ns", "nlink", "uid", "gid", "mode")
+_KEEPER_MAY_CHANGE = ("ctime_ns", "nlink")
 
 
 class Changed(Exception):
@@ -27,11 +28,13 @@ class Changed(Exception):
         self.reason, self.detail = reason, detail
 
 
-def open_verified(dir_fd: int, name: str, want: FileState) -> tuple[int, os.stat_result]:
+def open_verified(dir_fd: int, name: str, want: FileState, *, keeper: bool = False) -> tuple[int, os.stat_result]:
     """Open `name` and check it against `want` (metadata and content hash).
 
-    Returns the descriptor (the caller closes it) and the fstat taken *before*
-    reading, whose atime is the file's own. Raises `Changed`."""
+    For the keeper, link count and ctime are not compared: our own earlier actions
+    link more copies to the same keeper, which changes both, and the keeper's bytes
+    are re-hashed anyway. Returns the descriptor (the caller closes it) and the
+    fstat taken *before* reading, whose atime is the file's own. Raises `Changed`."""
     try:
         fd = os.open(name, fsops.FILE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -42,20 +45,21 @@ def open_verified(dir_fd: int, name: str, want: FileState) -> tuple[int, os.stat
         raise
     try:
         before = os.fstat(fd)
-        _compare(want, before)
+        _compare(want, before, keeper)
         if fsops.sha256_fd(fd) != want.content_hash:
             raise Changed("changed", f"{want.path}: its bytes changed since it was indexed")
-        _compare(want, os.fstat(fd))  # nobody wrote while we hashed
+        _compare(want, os.fstat(fd), keeper)  # nobody wrote while we hashed
     except BaseException:
         os.close(fd)
         raise
     return fd, before
 
 
-def _compare(want: FileState, st: os.stat_result) -> None:
+def _compare(want: FileState, st: os.stat_result, keeper: bool = False) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise Changed("changed", f"{want.path} is no longer a regular file")
-    diffs = [f"{name} {a} -> {b}" for name, a, b in zip(_FIELDS, want.identity(), stat_identity(st)) if a != b]
+    diffs = [f"{name} {a} -> {b}" for name, a, b in zip(_FIELDS, want.identity(), stat_identity(st))
+             if a != b and not (keeper and name in _KEEPER_MAY_CHANGE)]
     if diffs:
         raise Changed("changed", f"{want.path} changed since it was planned: {', '.join(diffs)}")
 

@@ -269,3 +269,13 @@ def test_reflink_clone_keeps_metadata(journal, tmp_path):
         check_invariants(journal, pair)
         undo(journal, action.action_id)
         assert metadata(pair.target) == before
+
+
+def test_stub_name_taken_after_planning(journal, tmp_path):
+    pair = make_pair(tmp_path / "root", "act")
+    action = pair.plan("stub")
+    Path(pair.target + ".dedup").write_bytes(b"the user's own .dedup file")
+    outcome = Executor(journal).execute(action)
+    _aborted(journal, pair, outcome, "name_taken")
+    assert Path(pair.target + ".dedup").read_bytes() == b"the user's own .dedup file"
+    assert os.lstat(pair.target).st_ino == pair.target_ino and quarantine_files(pair.root) == []

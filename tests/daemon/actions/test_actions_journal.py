@@ -153,3 +153,14 @@ def test_mirror_write_failure_is_a_journal_error(tmp_path):
         j._mirror = os.open(os.devnull, os.O_RDONLY)  # writes fail with EBADF
         with pytest.raises(JournalError, match="journal.jsonl"):
             begin(j, action(1))
+
+
+def test_a_damaged_journal_stops_at_open_naming_the_entry(tmp_path):
+    with Journal.open(str(tmp_path)) as j:
+        begin(j, action(1))
+        begin(j, action(2))
+        store = j._store
+        with store._env.begin(write=True) as txn:
+            txn.put((2).to_bytes(8, "big"), b'{"v": 1, "action_id": "x"}', db=store._entries)
+    with pytest.raises(JournalCorrupt, match="journal entry 2 is malformed"):
+        Journal.open(str(tmp_path))

@@ -4,6 +4,7 @@ exactly), purge, restore of stubs; and the refusals of undo and restore."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 
 from actions_kit import (check_invariants, make_pair, metadata, quarantine_files, reflink_dir, sha,
                          temp_names, user_xattrs_supported)
-from dedupd.daemon.actions import (Executor, Journal, RestoreRefused, UndoRefused, purge, restore_stub,
-                                   select, undo)
+from dedupd.daemon.actions import (Executor, Journal, RestoreRefused, UndoRefused, plan_replacement, purge,
+                                   restore_stub, select, undo)
 from dedupd.daemon.actions.stub import parse
 
 TIER = {"hardlink": "exact", "symlink": "act", "reflink": "act", "stub": "act"}
@@ -176,3 +177,18 @@ def test_select_by_path_id_and_time(journal, tmp_path, clone_dir):
     assert select(journal, since=time.time() + 60) == []
     undo(journal, first.action_id)
     assert select(journal, action_id=first.action_id) == [] and select(journal, path=a.target) == []
+
+
+def test_copies_planned_together_all_link_to_one_keeper(journal, tmp_path):
+    """Each hardlink changes the keeper's link count and ctime: the next planned
+    action of the same group must still go through (its bytes are re-hashed)."""
+    pair = make_pair(tmp_path / "root")
+    copies = [pair.target] + [shutil.copy(pair.target, os.path.join(os.path.dirname(pair.target), f"copy{i}.jpg"))
+                              for i in range(3)]
+    actions = [plan_replacement(c, pair.keeper_hash, pair.keeper, pair.keeper_hash, mode="hardlink",
+                                fallback="skip", root=pair.root, tier="exact") for c in copies]
+    outcomes = [Executor(journal).execute(a) for a in actions]
+    assert [o.status for o in outcomes] == ["done"] * 4
+    assert os.lstat(pair.keeper).st_nlink == 5
+    assert all(os.lstat(c).st_ino == pair.keeper_ino for c in copies)
+    assert len(quarantine_files(pair.root)) == 4 and temp_names(pair.root) == []
