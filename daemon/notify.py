@@ -23,6 +23,9 @@ from collections.abc import Mapping
 log = logging.getLogger("dedupd.notify")
 
 
+SEND_TIMEOUT = 1.0  # seconds; systemd reads at once, so only a broken receiver makes us wait
+
+
 class Notifier:
     """Sends state changes to the service manager; all methods are thread-safe."""
 
@@ -49,6 +52,7 @@ class Notifier:
         target = b"\0" + self.address[1:].encode() if self.address[0] == "@" else self.address
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.settimeout(SEND_TIMEOUT)  # a receiver that stopped reading must not wedge the daemon
                 sock.sendto(text.encode(), target)
             return True
         except OSError as exc:

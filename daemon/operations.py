@@ -53,8 +53,9 @@ class Operations:
         roots = [r.path for r in self.config.roots if self._check_root(r.path)]
         self.notifier.status(f"scanning {len(roots)} root(s)")
         report = self.scanner.run(roots) if roots else None
-        for root in roots:
-            self.health.mark(root)
+        for root in self.config.roots:
+            if root.path in roots:
+                self.health.mark(root.path, write=root.destructive)
         if report is not None:
             log.info("dedupd: full scan: %d seen, %d fingerprinted, %d removed, %d group(s), %.1f s",
                      report.seen, report.fingerprinted, report.removed, report.groups, report.seconds)

@@ -55,9 +55,11 @@ class RootHealth:
     def last_reason(self, root_path: str) -> str:
         return self._reasons.get(os.path.abspath(root_path), "")
 
-    def mark(self, root_path: str) -> None:
-        """After a successful full scan: write the marker if there is none and the root
-        is writable, and remember id, st_dev and whether the marker exists. A root whose
+    def mark(self, root_path: str, *, write: bool = True) -> None:
+        """After a successful full scan: write the marker if there is none, `write` is
+        true (the service passes false for report-only roots: report mode writes nothing
+        into a user's tree) and the root is writable, and remember id, st_dev and whether
+        the marker exists. A root whose
         remembered marker is missing or foreign is left alone (it is not this root)."""
         root_path = os.path.abspath(root_path)
         with self._lock:
@@ -73,7 +75,7 @@ class RootHealth:
             root_id = found or (record or {}).get("id") or uuid.uuid4().hex
             if found == "":  # a marker without an id (edited?): not trusted, not overwritten
                 log.warning("%s: %s holds no id; falling back to the st_dev check", root_path, MARKER)
-            has_marker = bool(found) or (found is None and _write_marker(root_path, root_id))
+            has_marker = bool(found) or (found is None and write and _write_marker(root_path, root_id))
             self._known[root_path] = {"id": root_id, "dev": st.st_dev, "marker": has_marker}
             self._save()
 

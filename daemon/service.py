@@ -20,6 +20,8 @@ action and stops.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import faulthandler
 import logging
 import os
 import queue
@@ -62,7 +64,7 @@ class Service:
         self.config_path = config_path
         self.notifier = Notifier.from_env(environ)
         self.queue = ChangeQueue()
-        self.own = OwnWrites()
+        self.own = OwnWrites()  # re-made in _build with a grace that covers the polling interval
         self.commands: queue.Queue = queue.Queue()
         self.stopping = threading.Event()
         self.paused = threading.Event()
@@ -124,6 +126,8 @@ class Service:
         """Everything derived from the config (re-made on reload)."""
         self.config = config
         self.excluder = Excluder(config.exclude, config.extensions)
+        if any(r.watch == "poll" for r in config.roots):  # a poll sees our rename up to two intervals later
+            self.own = OwnWrites(grace=2 * config.poll_seconds + 1)
         self.settler = Settler(config.settle_seconds, config.storm_events)
         scanner = Scanner(config, self.index, progress=False)
         scanner.on_tick = self._beat
@@ -214,9 +218,20 @@ class Service:
         self.ops.watch_states = lambda: {w.root.path: w.state for w in self.watchers}
 
     def _restart_dead_watchers(self) -> None:
-        for w in self.watchers:
-            if w.state != "unavailable" and w.restart_if_dead():
-                log.warning("dedupd: the watcher of %s had died; restarted, full rescan queued", w.root.path)
+        """Restart dead observers (a returning root gets its watch back); a root whose
+        inotify watch limit is exhausted falls back to polling, with the reason logged."""
+        for i, w in enumerate(self.watchers):
+            if w.needs_poll and w.root.watch != "poll":
+                log.warning("dedupd: %s: %s; watching it by polling instead", w.root.path, w.last_error)
+                w.stop()
+                poll_root = dataclasses.replace(w.root, watch="poll")
+                self.watchers[i] = w = RootWatcher(poll_root, self.queue, self.excluder, self.own,
+                                                   poll_seconds=self.config.poll_seconds)
+                w.start()
+                self.rescan_requested.set()
+            elif w.restart_if_dead():
+                log.warning("dedupd: the watcher of %s was restarted (%s); full rescan queued", w.root.path,
+                            w.last_error or "its thread had stopped")
 
     # -- reload -------------------------------------------------------------------------
 
@@ -292,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="log debug events too")
     args = parser.parse_args(argv)
     logmod.setup(logging.DEBUG if args.debug else logging.INFO)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` prints every thread's stack: for a stuck daemon
     try:
         path = find_config_file(args.config)
     except ConfigError as exc:

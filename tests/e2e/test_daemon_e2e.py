@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from dedupd.daemon.control import ControlClient
 from testimages import encode, photo, resize, write
 
 SETTLE = 1.0
@@ -55,9 +56,10 @@ class Daemon:
         self.notify.settimeout(0.5)
         self.messages: list[str] = []
         self.proc = None
+        self.start_env: dict[str, str] = {}
 
     def start(self) -> None:
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.short / "notify.sock"))
+        env = dict(os.environ, NOTIFY_SOCKET=str(self.short / "notify.sock"), **self.start_env)
         self.log = open(self.base / "dedupd.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "dedupd.daemon.service", "--config", str(self.config)],
                                      env=env, stderr=self.log, stdout=self.log)
@@ -104,8 +106,10 @@ class Daemon:
             try:
                 return self.proc.wait(60)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)  # the stacks go to the log
+                time.sleep(1)
                 self.proc.kill()
-                raise
+                raise AssertionError(f"dedupd did not stop on SIGTERM\n{self.logtext()}") from None
         return self.proc.returncode if self.proc else 0
 
     def logtext(self) -> str:
@@ -230,4 +234,43 @@ def test_report_mode_touches_nothing_and_status_without_daemon(tmp_path, library
     finally:
         d.close()
     assert {k: (sha(p), meta(p)) for k, p in t.items()} == before
-    assert not (root / ".dedupd-quarantine").exists() or not any((root / ".dedupd-quarantine").rglob("*.jpg"))
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == sorted(p.name for p in t.values())  # nothing written
+
+
+def test_reload_watchdog_and_unavailable_root(tmp_path, library):
+    """SIGHUP with a broken config keeps the daemon on the old one; a valid one is applied
+    (RELOADING=1, then READY=1 again); WATCHDOG=1 arrives while all threads live; a root
+    that vanishes is `unavailable` and its files stay indexed (never "all deleted")."""
+    root, t = library
+    d = Daemon(tmp_path, [(root, "report")])
+    try:
+        d.start_env = {"WATCHDOG_USEC": "1000000"}  # pings every 0.5 s
+        d.start()
+        d.wait_for(d.idle, 90, "first scan")
+        d.wait_notify("WATCHDOG=1", 10)
+        indexed = d.status()["files_indexed"]
+
+        good = d.config.read_text()
+        d.config.write_text(good.replace("workers: 2", "workers: lots\nthresholds: {act: 99, report: 10}"))
+        d.messages.clear()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_notify("RELOADING=1", 10)
+        d.wait_for(lambda: "reload refused" in d.logtext(), 20, "the refusal in the log")
+        assert "workers" in d.logtext()
+        assert ControlClient(str(d.short / "ctl.sock")).request("status")["daemon"]["running"]  # dedupctl would refuse the broken file
+
+        d.config.write_text(good.replace("settle_seconds: 1.0", "settle_seconds: 2.0"))
+        d.messages.clear()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_notify("READY=1", 20)
+        d.wait_for(lambda: "config reloaded" in d.logtext(), 20, "the reload in the log")
+
+        moved = tmp_path / "unmounted"
+        root.rename(moved)  # the share goes away
+        d.ctl("rescan")
+        s = d.status()
+        assert s["roots"][0]["watch"] == "unavailable" and s["files_indexed"] == indexed
+        moved.rename(root)
+        assert d.stop() == 0
+    finally:
+        d.close()
