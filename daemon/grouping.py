@@ -1,27 +1,38 @@
 """From near-duplicate edges to groups: a keeper and the copies that match it directly.
 
-Groups are stars, never chains (SAFETY.md rule 11): files are visited best keeper
-first; each unassigned file becomes a keeper and takes every still-unassigned file
-that has an edge *to it*. Similarity is not transitive, so a copy of a copy is only a
-member if it matches the keeper itself.
+Groups are stars, never chains (SAFETY.md rule 11): every member has an edge to its
+keeper; similarity is not transitive, so a copy of a copy is only a member if it
+matches the keeper itself. Groups are formed in three passes over the files, best
+keeper first (the keep rules, `dedupd.daemon.keep`):
+
+1. same-picture stars: each unassigned file becomes a keeper and takes every still
+   unassigned file joined to it by an edge that can be act (`could_act`: exact bytes,
+   or upright, within the act radius, pixel-verified, ...);
+2. the files left over join the group of the *closest* keeper they have an edge to
+   (a report edge never takes a file out of a group it already belongs to, so a
+   look-alike photo cannot pull a true pair apart);
+3. what is still left forms report-only stars among itself, as in pass 1.
 
 Tiers: `exact` (same bytes), `act` (the same picture: small distance, upright, verified
 pixel by pixel by `dedupd.daemon.verify`, same aspect ratio, both colour or both grey,
 informative hash, and the keeper loses no fidelity), `report` (everything else within
-the report radius: rotations, mirrors, crops, greyscale and other edits).
+the report radius: rotations, mirrors, crops, greyscale and other edits). A match
+through a rotated or mirrored variant counts only within the smaller `rotated` radius,
+and a pair of uninformative hashes (`min_quality`) only upright within the act radius
+(`admit`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-
-import numpy as np
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from dedupd.daemon.keep import may_replace
+import numpy as np
+
+from dedupd.daemon.keep import KeepKey, may_replace
 from dedupd.index.edges import Edge
 from dedupd.index.records import FileRecord
 from dedupd.kernels.dihedral import DIHEDRAL
@@ -37,6 +48,17 @@ class Thresholds:
     report: int
     min_quality: float = 0.0
     rotations: bool = True  # False: ignore rotated and mirrored matches
+    rotated: int | None = None  # radius for matches through a rotated/mirrored variant; None: the report radius
+
+    @classmethod
+    def from_config(cls, config) -> "Thresholds":
+        """The thresholds of a loaded `Config`."""
+        return cls(config.act_threshold, config.report_threshold, config.min_quality, config.match_rotations,
+                   config.rotated_threshold)
+
+    @property
+    def rotated_radius(self) -> int:
+        return self.report if self.rotated is None else min(self.rotated, self.report)
 
 
 @dataclass(frozen=True)
@@ -107,21 +129,56 @@ def same_colour_kind(a: FileRecord, b: FileRecord) -> bool:
     return (a.chroma < GREY_CHROMA) == (b.chroma < GREY_CHROMA)
 
 
+def could_act(a: FileRecord, b: FileRecord, edge: Edge, t: Thresholds) -> bool:
+    """Every act condition that does not depend on which of the two is kept: the same
+    bytes, or the same picture (upright, within the act radius, pixel-verified, same
+    aspect, same colour kind, informative hashes)."""
+    if a.content_hash and a.content_hash == b.content_hash:
+        return True
+    return (
+        edge.variant == 0
+        and edge.distance <= t.act
+        and edge.verified
+        and same_aspect(a, b)
+        and same_colour_kind(a, b)
+        and min(a.quality, b.quality) >= t.min_quality
+    )
+
+
 def tier_of(keeper: FileRecord, member: FileRecord, edge: Edge, t: Thresholds) -> str:
     """The tier of `member` in the group of `keeper`, joined by `edge` (keeper -> member)."""
     if keeper.content_hash and keeper.content_hash == member.content_hash:
         return "exact"
-    if (
-        edge.variant == 0
-        and edge.distance <= t.act
-        and edge.verified
-        and same_aspect(keeper, member)
-        and same_colour_kind(keeper, member)
-        and min(keeper.quality, member.quality) >= t.min_quality
-        and may_replace(keeper, member)
-    ):
+    if could_act(keeper, member, edge, t) and may_replace(keeper, member):
         return "act"
     return "report"
+
+
+def upright_distance(a: FileRecord, b: FileRecord) -> int | None:
+    if a.code is None or b.code is None:
+        return None
+    return (a.code[0] ^ b.code[0]).bit_count() + (a.code[1] ^ b.code[1]).bit_count()
+
+
+def admit(edge: Edge, a: FileRecord, b: FileRecord, t: Thresholds) -> Edge | None:
+    """The edge grouping uses for a stored edge between a and b under the current thresholds
+    (stored edges may come from a wider radius), or None.
+
+    A match through a rotated or mirrored variant counts only within `t.rotated_radius`:
+    the best of 8 variants of two different photos is several bits closer than upright
+    (docs/accuracy.md §6). Otherwise the pair's upright distance (from the records' codes)
+    decides; such an edge was never pixel-verified (an upright match within the act radius
+    would have been stored instead). A pair with an uninformative hash (quality below
+    `t.min_quality`: the texture word of a flat picture is all "flat", so only the 64 bits
+    of the global word tell two of them apart) needs an upright match within the act
+    radius even to be reported, and never matches through a variant."""
+    flat = min(a.quality, b.quality) < t.min_quality
+    if edge.variant and (flat or not t.rotations or edge.distance > t.rotated_radius):
+        d = upright_distance(a, b)
+        edge = Edge(edge.a, edge.b, d, 0, False) if d is not None else None
+    if edge is None or edge.distance > (t.act if flat else t.report):
+        return None
+    return edge
 
 
 def group_id(keeper: FileRecord) -> str:
@@ -130,39 +187,76 @@ def group_id(keeper: FileRecord) -> str:
     return hashlib.sha256(basis).hexdigest()[:16]
 
 
+Adjacency = dict[int, dict[int, Edge]]  # file id -> neighbour id -> edge (file -> neighbour)
+
+
+def neighbours_of(records: Mapping[int, FileRecord], edges: Iterable[Edge], t: Thresholds) -> Adjacency:
+    """The best admitted edge of every pair, both directions (edges to unknown ids, to
+    oneself and between hard links of one inode are ignored)."""
+    out: Adjacency = defaultdict(dict)
+    for e in edges:
+        ra, rb = records.get(e.a), records.get(e.b)
+        if ra is None or rb is None or e.a == e.b or (ra.dev, ra.ino) == (rb.dev, rb.ino):
+            continue  # hard links of one inode are already deduplicated
+        e = admit(e, ra, rb, t)
+        if e is None:
+            continue
+        for edge in (e, e.reversed()):
+            if better_edge(edge, out[edge.a].get(edge.b), t.act):
+                out[edge.a][edge.b] = edge
+    return out
+
+
 def build_groups(
     records: Mapping[int, FileRecord],
     edges: Iterable[Edge],
     thresholds: Thresholds,
     keep_key: Callable[[FileRecord], tuple],
 ) -> list[Group]:
-    """Star clustering of `records` over `edges` (edges to unknown ids are ignored)."""
-    neighbours: dict[int, dict[int, Edge]] = defaultdict(dict)
-    for e in edges:
-        if e.distance > thresholds.report or (e.variant and not thresholds.rotations):
-            continue  # stored edges may come from a wider radius than the current config
-        ra, rb = records.get(e.a), records.get(e.b)
-        if ra is None or rb is None or e.a == e.b or (ra.dev, ra.ino) == (rb.dev, rb.ino):
-            continue  # hard links of one inode are already deduplicated
-        for edge in (e, e.reversed()):
-            if better_edge(edge, neighbours[edge.a].get(edge.b), thresholds.act):
-                neighbours[edge.a][edge.b] = edge
-    order = sorted(neighbours, key=lambda i: keep_key(records[i]))
+    """Star groups of `records` over `edges` in the three passes of the module doc; groups
+    in keeper order, members by distance. A `KeepKey` is made tolerant among the files
+    that could be act with each other (`KeepKey.among`)."""
+    near = neighbours_of(records, edges, thresholds)
+    same = {i: {j: e for j, e in nb.items() if could_act(records[i], records[j], e, thresholds)} for i, nb in near.items()}
+    key = keep_key.among(records, same) if isinstance(keep_key, KeepKey) else keep_key
+    order = sorted(near, key=lambda i: key(records[i]))
     assigned: set[int] = set()
+    stars = _stars(order, same, assigned)
+    _attach(order, near, stars, assigned, lambda i: key(records[i]))
+    stars.update(_stars(order, near, assigned))
     groups = []
+    for keeper_id in (i for i in order if i in stars):
+        keeper = records[keeper_id]
+        members = []
+        for e in sorted(stars[keeper_id], key=lambda e: (e.distance, key(records[e.b]))):
+            tier = tier_of(keeper, records[e.b], e, thresholds)
+            members.append(Member(records[e.b], e.distance, DIHEDRAL[e.variant], tier, verified=tier == "exact" or e.verified))
+        groups.append(Group(group_id(keeper), keeper, tuple(members)))
+    return groups
+
+
+def _stars(order: list[int], adjacency: Adjacency, assigned: set[int]) -> dict[int, list[Edge]]:
+    """Greedy stars: each unassigned file in `order` with unassigned neighbours keeps them."""
+    stars = {}
     for keeper_id in order:
         if keeper_id in assigned:
             continue
-        candidates = [e for b, e in neighbours[keeper_id].items() if b not in assigned]
-        if not candidates:
+        candidates = [e for b, e in adjacency.get(keeper_id, {}).items() if b not in assigned]
+        if candidates:
+            stars[keeper_id] = candidates
+            assigned.add(keeper_id)
+            assigned.update(e.b for e in candidates)
+    return stars
+
+
+def _attach(order: list[int], adjacency: Adjacency, stars: dict[int, list[Edge]], assigned: set[int],
+            rank: Callable[[int], tuple]) -> None:
+    """Each unassigned file with an edge to a keeper joins the closest such keeper."""
+    for file_id in order:
+        if file_id in assigned:
             continue
-        keeper = records[keeper_id]
-        assigned.add(keeper_id)
-        members = []
-        for e in sorted(candidates, key=lambda e: (e.distance, keep_key(records[e.b]))):
-            member = records[e.b]
-            tier = tier_of(keeper, member, e, thresholds)
-            members.append(Member(member, e.distance, DIHEDRAL[e.variant], tier, verified=tier == "exact" or e.verified))
-            assigned.add(e.b)
-        groups.append(Group(group_id(keeper), keeper, tuple(members)))
-    return groups
+        edges = [e for k, e in adjacency[file_id].items() if k in stars]
+        if edges:
+            best = min(edges, key=lambda e: (e.distance, rank(e.b)))
+            stars[best.b].append(best.reversed())
+            assigned.add(file_id)

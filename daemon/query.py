@@ -7,7 +7,7 @@ import os
 from dedupd.daemon.config import Config
 from dedupd.daemon.errors import UsageError
 from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
-from dedupd.daemon.grouping import Thresholds, tier_of
+from dedupd.daemon.grouping import Thresholds, admit, better_edge, tier_of
 from dedupd.daemon.walk import FileRef
 from dedupd.index.edges import Edge
 from dedupd.kernels.dihedral import DIHEDRAL
@@ -15,31 +15,38 @@ from dedupd.kernels.dihedral import DIHEDRAL
 
 def query_file(config: Config, index, path: str, radius: int | None = None) -> list[dict]:
     """Matches sorted by distance; each names the variant that maps FILE onto the match
-    and the tier the pair would get with FILE as the keeper."""
+    and the tier the pair would get with FILE as the keeper. A match through a rotated or
+    mirrored variant counts as grouping counts it (`grouping.admit`: within
+    thresholds.rotated, informative hashes); `radius` widens only the upright search."""
     st = os.stat(path)
     result = fingerprint_file(FileRef.from_stat(path, st), config.algorithm, config.pixel_limit)
     if result.variants is None:
         raise UsageError(f"{path}: cannot be fingerprinted ({result.record.error})")
     queries = result.variants if config.match_rotations else result.variants[:1]
     radius = config.report_threshold if radius is None else radius
-    thresholds = Thresholds(config.act_threshold, config.report_threshold, config.min_quality, config.match_rotations)
-    best: dict[int, tuple[int, int]] = {}
+    thresholds = Thresholds.from_config(config)
+    wide = Thresholds(thresholds.act, max(radius, thresholds.report), thresholds.min_quality, thresholds.rotations,
+                      thresholds.rotated_radius)
+    best: dict[int, Edge] = {}
     for variant, hits in enumerate(index.range_search_many(queries, radius)):
         for file_id, distance in hits:
-            if file_id not in best or (distance, variant) < best[file_id]:
-                best[file_id] = (distance, variant)
+            edge = Edge(0, file_id, distance, variant)
+            if better_edge(edge, best.get(file_id), config.act_threshold):
+                best[file_id] = edge
     out = []
-    for file_id, (distance, variant) in sorted(best.items(), key=lambda kv: (kv[1], kv[0])):
+    for file_id, found in best.items():
         other = index.get(file_id)
-        verified = variant == 0 and distance <= config.act_threshold and check_pair(
+        edge = admit(found, result.record, other, wide)
+        if edge is None or edge.distance > radius:
+            continue
+        verified = edge.variant == 0 and edge.distance <= config.act_threshold and check_pair(
             result.record, other, result.thumb, None, config.pixel_limit)
         out.append({
             "path": other.path,
-            "distance": distance,
-            "variant": DIHEDRAL[variant],
-            "tier": tier_of(result.record, other, Edge(0, file_id, distance, variant, verified), thresholds),
+            "distance": edge.distance,
+            "variant": DIHEDRAL[edge.variant],
+            "tier": tier_of(result.record, other, Edge(0, file_id, edge.distance, edge.variant, verified), thresholds),
             "verified": verified,
             "same_file": (other.dev, other.ino) == (st.st_dev, st.st_ino),
         })
-    return out
-
+    return sorted(out, key=lambda m: (m["distance"], DIHEDRAL.index(m["variant"]), m["path"]))

@@ -76,7 +76,7 @@ class Scanner:
         self.index = index
         self.progress = progress
         self.excluder = Excluder(config.exclude, config.extensions)
-        self.thresholds = Thresholds(config.act_threshold, config.report_threshold, config.min_quality, config.match_rotations)
+        self.thresholds = Thresholds.from_config(config)
         self.edge_radius = config.report_threshold
         self.root_paths = frozenset(r.path for r in config.roots)
         self.on_tick: Callable[[], None] = lambda: None  # called every batch: the service's liveness beat

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from dedupd.daemon.config.schema import ALWAYS_EXCLUDE, DESTRUCTIVE_MODES, SCHEMA, Field
+from dedupd.daemon.config.schema import ALWAYS_EXCLUDE, DESTRUCTIVE_MODES, ROTATED_DEFAULT, SCHEMA, Field
 from dedupd.daemon.errors import ConfigError
 
 CONFIG_ENV = "DEDUPD_CONFIG"
@@ -58,6 +58,7 @@ class Config:
     socket_mode: int = 0o660
     socket_group: str = ""
     source: str = ""
+    rotated_threshold: int = ROTATED_DEFAULT  # resolved: never above report_threshold
 
     @property
     def worker_count(self) -> int:
@@ -172,6 +173,9 @@ def _check_relations(v: dict, problems: list[str]) -> None:
     t = v["thresholds"]
     if t["act"] > t["report"]:
         problems.append(f"thresholds.act: must not exceed thresholds.report ({t['act']} > {t['report']})")
+    if isinstance(t["rotated"], int) and t["rotated"] > t["report"]:
+        problems.append(f"thresholds.rotated: must not exceed thresholds.report ({t['rotated']} > {t['report']}); "
+                        "rotated and mirrored matches are a subset of the report tier")
     if v["algorithm"] != "lbph" and t["report"] > 64:
         problems.append(f"thresholds.report: {v['algorithm']} codes have 64 bits; a radius of {t['report']} is meaningless")
     seen: dict[str, int] = {}
@@ -213,6 +217,8 @@ def _to_config(v: dict, source: str) -> Config:
         socket_mode=int(v["control"]["mode"], 8),
         socket_group=v["control"]["group"],
         source=source,
+        rotated_threshold=min(ROTATED_DEFAULT, v["thresholds"]["report"]) if v["thresholds"]["rotated"] is None
+        else v["thresholds"]["rotated"],
     )
 
 

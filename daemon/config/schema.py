@@ -48,6 +48,12 @@ QUARANTINE_DIR = ".dedupd-quarantine"
 TEMP_PREFIX = ".dedupd-tmp-"
 ALWAYS_EXCLUDE = (QUARANTINE_DIR + "/", TEMP_PREFIX + "*")
 
+# Keep rules: EXIF before bytes per pixel (a same-size re-encode a few percent larger must not
+# win over the camera original it could then never replace); bytes per pixel within 10 % is a
+# tie (dedupd.daemon.keep.BPP_TIE). Measured in docs/accuracy.md §4.
+DEFAULT_KEEP = ("most_pixels", "lossless", "has_exif", "bytes_per_pixel", "oldest", "path_priority", "shortest_path")
+ROTATED_DEFAULT = 20  # docs/accuracy.md §6: real rotations/mirrors <= 14 bits, different photos through a variant >= 20
+
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif")
 
 
@@ -134,6 +140,13 @@ SCHEMA = Field(
             fields={
                 "act": Field("int", "A pair this close (and verified) is the same picture: the `act` tier.", default=16, minimum=0, maximum=128),
                 "report": Field("int", "A pair this close is shown for review: the `report` tier.", default=28, minimum=0, maximum=128),
+                "rotated": Field(
+                    "int",
+                    f"A pair that matches only through a rotated or mirrored variant counts when this close (at most "
+                    f"`report`; unset: {ROTATED_DEFAULT}, or `report` if that is smaller). Real rotations and mirrors "
+                    "stay within ~14 bits; different photos come closer through one of 8 variants than upright.",
+                    default=None, minimum=0, maximum=128,
+                ),
             },
         ),
         "match_rotations": Field("bool", "Also look for copies rotated by 90/180/270 degrees or mirrored (reported, never acted on).", default=True),
@@ -145,7 +158,7 @@ SCHEMA = Field(
         "keep": Field(
             "list",
             "Which copy survives: rules applied in order, the first that tells two copies apart decides.",
-            default=["most_pixels", "lossless", "bytes_per_pixel", "has_exif", "oldest", "path_priority", "shortest_path"],
+            default=list(DEFAULT_KEEP),
             item=Field("enum", "a keep rule", choices=KEEP_RULES),
         ),
         "keep_path_priority": Field("list", "Folders whose copies are preferred as keepers, best first (used by the path_priority rule).", default=[], item=Field("path", "a folder")),

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dedupd.daemon.config import load_config, parse_config
-from dedupd.daemon.config.schema import DEFAULT_EXCLUDE
+from dedupd.daemon.config.schema import DEFAULT_EXCLUDE, DEFAULT_KEEP, ROTATED_DEFAULT
 from dedupd.daemon.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +81,20 @@ def test_unreadable_config_is_a_config_error(tmp_path):
 
 def test_64_bit_algorithms_refuse_wide_radii():
     assert any("64 bits" in p for p in problems("algorithm: dhash\nthresholds: {act: 5, report: 70}"))
+
+
+def test_shipped_config_matches_the_schema_defaults_for_keep_and_thresholds():
+    config, schema = load_config(REPO / "config.yaml"), parse_config("")
+    assert config.keep == schema.keep == DEFAULT_KEEP
+    assert config.keep.index("has_exif") < config.keep.index("bytes_per_pixel")
+    assert (config.act_threshold, config.report_threshold, config.rotated_threshold) == \
+        (schema.act_threshold, schema.report_threshold, schema.rotated_threshold) == (16, 28, ROTATED_DEFAULT)
+
+
+def test_rotated_radius_defaults_and_limits():
+    assert parse_config("thresholds: {act: 8, report: 16}").rotated_threshold == 16  # never above report
+    assert parse_config("thresholds: {act: 8, report: 24, rotated: 12}").rotated_threshold == 12
+    found = problems("thresholds: {act: 16, report: 24, rotated: 26}")
+    assert found == ["thresholds.rotated: must not exceed thresholds.report (26 > 24); "
+                     "rotated and mirrored matches are a subset of the report tier"]
+    assert problems("thresholds: {rotated: -1}") == ["thresholds.rotated: must be at least 0, not -1"]

@@ -1,5 +1,8 @@
-from dedupd.daemon.keep import in_never_keep_folder, keep_key, may_replace
+from dedupd.daemon.config.schema import DEFAULT_KEEP
+from dedupd.daemon.keep import best_copy, in_never_keep_folder, keep_key, may_replace
 from dedupd.index.records import FileRecord
+
+OLD_DEFAULT = ["most_pixels", "lossless", "bytes_per_pixel", "has_exif", "oldest", "path_priority", "shortest_path"]
 
 
 def rec(path, w=100, h=100, size=1000, fmt="jpeg", exif=False, mtime=0):
@@ -72,3 +75,68 @@ def test_representative_prefers_the_centre_of_the_cluster():
     assert max(scores, key=scores.get) == 2
     assert min(rs, key=keep_key(["representative", "shortest_path"], (), scores)).file_id == 2
     assert min(rs, key=keep_key(["shortest_path"], (), scores)).file_id == 1
+
+
+# -- the default order and the tolerant bytes_per_pixel, on real photos -------------------------------
+
+def real_records(tmp_path, payloads: dict[str, tuple[bytes, int]]) -> dict[str, FileRecord]:
+    """name -> (bytes, mtime): write each file and fingerprint it as a scan does."""
+    import os
+
+    from dedupd.daemon.fingerprinting import fingerprint_file
+    from dedupd.daemon.walk import FileRef
+    from testimages import write
+
+    out = {}
+    for i, (name, (payload, mtime)) in enumerate(payloads.items(), start=1):
+        path = str(write(tmp_path / name, payload, mtime))
+        out[name] = fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", 10**8).record.with_(file_id=i)
+    return out
+
+
+def astronaut_copies():
+    """The decoded pixels of a camera JPEG (q90), as a user's editor would re-save them."""
+    import cv2
+    import numpy as np
+
+    from testimages import encode, photo
+
+    camera_jpeg = encode(photo("astronaut"), ".jpg", 90)
+    return camera_jpeg, cv2.imdecode(np.frombuffer(camera_jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_the_camera_original_is_kept_over_a_slightly_larger_re_encode(tmp_path):
+    from testimages import encode, with_exif_orientation
+
+    camera_jpeg, pixels = astronaut_copies()
+    rs = real_records(tmp_path, {"camera.jpg": (with_exif_orientation(camera_jpeg, 1, camera=True), 1_600_000_000),
+                                 "resaved.jpg": (encode(pixels, ".jpg", 92), 1_700_000_000)})
+    original, resaved = rs["camera.jpg"], rs["resaved.jpg"]
+    assert original.has_exif and not resaved.has_exif and resaved.size > original.size  # +4 % bytes, same pixels
+    assert best_copy(list(rs.values()), keep_key(DEFAULT_KEEP)) == original
+    assert may_replace(original, resaved) and not may_replace(resaved, original)  # so the pair can be act
+    # the old order kept the re-encode, which may never replace the EXIF original: no act pair
+    assert min(rs.values(), key=keep_key(OLD_DEFAULT)) == resaved
+
+
+def test_bytes_per_pixel_within_ten_percent_is_a_tie(tmp_path):
+    from testimages import encode
+
+    camera_jpeg, pixels = astronaut_copies()
+    rs = real_records(tmp_path, {"original.jpg": (camera_jpeg, 1_600_000_000),
+                                 "resaved_q92.jpg": (encode(pixels, ".jpg", 92), 1_700_000_000),
+                                 "q75.jpg": (encode(pixels, ".jpg", 75), 1_500_000_000)})
+    original, resaved, q75 = rs["original.jpg"], rs["resaved_q92.jpg"], rs["q75.jpg"]
+    assert 1.0 < resaved.size / original.size < 1.10 and q75.size / original.size < 0.9
+    key = keep_key(DEFAULT_KEEP)
+    assert best_copy([original, resaved, q75], key) == original  # a tie on bytes per pixel: the older one
+    assert best_copy([original, q75], key) == original  # the oldest file, but far more compressed
+    assert best_copy([original, resaved], keep_key(DEFAULT_KEEP, bpp_tie=0.0)) == resaved
+    # in the grouping the peers are the files that could be act with each other
+    tolerant = key.among(rs_by_id := {r.file_id: r for r in rs.values()}, {i: list(rs_by_id) for i in rs_by_id})
+    assert min(rs.values(), key=tolerant) == original and min(rs.values(), key=key) == resaved
+
+
+def test_the_shipped_default_order():
+    assert DEFAULT_KEEP == ("most_pixels", "lossless", "has_exif", "bytes_per_pixel", "oldest", "path_priority",
+                            "shortest_path")
