@@ -46,6 +46,7 @@ class Run:
     quarantined: bool = False  # the quarantine link exists (we made it)
     temp_ino: int | None = None  # inode we made under the temp name
     final_linked: bool = False  # stub: <name>.dedup is our stub
+    swapped: bool = False  # the target name holds our replacement (or, stub, is gone)
     fds: list = field(default_factory=list)
 
     @property

@@ -21,7 +21,9 @@ inode, unlink it.
 
 `execute` never raises for a per-file problem: it undoes what it did and returns an
 aborted `Outcome` with a reason kind. It raises only for journal failures (the
-entry then stays unfinished and `recover()` resolves it at the next start).
+entry then stays unfinished and `recover()` resolves it at the next start). An
+error after the swap (an fsync, the unlink of the old name) is never undone: the
+entry stays unfinished and recovery completes it.
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class Executor:
             fsops.exchange(run.tdir, run.pname, run.tname)
         except fsops.Unsupported:  # no RENAME_EXCHANGE here: rename right after the re-check
             os.rename(run.pname, run.tname, src_dir_fd=run.tdir, dst_dir_fd=run.tdir)
+            run.swapped = True
             run.hit("exchanged")
             run.hit("old_removed")
             return run.temp_ino
@@ -158,6 +161,7 @@ class Executor:
         if fsops.ino_at(run.tdir, run.pname) != a.target.ino:
             fsops.exchange(run.tdir, run.pname, run.tname)  # put the newcomer back
             raise _Abort("changed", f"{a.target.path} was replaced during the swap; left as it was")
+        run.swapped = True
         self.on_own_write(run.names.temp_path)
         os.unlink(run.pname, dir_fd=run.tdir)  # its inode stays in quarantine
         run.hit("old_removed")
@@ -175,17 +179,35 @@ class Executor:
         fsops.rename_noreplace(run.tdir, run.tname, run.tdir, run.pname)
         run.hit("target_moved")
         if fsops.ino_at(run.tdir, run.pname) != a.target.ino:
-            fsops.rename_noreplace(run.tdir, run.pname, run.tdir, run.tname)  # put the newcomer back
-            raise _Abort("changed", f"{a.target.path} was replaced during the swap; left as it was")
+            raise _Abort("changed", self._put_newcomer_back(run))
+        run.swapped = True
         os.unlink(run.pname, dir_fd=run.tdir)  # its inode stays in quarantine
         run.hit("old_removed")
         return run.temp_ino
 
+    def _put_newcomer_back(self, run: Run) -> str:
+        """A file saved at the target just before we moved it away goes back to its
+        name; were that name taken again meanwhile, to a visible conflict name (a
+        temp name would hide it from every scan)."""
+        path = run.action.target.path
+        try:
+            fsops.rename_noreplace(run.tdir, run.pname, run.tdir, run.tname)
+            return f"{path} was replaced during the swap; left as it was"
+        except FileExistsError:
+            conflict = f"{run.tname}.dedupd-conflict-{run.action.action_id}"
+            fsops.rename_noreplace(run.tdir, run.pname, run.tdir, conflict)
+            return (f"{path} was replaced twice during the swap; the first new file is now "
+                    f"{os.path.join(os.path.dirname(path), conflict)}")
+
     # -- abort ----------------------------------------------------------------------------
     def _abort(self, run: Run, reason: str, detail: str) -> Outcome:
-        """Undo what this run did, then journal `aborted`. When the cleanup itself
-        fails the entry stays unfinished for `recover()` at the next start."""
+        """Undo what this run did, then journal `aborted`. Once the swap happened, or
+        when the cleanup itself fails, the entry stays unfinished (nothing is undone
+        here) and `recover()` resolves it from the disk at the next start."""
         a = run.action
+        if run.swapped:  # past the point of no return: recovery finishes it, never undoes it
+            detail = f"{detail}; the replacement is in place, recovery completes it at the next start"
+            return Outcome(a.action_id, "aborted", reason, detail, a.target.path)
         try:
             kept = self._undo_partial(run)
         except OSError as e:
@@ -207,6 +229,8 @@ class Executor:
                 self.on_own_write(run.names.final_path)
                 os.unlink(run.fname, dir_fd=run.tdir)
         if not run.quarantined:
+            if run.qbase >= 0:
+                _rmdir_quietly(a.action_id, run.qbase)  # made, but the link failed
             return False
         q = fsops.ino_at(run.qdir, run.qname)
         if q is not None and fsops.ino_at(run.tdir, run.tname) == q:

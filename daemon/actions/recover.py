@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import fsops
 from .executor import remove_quarantine_dir
@@ -49,9 +50,23 @@ class _Unresolved(Exception):
     """This entry cannot be decided safely; it stays unfinished."""
 
 
-def recover(journal: Journal) -> RecoveryReport:
+OwnWrite = Callable[[str], None]
+
+
+def ignore(path: str) -> None:
+    """The default `on_own_write`: nobody to tell."""
+
+
+def announce(entry: Entry, on_own_write: OwnWrite) -> None:
+    """Tell the watcher every name of `entry` that may change (it ignores our own writes)."""
+    for path in dict.fromkeys((entry.target.path, entry.temp_path, entry.final_path, entry.quarantine_path)):
+        on_own_write(path)
+
+
+def recover(journal: Journal, *, on_own_write: OwnWrite = ignore) -> RecoveryReport:
     """Resolve every unfinished entry; entries that cannot be resolved (root not
-    mounted, a name we cannot explain) stay unfinished and are listed in `problems`."""
+    mounted, a name we cannot explain) stay unfinished and are listed in `problems`.
+    `on_own_write(path)` is told an entry's names before they may change."""
     from .restore import resolve_restoring  # both modules build on this one's helpers
     from .undo import resolve_undoing
 
@@ -61,6 +76,10 @@ def recover(journal: Journal) -> RecoveryReport:
             report.problems.append(f"{entry.action_id}: root {entry.root} is unavailable; resolved when it is back")
             continue
         try:
+            if entry.state in _REPLACE_STATES and not _folder_exists(entry):
+                _folder_gone(journal, entry, report)
+                continue
+            announce(entry, on_own_write)
             with Disk(entry) as disk:
                 if entry.state == "undoing":
                     resolve_undoing(journal, entry, disk, report)
@@ -71,6 +90,25 @@ def recover(journal: Journal) -> RecoveryReport:
         except (OSError, _Unresolved) as e:
             report.problems.append(f"{entry.action_id} ({entry.target.path}): {e}")
     return report
+
+
+_REPLACE_STATES = ("intent", "quarantined", "staged", "swapped")
+
+
+def _folder_exists(entry: Entry) -> bool:
+    return os.path.isdir(os.path.dirname(entry.target.path))
+
+
+def _folder_gone(journal: Journal, entry: Entry, report: RecoveryReport) -> None:
+    """The target's folder was removed (the root is there): nothing of ours is left
+    beside the target; the original stays in quarantine if it got there."""
+    try:
+        kept = os.lstat(entry.quarantine_path).st_ino == entry.target.ino
+    except FileNotFoundError:
+        kept = False
+    journal.advance(entry.action_id, "rolled_back", reason="vanished", quarantine_kept=kept,
+                    detail="the target's folder was removed" + ("; the original is kept in quarantine" if kept else ""))
+    report.rolled_back.append(entry.action_id)
 
 
 class Disk:

@@ -25,16 +25,17 @@ from .errors import RestoreRefused, UnknownAction
 from .journal import Entry, Journal
 from .plan import STUB_SUFFIX
 from .identity import holds_stub
-from .recover import Disk, RecoveryReport
+from .recover import Disk, OwnWrite, RecoveryReport, ignore
 from .undo import undo
 
 RESTORE_FAILPOINTS = ("restore.restoring", "restore.copied", "restore.renamed", "restore.done")
 _NEW_FILE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def restore_stub(stub_path: str, journal: Journal) -> str:
+def restore_stub(stub_path: str, journal: Journal, *, on_own_write: OwnWrite = ignore) -> str:
     """Restore `stub_path`; returns the restored file's path. Raises `StubError` for a
-    file that is not a valid stub, `RestoreRefused` (nothing changed) otherwise."""
+    file that is not a valid stub, `RestoreRefused` (nothing changed) otherwise.
+    `on_own_write(path)` is told every name the restore may change, before it does."""
     stub_path = os.path.abspath(stub_path)
     if not stub_path.endswith(STUB_SUFFIX):
         raise RestoreRefused(f"{stub_path} is not a stub (stubs are named <name>{STUB_SUFFIX})")
@@ -46,10 +47,12 @@ def restore_stub(stub_path: str, journal: Journal) -> str:
             raise RestoreRefused(f"{name} exists; move it away first (nothing was changed)")
         entry = _entry(journal, stub.action, stub_path)
         if entry is not None and entry.state == "done":
-            undo(journal, entry.action_id)
+            undo(journal, entry.action_id, on_own_write=on_own_write)
             return name
         if entry is not None and entry.state != "purged":
             raise RestoreRefused(f"action {entry.action_id} is {entry.state}; its stub cannot be restored")
+        for path in (stub_path, name, os.path.join(os.path.dirname(name), TEMP_PREFIX + stub.action)):
+            on_own_write(path)
         _from_keeper(journal, entry, stub, dir_fd, stub_path)
     finally:
         os.close(dir_fd)

@@ -28,7 +28,7 @@ from .errors import UndoRefused
 from .executor import remove_quarantine_dir
 from .journal import Entry, Journal
 from .identity import holds_replacement, holds_stub
-from .recover import Disk, RecoveryReport
+from .recover import Disk, OwnWrite, RecoveryReport, announce, ignore
 
 _STEPS = {"rename": ("undoing", "temp_linked", "exchanged", "old_removed", "done"),
           "stub": ("undoing", "original_linked", "stub_removed", "done")}
@@ -54,14 +54,16 @@ def select(journal: Journal, *, path: str | None = None, action_id: str | None =
     return list(journal.entries(states=("done",), since=since, path=path))
 
 
-def undo(journal: Journal, action_id: str) -> UndoResult:
-    """Undo one action. Raises `UndoRefused` (nothing changed) with what to do instead."""
+def undo(journal: Journal, action_id: str, *, on_own_write: OwnWrite = ignore) -> UndoResult:
+    """Undo one action. Raises `UndoRefused` (nothing changed) with what to do instead.
+    `on_own_write(path)` is told every name the undo may change, before it does."""
     entry = journal.get(action_id)
     if entry.state != "done":
         hint = " (its quarantine was purged; for a stub use `dedupctl restore`)" if entry.state == "purged" else ""
         raise UndoRefused(f"action {action_id} is {entry.state}; only done actions can be undone{hint}")
     with Disk(entry) as disk:
         _check_undoable(entry, disk)
+        announce(entry, on_own_write)
         journal.advance(action_id, "undoing")
         _hit(entry, "undoing")
         if entry.kind == "stub":

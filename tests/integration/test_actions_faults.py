@@ -279,3 +279,20 @@ def test_stub_name_taken_after_planning(journal, tmp_path):
     _aborted(journal, pair, outcome, "name_taken")
     assert Path(pair.target + ".dedup").read_bytes() == b"the user's own .dedup file"
     assert os.lstat(pair.target).st_ino == pair.target_ino and quarantine_files(pair.root) == []
+
+
+@pytest.mark.parametrize("kind", ("hardlink", "stub"))
+def test_an_error_after_the_swap_is_completed_by_recovery(kind, journal, tmp_path):
+    """Past the swap nothing is undone in-process: the entry stays unfinished and
+    recovery rolls it forward from what the disk holds."""
+    from dedupd.daemon.actions import recover
+
+    pair = make_pair(tmp_path / "root", "exact" if kind == "hardlink" else "act")
+    action = pair.plan(kind)
+    with failpoints.inject(f"{kind}.old_removed", OSError(errno.EIO, "Input/output error")):
+        outcome = Executor(journal).execute(action)
+    assert (outcome.status, outcome.reason) == ("aborted", "io_error") and "recovery" in outcome.detail
+    assert journal.get(action.action_id).state == "staged"
+    assert recover(journal).rolled_forward == [action.action_id]
+    assert journal.get(action.action_id).state == "done"
+    check_invariants(journal, pair)

@@ -192,3 +192,22 @@ def test_copies_planned_together_all_link_to_one_keeper(journal, tmp_path):
     assert os.lstat(pair.keeper).st_nlink == 5
     assert all(os.lstat(c).st_ino == pair.keeper_ino for c in copies)
     assert len(quarantine_files(pair.root)) == 4 and temp_names(pair.root) == []
+
+
+def test_every_name_we_change_is_announced_first(journal, tmp_path, clone_dir):
+    """The watcher ignores our own writes only if it hears of them before they happen."""
+    pair = _pair("stub", tmp_path, clone_dir)
+    heard: list[str] = []
+
+    def on_own_write(path):
+        if path not in heard:  # the first time a name is heard of, we have not made it yet
+            assert not os.path.lexists(path) or path == pair.target
+        heard.append(path)
+
+    action = pair.plan("stub")
+    Executor(journal, on_own_write=on_own_write).execute(action)
+    entry = journal.get(action.action_id)
+    assert {entry.quarantine_path, entry.temp_path, pair.target, pair.target + ".dedup"} <= set(heard)
+    heard.clear()
+    undo(journal, action.action_id, on_own_write=heard.append)
+    assert {pair.target, pair.target + ".dedup"} <= set(heard)

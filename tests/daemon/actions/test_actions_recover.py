@@ -5,6 +5,7 @@ injected exception the executor does not handle (as a crash would stop it)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,13 @@ def test_a_stub_replaced_by_a_new_file_with_a_reused_inode_is_not_ours(journal, 
     assert Path(stub).read_bytes() == b"my notes, not a stub\n"
     assert os.lstat(pair.target).st_ino == pair.target_ino
     check_invariants(journal, pair)
+
+
+def test_a_removed_folder_resolves_with_the_original_kept(journal, tmp_path):
+    pair = make_pair(tmp_path / "root")
+    entry = _stop_at(journal, pair, "hardlink", "hardlink.staged")
+    shutil.rmtree(os.path.dirname(pair.target))
+    assert recover(journal).rolled_back == [entry.action_id]
+    after = journal.get(entry.action_id)
+    assert (after.state, after.reason, after.quarantine_kept) == ("rolled_back", "vanished", True)
+    assert sha(after.quarantine_path) == pair.target_hash
