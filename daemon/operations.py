@@ -36,6 +36,7 @@ class Operations:
         self.health = health
         self.notifier = notifier
         self.queue_depth = 0
+        self.own_write: Callable[[str], None] = lambda path: None  # the service passes OwnWrites.add
         self.watch_states: Callable[[], dict] = dict
         self.available: dict[str, bool] = {}
         self.aborts: Counter = Counter()  # actions not carried out, by reason (since start)
@@ -147,7 +148,7 @@ class Operations:
         results, touched = [], []
         for entry in entries:
             try:
-                actions.undo(self.journal, entry.action_id)
+                actions.undo(self.journal, entry.action_id, on_own_write=self.own_write)
                 results.append({"action_id": entry.action_id, "path": entry.target.path, "undone": True})
                 touched += [entry.target.path, entry.final_path]
             except Exception as exc:  # typed refusals carry an actionable message
@@ -170,7 +171,7 @@ class Operations:
 
     def restore(self, args: dict) -> dict:
         stub = os.path.abspath(args["stub"])
-        path = actions.restore_stub(stub, self.journal)
+        path = actions.restore_stub(stub, self.journal, on_own_write=self.own_write)
         self.scanner.run(sorted({stub, path}))
         self._publish(self.scanner.regroup())
         return {"restored": path}

@@ -104,7 +104,7 @@ class Service:
         log.info("dedupd %s: config %s, %d root(s)", os.getpid(), self.config.source, len(self.config.roots))
         self.index = open_index(self.config)
         self.journal = Journal.open(self.config.state_dir)
-        report = recover(self.journal)
+        report = recover(self.journal, on_own_write=self.own.add)
         log.info("dedupd: journal recovered: %s", report)
         self.health = RootHealth(self.config.state_dir)
         warm()
@@ -134,6 +134,7 @@ class Service:
         scanner.should_stop = self.stopping.is_set
         executor = Executor(self.journal, on_own_write=self.own.add)
         self.ops = Operations(config, self.index, self.journal, scanner, executor, self.health, self.notifier)
+        self.ops.own_write = self.own.add
         self.next_full_scan = time.monotonic() + config.rescan_minutes * 60 if config.rescan_minutes else float("inf")
         self.next_purge = time.monotonic()
 

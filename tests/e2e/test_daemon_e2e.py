@@ -274,3 +274,33 @@ def test_reload_watchdog_and_unavailable_root(tmp_path, library):
         assert d.stop() == 0
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("failpoint", ["hardlink.quarantined", "hardlink.exchanged", "stub.target_moved"])
+def test_daemon_killed_mid_action_recovers_on_restart(tmp_path, library, failpoint):
+    """The real daemon SIGKILLs itself at a step of an action (DEDUPD_FAILPOINT); the next
+    start recovers before anything else: every original's bytes are at its path or in
+    quarantine with a journal entry, no temporary name is left, and the work completes."""
+    root, t = library
+    before = {k: sha(p) for k, p in t.items()}
+    mode = failpoint.split(".")[0]
+    d = Daemon(tmp_path, [(root, mode)])
+    try:
+        d.start_env = {"DEDUPD_FAILPOINT": failpoint}
+        d.start()
+        d.proc.wait(90)
+        assert d.proc.returncode == -signal.SIGKILL, d.logtext()
+        d.start_env = {}
+        d.messages.clear()
+        d.start()
+        assert "journal recovered" in d.logtext()
+        d.wait_for(lambda: d.idle() and d.status()["actions"].get("by_state", {}).get("done", 0) >= 2, 90, "work completed")
+        assert not list(root.rglob(".dedupd-tmp-*"))
+        present = {sha(p) for p in root.rglob("*") if p.is_file() and not p.is_symlink() and not p.name.endswith(".dedup")}
+        assert set(before.values()) <= present | quarantined_hashes(root)
+        code, out = d.ctl("undo", "--since", "1h")
+        assert code == 0, out
+        assert {k: sha(p) for k, p in t.items()} == before
+        assert d.stop() == 0
+    finally:
+        d.close()
