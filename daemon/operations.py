@@ -189,6 +189,11 @@ class Operations:
         status = collect_status(self.config, self.index)
         with self._lock:
             self._status, self._groups = status, groups_json
+        if self.notifier is not None:  # what `systemctl status dedupd` shows
+            tiers = status["members_by_tier"]
+            self.notifier.status(f"{status['files_indexed']} files, {status['groups']} groups "
+                                 f"(exact {tiers['exact']}, act {tiers['act']}, report {tiers['report']}), "
+                                 f"{self.done} replaced since start")
 
     def status_snapshot(self, daemon: dict) -> dict:
         with self._lock:

@@ -70,7 +70,7 @@ def status(s: dict) -> str:
         f"files indexed    {s['files_indexed']}",
         "images by format " + (", ".join(f"{k} {v}" for k, v in s["images_by_format"].items()) or "none"),
         f"groups           {s['groups']}  (members: exact {tiers['exact']}, act {tiers['act']}, report {tiers['report']})",
-        f"reclaimable      {size(rec['total'])} (exact {size(rec['exact'])}, act {size(rec['act'])}) in destructive roots or not",
+        f"reclaimable      {size(rec['total'])} if every root were destructive (exact {size(rec['exact'])}, act {size(rec['act'])})",
         f"quarantine       {size(acts.get('pending_bytes', 0))} pending in {acts.get('quarantine_entries', 0)} entr(ies) (undoable; freed when purged)",
         f"reclaimed        {size(acts.get('reclaimed_bytes', 0))} (quarantine purged)",
         "not acted on     " + (", ".join(f"{k} {v}" for k, v in sorted(not_done.items())) or "none"),
