@@ -8,10 +8,15 @@ keeper first (the keep rules, `dedupd.daemon.keep`):
 1. same-picture stars: each unassigned file becomes a keeper and takes every still
    unassigned file joined to it by an edge that can be act (`could_act`: exact bytes,
    or upright, within the act radius, pixel-verified, ...);
-2. the files left over join the group of the *closest* keeper they have an edge to
-   (a report edge never takes a file out of a group it already belongs to, so a
-   look-alike photo cannot pull a true pair apart);
-3. what is still left forms report-only stars among itself, as in pass 1.
+2. a file left over joins a keeper within the `rotated` radius (the distance real
+   rotations, mirrors and light edits stay within), closest pairs first;
+3. what is still left is placed closest pair first: a file joins a keeper it matches, or
+   two unassigned files start a new star (whose best file keeps, if it matches all the
+   others).
+
+A report edge never takes a file out of a group it already belongs to, and a file's
+closest match wins over a farther keeper: a look-alike photo cannot pull a true pair
+apart (docs/accuracy.md §10.3).
 
 Tiers: `exact` (same bytes), `act` (the same picture: small distance, upright, verified
 pixel by pixel by `dedupd.daemon.verify`, same aspect ratio, both colour or both grey,
@@ -222,8 +227,8 @@ def build_groups(
     order = sorted(near, key=lambda i: key(records[i]))
     assigned: set[int] = set()
     stars = _stars(order, same, assigned)
-    _attach(order, near, stars, assigned, lambda i: key(records[i]))
-    stars.update(_stars(order, near, assigned))
+    _closest_first(order, near, stars, assigned, keeper_radius=thresholds.rotated_radius, pair_up=False)
+    _closest_first(order, near, stars, assigned, keeper_radius=thresholds.report, pair_up=True)
     groups = []
     for keeper_id in (i for i in order if i in stars):
         keeper = records[keeper_id]
@@ -249,14 +254,46 @@ def _stars(order: list[int], adjacency: Adjacency, assigned: set[int]) -> dict[i
     return stars
 
 
-def _attach(order: list[int], adjacency: Adjacency, stars: dict[int, list[Edge]], assigned: set[int],
-            rank: Callable[[int], tuple]) -> None:
-    """Each unassigned file with an edge to a keeper joins the closest such keeper."""
-    for file_id in order:
-        if file_id in assigned:
+def _closest_first(order: list[int], adjacency: Adjacency, stars: dict[int, list[Edge]], assigned: set[int], *,
+                   keeper_radius: int, pair_up: bool) -> None:
+    """Place the unassigned files, closest pair first: a file joins a keeper it has an edge to
+    within `keeper_radius`; with `pair_up`, two unassigned files also start a new star (the one
+    earlier in `order` keeps). An edge to a member is never used: stars, not chains."""
+    pos = {file_id: n for n, file_id in enumerate(order)}
+    candidates = []
+    for u in order:
+        if u in assigned:
             continue
-        edges = [e for k, e in adjacency[file_id].items() if k in stars]
-        if edges:
-            best = min(edges, key=lambda e: (e.distance, rank(e.b)))
-            stars[best.b].append(best.reversed())
-            assigned.add(file_id)
+        for v, e in adjacency[u].items():
+            to_keeper = v in stars and e.distance <= keeper_radius
+            if to_keeper or (pair_up and v not in assigned and pos[u] < pos[v]):
+                candidates.append((e.distance, min(pos[u], pos[v]), max(pos[u], pos[v]), u, v))
+    started = []
+    for *_, u, v in sorted(candidates):
+        if u in stars and v not in assigned:
+            u, v = v, u  # u became a keeper since: v joins it
+        if u in assigned:
+            continue
+        if v in stars:
+            stars[v].append(adjacency[v][u])
+            assigned.add(u)
+        elif v not in assigned:
+            keeper, member = (u, v) if pos[u] < pos[v] else (v, u)
+            stars[keeper] = [adjacency[keeper][member]]
+            assigned.update((keeper, member))
+            started.append(keeper)
+    for keeper in started:
+        _best_centre(keeper, adjacency, stars, pos)
+
+
+def _best_centre(keeper: int, adjacency: Adjacency, stars: dict[int, list[Edge]], pos: dict[int, int]) -> None:
+    """A star grown closest pair first may have a better file than its keeper among its
+    members: that file keeps instead when it matches every other file of the star."""
+    files = [keeper] + [e.b for e in stars[keeper]]
+    for centre in sorted(files, key=pos.__getitem__):
+        if centre == keeper:
+            return
+        if all(f in adjacency[centre] for f in files if f != centre):
+            del stars[keeper]
+            stars[centre] = [adjacency[centre][f] for f in files if f != centre]
+            return

@@ -195,3 +195,12 @@ def test_a_slightly_larger_re_encode_does_not_displace_the_camera_original(tmp_p
     write(root / "camera.jpg", with_exif_orientation(camera_jpeg, 1, camera=True), 1_600_000_000)
     write(root / "resaved.jpg", encode(pixels, ".jpg", 92), 1_700_000_000)
     assert scan_groups(root)["resaved.jpg"] == ("camera.jpg", "act")
+
+
+def test_a_file_stays_with_its_closest_match_rather_than_a_far_keeper():
+    # 1 = 2 act pair; 3 is 26 bits from keeper 1 (a look-alike) but 2 bits from 4, its own
+    # mirror image: 3 and 4 form their own group instead of 3 joining the far keeper
+    rs = [rec(1, 400, 400), rec(2, 200, 200), rec(3, 300, 300), rec(4, 300, 300)]
+    edges = [Edge(1, 2, 4, 0, True), Edge(1, 3, 26), Edge(3, 4, 2, 4)]
+    got = {g.keep.file_id: [m.record.file_id for m in g.members] for g in groups_of(rs, edges, Thresholds(16, 28, 4.0, rotated=20))}
+    assert got == {1: [2], 3: [4]}
