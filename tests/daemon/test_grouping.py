@@ -204,3 +204,12 @@ def test_a_file_stays_with_its_closest_match_rather_than_a_far_keeper():
     edges = [Edge(1, 2, 4, 0, True), Edge(1, 3, 26), Edge(3, 4, 2, 4)]
     got = {g.keep.file_id: [m.record.file_id for m in g.members] for g in groups_of(rs, edges, Thresholds(16, 28, 4.0, rotated=20))}
     assert got == {1: [2], 3: [4]}
+
+
+def test_two_leftovers_that_both_match_a_keeper_join_it_rather_than_pair_up():
+    # 3 (a captioned copy) and 4 (a letterboxed copy) are 20 bits apart and 26 / 24 bits from
+    # their picture's keeper 1: they join 1 instead of starting a group of their own
+    rs = [rec(1, 400, 400), rec(2, 200, 200), rec(3, 300, 300), rec(4, 300, 300)]
+    edges = [Edge(1, 2, 4, 0, True), Edge(1, 3, 26), Edge(1, 4, 24), Edge(3, 4, 20)]
+    (g,) = groups_of(rs, edges, Thresholds(16, 28, 4.0, rotated=20))
+    assert g.keep.file_id == 1 and [m.record.file_id for m in g.members] == [2, 4, 3]
