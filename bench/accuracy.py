@@ -30,9 +30,15 @@ side by side with hash distance alone (LBPH, imagehash pHash/dHash, PDQ) on the 
 (f) Threshold sweep (--sweep-act 8,10,12,16 --sweep-report 20,24,28): every (act, report) pair
     with report >= act gets its own fresh scans (combined, pairwise, natural).
 (g) The detection-quality targets (docs/accuracy.md) for dedupd and each hash alone.
-Thresholds: the product's defaults (what a config without `thresholds` gets), or --act / --report.
+(h) Keep and rotation diagnostics: bytes per pixel copy / original over same-size copies (what the
+    keep rules' 10 % tie covers), and the rotated radius curve (real rotations/mirrors and pairs of
+    different originals within r through a non-identity variant).
+Thresholds: the product's defaults (what a config without `thresholds` gets), or --act / --report /
+--rotated. --product-commit C measures the product code of commit C (extracted under --workdir), not
+the working tree, so that edits others make in the checkout during a run cannot mix into it.
 
-Run:  /tmp/venv/bin/python bench/accuracy.py [--originals 120 | --all] [--workdir DIR] [--act 16 --report 28]
+Run:  /tmp/venv/bin/python bench/accuracy.py [--originals 120 | --all] [--workdir DIR] [--product-commit HEAD]
+                                            [--act 16 --report 28 --rotated 20]
                                             [--sweep-act 8,10,12,16 --sweep-report 20,24,28]
                                             [--no-pairwise] [--no-whatif] [--quick] [--no-scan] [--corpus PATH]
 """
@@ -107,6 +113,9 @@ def dedupctl() -> list[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "dedupd.daemon.cli"]
 
 
+ROTATED: int | None = None  # --rotated; None: the product's default (a config without thresholds.rotated)
+
+
 def scan_and_group(folder: str, state: str, workers: int, act: int, report: int) -> tuple[dict, dict, float]:
     """`dedupctl scan` on folder with a fresh state dir; returns (groups json, scan report, seconds).
     The state dir is removed afterwards (every run starts from an empty index: a report radius
@@ -117,7 +126,8 @@ def scan_and_group(folder: str, state: str, workers: int, act: int, report: int)
     with open(config, "w") as f:
         f.write(f"state_dir: {json.dumps(os.path.join(state, 'state'))}\n"
                 f"roots: [{{path: {json.dumps(folder)}, mode: report}}]\n"
-                f"algorithm: lbph\nthresholds: {{act: {act}, report: {report}}}\n"
+                f"algorithm: lbph\nthresholds: {{act: {act}, report: {report}"
+                + (f", rotated: {min(ROTATED, report)}" if ROTATED is not None else "") + "}\n"
                 f"match_rotations: true\nworkers: {workers}\n")
     try:
         t0 = time.perf_counter()
@@ -428,14 +438,14 @@ def distances(h: dict) -> dict[str, np.ndarray]:
 
     var = h["lbph_var"]
     up = pairwise(var[:, 0])
-    rot = up.copy()
+    turned = np.full_like(up, 255)  # best of the 7 rotated/mirrored variants only
     for v in range(1, var.shape[1]):  # d(i, j) = min over v of |code_i ^ variant_v(j)|
         d = np.zeros_like(up)
         for w in range(2):
             d += np.bitwise_count(var[:, None, 0, w] ^ var[None, :, v, w]).astype(np.int16)
-        rot = np.minimum(rot, np.minimum(d, d.T))
-    return {"lbph": up, "lbph_rot": rot, "phash": pairwise(h["phash"]), "dhash": pairwise(h["dhash"]), "pdq": pairwise(h["pdq"]),
-            "_lbph_var": var}
+        turned = np.minimum(turned, np.minimum(d, d.T))
+    return {"lbph": up, "lbph_rot": np.minimum(up, turned), "lbph_turned": turned, "phash": pairwise(h["phash"]),
+            "dhash": pairwise(h["dhash"]), "pdq": pairwise(h["pdq"]), "_lbph_var": var}
 
 
 def methods() -> list[tuple[str, int, str]]:
@@ -477,7 +487,49 @@ def score_hashes_copies(files: list[dict], dist: dict) -> dict:
               "false_pairs_rot": int(np.searchsorted(neg_rot, t, side="right"))} for t in CURVE]
     nearest_negative = {"lbph": int(neg[0]) if len(neg) else None, "lbph_rot": int(neg_rot[0]) if len(neg_rot) else None}
     return {"methods": out, "curve": curve, "nearest_negative": nearest_negative, "negative_pairs": int((~pos).sum()),
-            "lbph_by_word": by_word}
+            "lbph_by_word": by_word, "rotated_curve": rotated_curve(files, dist, orig_index, iu, pos)}
+
+
+TURNED = ("rot90", "rot180", "mirror")
+
+
+def rotated_curve(files: list[dict], dist: dict, orig_index: dict, iu, pos) -> list[dict]:
+    """What a separate radius r for matches through a rotated/mirrored variant keeps and removes:
+    the real rotations and mirrors within r (best of the 7 non-identity variants), and the pairs of
+    different originals within r through a variant whose upright distance is beyond the report
+    radius (the pairs such a match alone would put into the report tier)."""
+    orig = np.array([f["orig"] for f in files])
+    kind = np.array([f["transform"] for f in files])
+    real = np.array([dist["lbph_turned"][orig_index[orig[i]], i] for i in np.flatnonzero(np.isin(kind, TURNED))])
+    neg_turned = dist["lbph_turned"][iu][~pos]
+    neg_only = np.sort(neg_turned[dist["lbph"][iu][~pos] > REPORT])
+    neg_all = np.sort(neg_turned)
+    return [{"r": r, "real_within": rounded(float((real <= r).mean())) if len(real) else None,
+             "real_max": int(real.max()) if len(real) else None,
+             "negatives_through_variant": int(np.searchsorted(neg_all, r, side="right")),
+             "negatives_only_through_variant": int(np.searchsorted(neg_only, r, side="right"))}
+            for r in range(10, REPORT + 1, 2)]
+
+
+def bpp_ratios(files: list[dict], records: dict) -> dict:
+    """Per transform, over the copies with the original's pixel count and losslessness (the ones
+    `bytes_per_pixel` decides against their original): bytes per pixel copy / original, and the
+    share a tie tolerance of 5 / 10 / 20 % covers among the copies that are larger."""
+    orig = {f["orig"]: records[f["path"]] for f in files if f["transform"] == "original"}
+    out = {}
+    for t in T.TRANSFORMS:
+        r = []
+        for f in files:
+            o, c = orig[f["orig"]], records[f["path"]] if f["transform"] == t.name else None
+            if c is not None and c.pixels == o.pixels and c.lossless == o.lossless and o.size:
+                r.append((c.size / c.pixels) / (o.size / o.pixels))
+        if not r:
+            continue
+        r = np.array(r)
+        larger = r[r > 1]
+        out[t.name] = {"n": len(r), "median": round(float(np.median(r)), 3), "p95": round(float(np.percentile(r, 95)), 3),
+                       "larger": len(larger), **{f"within_{k}": int((larger <= 1 + k / 100).sum()) for k in (5, 10, 20)}}
+    return out
 
 
 def lbph_words(files: list[dict], orig_index: dict, dist: dict) -> dict:
@@ -851,6 +903,18 @@ def print_results(res: dict, files_n: int) -> None:
                 title="LBPH threshold curve (upright distance unless +rot; act recall = the 12 act transforms; "
                       "false pairs = pairs of different originals within t)")
 
+    rows = [[c["r"], f"{100 * c['real_within']:.1f}%" if c["real_within"] is not None else "-", c["real_max"],
+             c["negatives_through_variant"], c["negatives_only_through_variant"]] for c in hc["rotated_curve"]]
+    print_table(["r", f"{'/'.join(TURNED)} within r", "their max", "different originals within r through a variant",
+                 f"... of which upright > {REPORT}"], rows,
+                title="rotated radius: best of the 7 rotated/mirrored variants (what thresholds.rotated keeps and removes)")
+    rows = [[t, b["n"], b["median"], b["p95"], b["larger"], b["within_5"], b["within_10"], b["within_20"]]
+            for t, b in hc.get("bpp_ratios", {}).items()]
+    print_table(["transform", "same-size copies", "bpp copy/original median", "p95", "copy larger",
+                 "... by <= 5 %", "<= 10 %", "<= 20 %"], rows,
+                title="bytes per pixel, copy / original, over copies with the original's size and losslessness "
+                      "(keep.BPP_TIE: a larger copy within the tolerance ties, the next rule decides)")
+
     bw = hc["lbph_by_word"]
     rows = [[t.name, t.expect] + [f"{bw[t.name][w]['median']:g} / {bw[t.name][w]['p90']:g} / {bw[t.name][w]['max']}"
                                   for w in ("total", "word0", "word1")] for t in T.TRANSFORMS]
@@ -924,25 +988,55 @@ def print_sweep(runs: list[dict]) -> None:
                 title="(f) threshold sweep: pooled over the pairwise folders unless noted")
 
 
-def product_defaults() -> tuple[int, int, float]:
-    """The act/report thresholds and min_quality a config without those keys gets (the shipped defaults)."""
+def product_defaults() -> tuple[int, int, float, int | None]:
+    """The act/report/rotated thresholds and min_quality a config without those keys gets (the schema
+    defaults; rotated None for a product without that key)."""
     from dedupd.daemon.config import load_config
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "c.yaml")
         with open(path, "w") as f:
             f.write(f"state_dir: {json.dumps(d)}\nroots: [{{path: {json.dumps(d)}}}]\n")
         c = load_config(path)
-    return int(c.act_threshold), int(c.report_threshold), float(c.min_quality)
+    return int(c.act_threshold), int(c.report_threshold), float(c.min_quality), getattr(c, "rotated_threshold", None)
+
+
+PRODUCT_SNAPSHOT: dict = {}  # set by use_product(): the commit whose code is measured
+
+
+def _git(*a) -> str | None:
+    r = subprocess.run(["git", "-C", str(common.REPO), *a], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def use_product(commit: str, workdir: str) -> None:
+    """Measure the product code of `commit` rather than the working tree: daemon/, index/ and
+    kernels/ at that commit are extracted (git archive) into workdir/product-<sha>/dedupd and put
+    first on the import path of this process and of every dedupctl it starts. Other people's
+    uncommitted edits in the checkout then cannot change a run half-way. Call before any dedupd import."""
+    sha = _git("rev-parse", "--short", commit)
+    if not sha:
+        raise SystemExit(f"--product-commit {commit}: not a commit of {common.REPO}")
+    root = os.path.join(os.path.abspath(workdir), f"product-{sha}")
+    if not os.path.isdir(os.path.join(root, "dedupd")):
+        os.makedirs(os.path.join(root, "dedupd"))
+        archive = subprocess.run(["git", "-C", str(common.REPO), "archive", sha, "daemon", "index", "kernels"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", os.path.join(root, "dedupd")], input=archive, check=True)
+    sys.path.insert(0, root)
+    os.environ["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    PRODUCT_SNAPSHOT.update(commit=sha, path=root)
 
 
 def product_revision() -> dict:
-    """The commit the product code was measured at, and whether daemon/, index/ or kernels/ had local changes."""
-    def git(*a):
-        r = subprocess.run(["git", "-C", str(common.REPO), *a], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "product_trees": {d: git("rev-parse", "--short", f"HEAD:{d}") for d in ("daemon", "index", "kernels")},
-            "product_code_modified": bool(git("status", "--porcelain", "--", "daemon", "index", "kernels"))}
+    """The commit the product code was measured at, and whether daemon/, index/ or kernels/ had local changes
+    (never, for a --product-commit snapshot)."""
+    if PRODUCT_SNAPSHOT:
+        sha = PRODUCT_SNAPSHOT["commit"]
+        return {"commit": sha, "snapshot": PRODUCT_SNAPSHOT["path"], "product_code_modified": False,
+                "product_trees": {d: _git("rev-parse", "--short", f"{sha}:{d}") for d in ("daemon", "index", "kernels")}}
+    return {"commit": _git("rev-parse", "--short", "HEAD"),
+            "product_trees": {d: _git("rev-parse", "--short", f"HEAD:{d}") for d in ("daemon", "index", "kernels")},
+            "product_code_modified": bool(_git("status", "--porcelain", "--", "daemon", "index", "kernels"))}
 
 
 def _ints(text: str) -> list[int]:
@@ -950,7 +1044,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv=None) -> int:
-    global ACT, REPORT
+    global ACT, REPORT, ROTATED
     p = common.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--originals", type=int, default=None, help="photos sampled as originals (default 120; --quick 12)")
     p.add_argument("--all", action="store_true", help="use every photo in corpus/photos")
@@ -958,6 +1052,10 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--act", type=int, default=None, help="act threshold for the scan and the LBPH column (default: the product's)")
     p.add_argument("--report", type=int, default=None, help="report threshold (default: the product's)")
+    p.add_argument("--rotated", type=int, default=None,
+                   help="thresholds.rotated for the scans (default: the product's; capped at each scan's report radius)")
+    p.add_argument("--product-commit", default=None,
+                   help="measure the product code of this commit (extracted into --workdir) instead of the working tree")
     p.add_argument("--no-pairwise", action="store_true", help="skip the per-transform folders (combined folder only)")
     p.add_argument("--sweep-act", type=_ints, default=[], help="also scan at these act thresholds, e.g. 8,10,12,16")
     p.add_argument("--sweep-report", type=_ints, default=[],
@@ -969,8 +1067,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     corpus = common.check_corpus(args.corpus)
     started = time.perf_counter()
+    if args.product_commit:
+        if not args.workdir:
+            raise SystemExit("--product-commit needs --workdir (the snapshot is extracted there)")
+        use_product(args.product_commit, args.workdir)
+    ROTATED = args.rotated
     revision = product_revision()
-    default_act, default_report, min_quality = product_defaults()
+    default_act, default_report, min_quality, default_rotated = product_defaults()
     ACT = default_act if args.act is None else args.act
     REPORT = default_report if args.report is None else args.report
     if REPORT < ACT:
@@ -1003,6 +1106,7 @@ def main(argv=None) -> int:
         seconds["hash_baselines"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         ver = verify_copies(files, h, dist, ACT)
+        hashes["copies"]["bpp_ratios"] = bpp_ratios(files, h["records"])
         seconds["verify_direct"] = round(time.perf_counter() - t0, 1)
         runs = []
         if not args.no_scan:
@@ -1032,8 +1136,10 @@ def main(argv=None) -> int:
     if any(changed.values()):
         note(f"WARNING: the product changed during the run: {revision} -> {revision_end}")
     res = {"bench": "accuracy", "quick": args.quick, "originals": len(originals), "files": len(files),
-           "thresholds": {"act": ACT, "report": REPORT, **BASELINES},
-           "product_defaults": {"act": default_act, "report": default_report, "min_quality": min_quality},
+           "thresholds": {"act": ACT, "report": REPORT, "rotated": ROTATED if ROTATED is not None else default_rotated,
+                          **BASELINES},
+           "product_defaults": {"act": default_act, "report": default_report, "rotated": default_rotated,
+                                "min_quality": min_quality},
            "min_side": MIN_SIDE, "pairwise": pairwise is not None, "revision": revision, "revision_end": revision_end,
            "transforms": {t.name: {"expect": t.expect, "what": t.what} for t in T.TRANSFORMS},
            "runs": runs, "hashes": hashes, "verify_copies": ver, "natural_distinct": nat_detail,
