@@ -36,8 +36,9 @@ MIN_SIDE = 128
 CHROMA_SIDE = 64  # chroma is measured on a rendering this small
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
-try:  # libjpeg/libpng chatter about odd files goes to our error counts, not stderr
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+try:  # OpenCV's complaints about odd files go to our error counts, not stderr: imdecode
+    # logs every undecodable file at ERROR level, and the typed error carries its reason
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
 except AttributeError:  # pragma: no cover - older builds without the logging module
     pass
 
@@ -72,8 +73,9 @@ def decode_image(data: bytes, path: str = "", pixel_limit: int = 100_000_000, in
     check_pixels(info, pixel_limit, path)
     if info.format == "heif":
         return from_pixels(decode_heif(open_heif(data, path), path), info)
-    if info.format == "jpeg" and data.rfind(b"\xff\xd9") < 0:
-        raise TruncatedImage(path, "JPEG without an end-of-image marker")
+    missing = incomplete(data, info.format)
+    if missing:  # a decoder would fill the missing part with grey: never fingerprint that
+        raise TruncatedImage(path, missing)
     reduction = reduction_for(info)
     flags = _REDUCED.get(reduction, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     if reduction == 8:  # a progressive JPEG's AC scans are dropped: the same pixels, 3-8x faster
@@ -83,8 +85,21 @@ def decode_image(data: bytes, path: str = "", pixel_limit: int = 100_000_000, in
     except cv2.error as exc:
         raise CorruptImage(path, f"decoder error: {str(exc).strip().splitlines()[-1]}") from exc
     if img is None or img.size == 0:
+        if info.format == "gif" and not data.endswith(b"\x3b"):
+            raise TruncatedImage(path, "GIF without its trailer byte, and it does not decode")
         raise CorruptImage(path, f"the {info.format} decoder rejected the data")
     return from_pixels(img, info, reduction)
+
+
+def incomplete(data: bytes, fmt: str) -> str:
+    """Why the container itself says that bytes are missing ('' if it does not)."""
+    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < 0:
+        return "JPEG without an end-of-image marker"
+    if fmt == "png" and not 0 <= data.rfind(b"IEND") <= len(data) - 8:  # type + CRC
+        return "PNG without its complete IEND chunk"
+    if fmt == "webp" and len(data) < 8 + int.from_bytes(data[4:8], "little"):
+        return f"WebP of {len(data):,} bytes; its RIFF header says {8 + int.from_bytes(data[4:8], 'little'):,}"
+    return ""
 
 
 def from_pixels(img: np.ndarray, info: ImageInfo, reduction: int = 1) -> Decoded:

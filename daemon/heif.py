@@ -20,6 +20,12 @@ try:
 except ImportError:  # optional
     pillow_heif = None
 
+# pillow-heif maps libheif's errors onto built-in exceptions (its HeifFile docstring):
+# SyntaxError for "unsupported feature", EOFError for corrupt data, ValueError,
+# RuntimeError, OSError; IndexError for a container without images. Any of them means
+# the file does not decode (SyntaxError was found by tests/reliability/test_fuzz.py).
+_DECODER_ERRORS = (ValueError, RuntimeError, OSError, SyntaxError, EOFError, IndexError)
+
 BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
 
 
@@ -36,8 +42,10 @@ def open_heif(data: bytes, path: str = ""):
     if pillow_heif is None:
         raise UnsupportedFormat(path, "HEIC/HEIF needs the optional pillow-heif package: pip install 'dedupd[heif]'")
     try:
-        return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-    except (ValueError, RuntimeError, OSError) as exc:
+        heif_file = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        heif_file.size  # noqa: B018 - IndexError here, not later, when the container holds no image
+        return heif_file
+    except _DECODER_ERRORS as exc:
         raise CorruptImage(path, f"HEIF container: {exc}") from exc
 
 
@@ -51,6 +59,6 @@ def decode_heif(heif_file, path: str = "") -> np.ndarray:
     """BGR pixels of the primary image, upright."""
     try:
         rgb = np.asarray(heif_file)
-    except (ValueError, RuntimeError, OSError) as exc:
+    except _DECODER_ERRORS as exc:
         raise CorruptImage(path, f"HEIF decoder: {exc}") from exc
     return np.ascontiguousarray(rgb[:, :, 2::-1]) if rgb.ndim == 3 else rgb

@@ -92,8 +92,8 @@ def parse_record(seq: int, raw: bytes) -> Entry:
     """A stored record as an `Entry`. Raises `JournalCorrupt` naming `seq` when it is malformed."""
     try:
         rec = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise JournalCorrupt(seq, f"not JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: "[[[[..." too deep
+        raise JournalCorrupt(seq, f"not JSON ({str(e)[:200]})") from None
     if not isinstance(rec, dict):
         raise JournalCorrupt(seq, "not a JSON object")
     if rec.get("v") != RECORD_VERSION:

@@ -23,6 +23,7 @@ parser is strict: anything else is a `StubError` that says what is wrong.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 
@@ -75,6 +76,10 @@ def _check(stub: Stub) -> None:
         raise StubError(f"{stub.action!r} is not an action id")
     if not stub.keeper.startswith("/"):
         raise StubError(f"the keeper path {stub.keeper!r} must be absolute")
+    try:
+        os.fsencode(stub.keeper)  # non-UTF-8 bytes come as \udc80-\udcff; any other lone surrogate is no name
+    except UnicodeEncodeError:
+        raise StubError(f"the keeper path {stub.keeper[:80]!r} holds a lone surrogate: no file has that name") from None
 
 
 def parse(data: bytes) -> Stub:
@@ -117,9 +122,9 @@ def _pairs(lines: list[str]) -> dict[str, str]:
 
 
 def _build(v: dict[str, str]) -> Stub:
-    try:
+    try:  # RecursionError: "[[[[..." nests deeper than the JSON decoder recurses
         keeper = json.loads(v["keeper"])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise StubError(f"keeper: {v['keeper'][:80]!r} is not a JSON string") from None
     if not isinstance(keeper, str) or json.dumps(keeper, ensure_ascii=True) != v["keeper"]:
         raise StubError("keeper: not a canonical JSON string")

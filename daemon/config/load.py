@@ -8,7 +8,9 @@ is an immutable `Config`.
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,10 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         where = getattr(exc, "problem_mark", None)
         pos = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
         raise ConfigError([f"{pos}not valid YAML: {getattr(exc, 'problem', None) or exc}"], source) from exc
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors let these through: a date like 2001-13-45, an integer of
+        # more than 4300 digits, nesting deeper than Python's recursion limit
+        raise ConfigError([f"not valid YAML: a value cannot be read ({_show(str(exc))})"], source) from exc
     if data is None:
         data = {}
     problems: list[str] = []
@@ -121,7 +127,7 @@ def _check(spec: Field, value: Any, where: str, problems: list[str], base: Path)
         out = {}
         for key in value:
             if key not in spec.fields:
-                hint = difflib.get_close_matches(str(key), list(spec.fields), n=1)
+                hint = difflib.get_close_matches(_key_text(key), list(spec.fields), n=1)
                 also = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(spec.fields)}"
                 problems.append(f"{_join(where, key)}: unknown key{also}")
         for key, sub in spec.fields.items():
@@ -146,26 +152,42 @@ def _check_scalar(spec: Field, value: Any, label: str, problems: list[str], base
     kind = spec.kind
     if kind == "bool":
         if not isinstance(value, bool):
-            problems.append(f"{label}: must be true or false, not {value!r}")
+            problems.append(f"{label}: must be true or false, not {_show(value)}")
         return value
     if kind in ("int", "float"):
         ok = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok:
-            problems.append(f"{label}: must be {'a whole number' if kind == 'int' else 'a number'}, not {value!r}")
+            problems.append(f"{label}: must be {'a whole number' if kind == 'int' else 'a number'}, not {_show(value)}")
+            return value
+        if isinstance(value, float) and not math.isfinite(value):  # .nan passes every comparison
+            problems.append(f"{label}: must be a finite number, not {value}")
             return value
         if spec.minimum is not None and value < spec.minimum:
-            problems.append(f"{label}: must be at least {spec.minimum:g}, not {value}")
+            problems.append(f"{label}: must be at least {spec.minimum:g}, not {_show(value)}")
         if spec.maximum is not None and value > spec.maximum:
-            problems.append(f"{label}: must be at most {spec.maximum:g}, not {value}")
+            problems.append(f"{label}: must be at most {spec.maximum:g}, not {_show(value)}")
         return value
     if not isinstance(value, str) or not value:
-        problems.append(f"{label}: must be a non-empty string, not {value!r}")
+        problems.append(f"{label}: must be a non-empty string, not {_show(value)}")
         return value
     if kind == "enum" and value not in spec.choices:
-        problems.append(f"{label}: must be one of {', '.join(spec.choices)}, not {value!r}")
+        problems.append(f"{label}: must be one of {', '.join(spec.choices)}, not {_show(value)}")
     if kind == "path":
-        return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+        return _check_path(value, label, problems, base)
     return value
+
+
+def _check_path(value: str, label: str, problems: list[str], base: Path) -> str:
+    """`value` resolved against `base`; a name no system call can take is a problem."""
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        problems.append(f"{label}: {_show(value)} cannot be a file name (it holds a lone surrogate)")
+        return value
+    if "\0" in value:
+        problems.append(f"{label}: {_show(value)} cannot be a file name (it holds a NUL character)")
+        return value
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
 def _check_relations(v: dict, problems: list[str]) -> None:
@@ -223,7 +245,24 @@ def _to_config(v: dict, source: str) -> Config:
 
 
 def _join(where: str, key: Any) -> str:
-    return f"{where}.{key}" if where else str(key)
+    return f"{where}.{_key_text(key)}" if where else _key_text(key)
+
+
+def _key_text(key: Any) -> str:
+    return key if isinstance(key, str) else _show(key)
+
+
+def _show(value: Any) -> str:
+    """A short repr for a message: a YAML alias bomb or a 5000-digit number in a config
+    must not make the error message itself huge or fail (int to str is capped at 4300 digits)."""
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__} too large to show>"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlevel = 80, 80, 40, 3
 
 
 def _type_name(value: Any) -> str:
