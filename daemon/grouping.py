@@ -277,7 +277,7 @@ def _closest_first(order: list[int], adjacency: Adjacency, stars: dict[int, list
         if v in stars:
             stars[v].append(adjacency[v][u])
             assigned.add(u)
-        elif v not in assigned and not (stars.keys() & adjacency[u].keys() & adjacency[v].keys()):
+        elif v not in assigned and not any(k in stars for k in adjacency[u].keys() & adjacency[v].keys()):
             # two files that both match one keeper are left to join it (their own edges to it
             # come later in this loop); only a pair with no common keeper starts a new star
             keeper, member = (u, v) if pos[u] < pos[v] else (v, u)

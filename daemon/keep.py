@@ -22,7 +22,9 @@ within the tolerance of the best of its peers ranks as that best.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -41,9 +43,17 @@ NEVER_KEEP_DIRS = (
 BPP_TIE = 0.10
 
 
+_NEVER_KEEP = re.compile("|".join(fnmatch.translate(pat) for pat in NEVER_KEEP_DIRS))
+
+
 def in_never_keep_folder(path: str) -> bool:
-    parts = [p.lower() for p in path.split(os.sep)[:-1]]
-    return any(fnmatch.fnmatchcase(part, pat) for part in parts for pat in NEVER_KEEP_DIRS)
+    return _never_keep_dir(os.path.dirname(path))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _never_keep_dir(folder: str) -> bool:
+    # cached per folder: the keep key asks for every file, and a library has few folders
+    return any(_NEVER_KEEP.match(part.lower()) for part in folder.split(os.sep))
 
 
 def bytes_per_pixel(r: FileRecord) -> float:
@@ -94,11 +104,17 @@ class KeepKey:
         rules ahead of `bytes_per_pixel`) counts as that best."""
         if "bytes_per_pixel" not in self.rules:
             return self
+        head: dict[int, tuple] = {}  # file id -> before_bpp, computed once per file
+
+        def rank(i: int) -> tuple:
+            if i not in head:
+                head[i] = self.before_bpp(records[i])
+            return head[i]
+
         best: dict[int, float] = {}
         for i, near in peers.items():
-            mine = self.before_bpp(records[i])
-            rivals = (records[j] for j in near if j in records)
-            best[i] = max((bytes_per_pixel(r) for r in rivals if self.before_bpp(r) == mine), default=0.0)
+            rivals = [j for j in near if j in records and rank(j) == rank(i)]
+            best[i] = max((bytes_per_pixel(records[j]) for j in rivals), default=0.0)
         return replace(self, ceiling=lambda r: best.get(r.file_id, 0.0))
 
     def _bpp(self, r: FileRecord) -> float:
