@@ -20,7 +20,7 @@ from dedupd.daemon.actions.plan import Action
 from dedupd.daemon.config import Config
 from dedupd.daemon.decide import decide, root_of
 from dedupd.daemon.grouping import Group
-from dedupd.daemon.status import collect_status
+from dedupd.daemon.status import Census, collect_status, sizes_of
 from dedupd.index.records import FileRecord
 
 log = logmod.log
@@ -43,6 +43,7 @@ class Operations:
         self.done = 0
         self._deferred: list[str] = []
         self._skips_seen: set[tuple[str, str]] = set()
+        self._decide_all = True  # the next round decides over every group (start, after a pause)
         self._lock = threading.Lock()
         self._status: dict = {}
         self._groups: list[dict] = []
@@ -53,6 +54,7 @@ class Operations:
         """The reconciliation pass over every available root (unavailable ones are left as indexed)."""
         roots = [r.path for r in self.config.roots if self._check_root(r.path)]
         self.notifier.status(f"scanning {len(roots)} root(s)")
+        self._decide_all = True  # a reconciliation pass looks at every group again
         report = self.scanner.run(roots) if roots else None
         for root in self.config.roots:
             if root.path in roots:
@@ -69,7 +71,7 @@ class Operations:
             return
         report = self.scanner.run(wanted)
         log.info("dedupd: %d settled path(s): %d fingerprinted, %d removed", len(wanted), report.fingerprinted, report.removed)
-        self._after_scan(paused)
+        self._after_scan(paused, wanted)
 
     def _check_root(self, path: str) -> bool:
         state = self.health.check(path)
@@ -82,11 +84,28 @@ class Operations:
 
     # -- deciding and acting -------------------------------------------------------------
 
-    def _after_scan(self, paused: Callable[[], bool]) -> None:
+    def _after_scan(self, paused: Callable[[], bool], paths: list[str] | None = None) -> None:
+        """Regroup what changed and act on it: on the groups this round changed or whose
+        files it named (`paths`: a deferred file comes back unchanged), or on every group
+        after a full scan or a pause. A round costs what it touched."""
         groups = self.scanner.regroup()
-        if not paused():
-            groups = self._act(groups, paused) or groups
+        changed = self.scanner.groups.take_changed()
+        if paused():
+            self._decide_all = True
+        else:
+            todo = groups if self._decide_all or paths is None else self._touched(changed, paths)
+            self._decide_all = False
+            groups = self._act(todo, paused) or groups
         self._publish(groups)
+
+    def _touched(self, changed: list[Group], paths: list[str]) -> list[Group]:
+        cache = self.scanner.groups
+        keepers = {g.keep.file_id for g in changed}
+        for path in paths:
+            record = self.index.by_path(path)
+            if record is not None and record.file_id in cache.group_of:
+                keepers.add(cache.group_of[record.file_id])
+        return [cache.groups[k] for k in keepers if k in cache.groups]
 
     def _act(self, groups: list[Group], paused: Callable[[], bool]) -> list[Group] | None:
         decision = decide(groups, self.config, available=lambda p: self.available.get(p, False),
@@ -179,14 +198,15 @@ class Operations:
     # -- snapshots for the control thread --------------------------------------------------
 
     def publish_from_index(self) -> None:
-        """The status and groups as the index holds them (before the first scan of this run)."""
-        self._publish_json(list(self.index.iter_groups()))
+        """The status and groups as the index holds them (before the first scan of this
+        run): the stored census, or none yet (counting a large index would delay READY)."""
+        self._publish_json(list(self.index.iter_groups()), Census.stored(self.index) or Census())
 
     def _publish(self, groups: list[Group]) -> None:
-        self._publish_json([g.to_json() for g in groups])
+        self._publish_json([g.to_json() for g in groups], self.scanner.census, sizes_of(groups))
 
-    def _publish_json(self, groups_json: list[dict]) -> None:
-        status = collect_status(self.config, self.index)
+    def _publish_json(self, groups_json: list[dict], census: Census, sizes: dict | None = None) -> None:
+        status = collect_status(self.config, self.index, groups_json, census, sizes)
         with self._lock:
             self._status, self._groups = status, groups_json
         if self.notifier is not None:  # what `systemctl status dedupd` shows

@@ -5,14 +5,19 @@ Stages, each counted in the `ScanReport`:
    unavailable and its records are left alone: SAFETY.md rule 18);
 2. classify: unchanged (same dev, ino, size, mtime_ns: nothing is read), renamed or
    hard-linked (same inode as a known record: the fingerprint is reused), or to do;
-3. fingerprint the to-do files in a thread pool (OpenCV decode and the numba kernels
-   release the GIL); only this thread writes to the index;
+3. fingerprint the to-do files: read, hash and decode in the decode worker processes
+   (`dedupd.daemon.decode_pool`, SAFETY.md rule 22), fingerprint in a thread pool (the
+   numba kernels release the GIL); only this thread writes to the index;
 4. link: each new fingerprint is looked up with its dihedral variants and the pairs
    within the report radius are stored as edges;
-5. sweep: records under a scanned root whose file is gone are removed;
-6. group: star clustering over all edges; the snapshot is stored for `dedupctl groups`.
+5. sweep: records under the scanned paths whose file is gone are removed (a named file
+   costs one lookup; only a directory is compared with every record);
+6. group: star clustering, redone only for the components the changed files are in
+   (`dedupd.daemon.regroup`); the snapshot is stored for `dedupctl groups`.
 
-A scan never changes a user file.
+The counts by format and error kind (`dedupd.daemon.status.Census`) and the groups are
+kept up to date as records are written, so a round costs what it touched. A scan never
+changes a user file.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.decode_pool import shared_decoder
 from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
-from dedupd.daemon.grouping import Group, Thresholds, better_edge, build_groups, pagerank
-from dedupd.daemon.keep import keep_key
+from dedupd.daemon.grouping import Group, Thresholds, better_edge
 from dedupd.daemon.progress import Progress
+from dedupd.daemon.regroup import GroupCache
+from dedupd.daemon.status import CENSUS_KEY, Census
 from dedupd.daemon.walk import Excluder, FileRef, walk
 from dedupd.index.edges import Edge
 from dedupd.index.records import STATE_OK, FileRecord
@@ -71,7 +78,10 @@ class ScanReport:
 
 
 class Scanner:
-    def __init__(self, config: Config, index, *, progress: bool | None = None):
+    """`decoder`: where files are read and decoded (default: the process-wide pool of
+    `config.worker_count` worker processes, `decode_pool.shared_decoder`)."""
+
+    def __init__(self, config: Config, index, *, progress: bool | None = None, decoder=None):
         self.config = config
         self.index = index
         self.progress = progress
@@ -79,6 +89,9 @@ class Scanner:
         self.thresholds = Thresholds.from_config(config)
         self.edge_radius = config.report_threshold
         self.root_paths = frozenset(r.path for r in config.roots)
+        self.decoder = decoder if decoder is not None else shared_decoder(config.worker_count, config.pixel_limit)
+        self.groups = GroupCache(index, config, self.thresholds)
+        self.census: Census | None = None  # read from the index at the first run
         self.on_tick: Callable[[], None] = lambda: None  # called every batch: the service's liveness beat
         self.should_stop: Callable[[], bool] = lambda: False  # checked every batch: SIGTERM ends a scan early
 
@@ -87,6 +100,8 @@ class Scanner:
     def run(self, paths: list[str] | None = None) -> ScanReport:
         started = time.monotonic()
         report = ScanReport()
+        if self.census is None:
+            self.census = Census.of_index(self.index)
         roots = [os.path.abspath(p) for p in paths] if paths else [r.path for r in self.config.roots]
         todo: list[FileRef] = []
         seen_ids: set[int] = set()
@@ -117,17 +132,23 @@ class Scanner:
         groups = self.regroup()
         report.groups = len(groups)
         report.seconds = round(time.monotonic() - started, 3)
+        self.index.set_meta(CENSUS_KEY, self.census.to_json())
         self.index.set_meta("last_scan", {"finished": time.time(), **report.to_json()})
         return report
 
     def regroup(self) -> list[Group]:
-        records = {r.file_id: r for r in self.index.iter_records() if r.state == STATE_OK}
-        edges = list(self.index.iter_edges())
-        scores = pagerank(edges, self.config.report_threshold) if "representative" in self.config.keep else None
-        key = keep_key(self.config.keep, self.config.keep_path_priority, scores)
-        groups = build_groups(records, edges, self.thresholds, key)
-        self.index.replace_groups([g.to_json() for g in groups])
+        """Every group, after regrouping what changed since the last call (everything at
+        the first); the stored snapshot is rewritten when anything changed."""
+        fresh = not self.groups.ready
+        groups = self.groups.update()
+        if fresh or self.groups.changed or self.groups.dropped:
+            self.index.replace_groups([g.to_json() for g in groups])
         return groups
+
+    def close(self) -> None:
+        """Release a decoder this scanner was given (the shared one stays for the next scanner)."""
+        if self.decoder is not shared_decoder(self.config.worker_count, self.config.pixel_limit, start=False):
+            self.decoder.close()
 
     # -- stages -----------------------------------------------------------------------
 
@@ -155,13 +176,17 @@ class Scanner:
         if donor is None:
             return None
         if existing is not None:
-            self.index.delete_many([existing.file_id])  # the name now holds another inode
+            self._delete([existing])  # the name now holds another inode
         if not os.path.lexists(donor.path):  # the donor's old name is gone: a rename
             report.renamed += 1
+            self.groups.touch([donor.file_id])
             return self.index.put(donor.with_(path=ref.path, ctime_ns=ref.ctime_ns))
         report.linked += 1  # a second name of the same inode: a hard link
         record = self.index.put(donor.with_(file_id=0, path=ref.path, ctime_ns=ref.ctime_ns))
-        self.index.add_edges(replace(e, a=record.file_id) for e in self.index.edges_of(donor.file_id))
+        self.census.add(record)
+        edges = [replace(e, a=record.file_id) for e in self.index.edges_of(donor.file_id)]
+        self.index.add_edges(edges)
+        self.groups.touch([record.file_id, donor.file_id] + [e.b for e in edges])
         return record
 
     def _current(self, record: FileRecord) -> bool:
@@ -175,17 +200,19 @@ class Scanner:
         if not todo:
             return ids
         bar = Progress("fingerprinting", len(todo), enabled=self.progress)
-        algo, limit = self.config.algorithm, self.config.pixel_limit
+        algo, limit, decoder = self.config.algorithm, self.config.pixel_limit, self.decoder
         batch: list[Fingerprinted] = []
-        with ThreadPoolExecutor(self.config.worker_count, thread_name_prefix="dedupd-fp") as pool:
+        # with decode workers, twice as many threads: one waits for its decode while another hashes
+        threads = self.config.worker_count * (2 if getattr(decoder, "isolated", False) else 1)
+        with ThreadPoolExecutor(threads, thread_name_prefix="dedupd-fp") as pool:
             pending: set[Future] = set()
             refs = iter(todo)
             while True:
-                while len(pending) < 4 * self.config.worker_count:
+                while len(pending) < 4 * threads:
                     ref = next(refs, None)
                     if ref is None:
                         break
-                    pending.add(pool.submit(fingerprint_file, ref, algo, limit))
+                    pending.add(pool.submit(fingerprint_file, ref, algo, limit, decoder))
                 if not pending:
                     break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -205,17 +232,24 @@ class Scanner:
         records = []
         for item in batch:
             existing = self.index.by_path(item.record.path)
+            if existing is not None:
+                self.census.remove(existing)
+                self.groups.touch([existing.file_id], neighbours=True)  # a new code drops its edges
             records.append(item.record.with_(file_id=existing.file_id if existing else 0))
             if item.record.state == STATE_OK:
                 report.fingerprinted += 1
             else:
                 report.errors[item.record.error] += 1
         stored = self.index.put_many(records)
+        for rec in stored:
+            self.census.add(rec)
+        self.groups.touch(r.file_id for r in stored)
         fresh = [(r, item) for r, item in zip(stored, batch) if item.variants is not None]
         edges = self._find_edges(fresh)
         thumbs = {r.file_id: item.thumb for r, item in fresh}
         edges = self._verify(edges, {r.file_id: r for r in stored}, thumbs, pool, report)
         self.index.add_edges(edges)
+        self.groups.touch(e.b for e in edges)
         report.edges += len(edges)
         return [r.file_id for r in stored]
 
@@ -242,7 +276,8 @@ class Scanner:
                 a = known.get(e.a) or self.index.get(e.a)
                 b = known.get(e.b) or self.index.get(e.b)
                 if min(a.quality, b.quality) >= self.config.min_quality:
-                    jobs[i] = pool.submit(check_pair, a, b, thumbs.get(e.a), thumbs.get(e.b), self.config.pixel_limit)
+                    jobs[i] = pool.submit(check_pair, a, b, thumbs.get(e.a), thumbs.get(e.b), self.config.pixel_limit,
+                                          self.decoder)
         out = list(edges)
         for i, job in jobs.items():
             report.verified += 1
@@ -251,11 +286,27 @@ class Scanner:
         return out
 
     def _sweep(self, roots: list[str], seen_ids: set[int]) -> int:
-        """Remove records under the scanned roots whose files were not seen."""
-        prefixes = tuple(r.rstrip(os.sep) + os.sep for r in roots)
-        gone = [
-            r.file_id for r in self.index.iter_records()
-            if r.file_id not in seen_ids and (r.path.startswith(prefixes) or r.path in roots)
-        ]
-        return self.index.delete_many(gone) if gone else 0
+        """Remove records under the scanned paths whose files were not seen. A path that
+        is (or was) a file costs one lookup; directories are compared with every record
+        (the index has no path order to range over)."""
+        gone, dirs = [], []
+        for path in roots:
+            record = self.index.by_path(path)
+            if record is not None:
+                if record.file_id not in seen_ids:
+                    gone.append(record)
+            elif not os.path.isfile(path):  # a directory, or a vanished path that may have been one
+                dirs.append(path.rstrip(os.sep) + os.sep)
+        if dirs:
+            prefixes = tuple(dirs)
+            gone += [r for r in self.index.iter_records() if r.file_id not in seen_ids and r.path.startswith(prefixes)]
+        return self._delete(gone)
+
+    def _delete(self, records: list[FileRecord]) -> int:
+        if not records:
+            return 0
+        self.groups.touch([r.file_id for r in records], neighbours=True)
+        for r in records:
+            self.census.remove(r)
+        return self.index.delete_many([r.file_id for r in records])
 

@@ -1,0 +1,102 @@
+"""A decode worker process (SAFETY.md rule 22): `python -m dedupd.daemon.decode_worker`.
+
+Started by `dedupd.daemon.decode_pool.ProcessDecoder` as a fresh interpreter (never a
+fork of the daemon, which holds an LMDB environment and threads), with only the two
+pipe descriptors it talks over. Before it reads any job it
+
+- has OPENCV_IO_MAX_IMAGE_PIXELS set to the pixel limit (by its parent, before
+  `import cv2`: OpenCV reads it once);
+- caps its address space (RLIMIT_AS) at what it uses after start-up plus
+  `memory_for(pixel_limit)`: a decode that needs more fails inside this process
+  (`decode_memory`), never in the daemon;
+- skips the numba kernels (it only decodes; see `_without_kernels`).
+
+Protocol (multiprocessing `Connection` messages): the worker sends ("ready", pid,
+address space limit); then for every list of jobs [(job id, kind, args), ...] it
+receives, it answers each job in order with (job id, "ok", value) or (job id,
+"problem", kind, path, detail). End of input ends the worker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import resource
+import sys
+
+MIB = 1 << 20
+# A decode at the pixel limit P needs at most: the file (an uncompressed 16-bit RGB file is
+# ~6P bytes), a progressive JPEG's coefficients (2 bytes x 3 components = 6P), the 16-bit
+# pixels (6P) or 8-bit ones (3P), grey (P): 16 bytes a pixel covers every path, plus slack.
+BYTES_PER_PIXEL = 16
+SLACK = 256 * MIB
+
+
+def memory_for(pixel_limit: int) -> int:
+    """Address space a worker may use beyond its start-up size."""
+    return BYTES_PER_PIXEL * pixel_limit + SLACK
+
+
+def _without_kernels() -> None:
+    """Register the package `dedupd.kernels` without running its __init__, which loads
+    every numba kernel (2 s, ~100 MB): the worker needs only `dedupd.kernels.errors`,
+    the root of the typed errors it raises."""
+    if "dedupd.kernels" not in sys.modules:
+        spec = importlib.util.find_spec("dedupd.kernels")
+        sys.modules["dedupd.kernels"] = importlib.util.module_from_spec(spec)
+
+
+def _limit_memory(headroom: int) -> int:
+    """Cap the address space at the current size + `headroom`; returns the cap."""
+    with open("/proc/self/status") as f:
+        vm_kib = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+    limit = vm_kib * 1024 + headroom
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
+def _jobs() -> dict:
+    from dedupd.daemon.decode_job import decode_file, load_thumb
+
+    return {"decode": decode_file, "thumb": load_thumb}
+
+
+def _answer(job_id: int, fn, args: tuple, problem_type) -> tuple:
+    try:
+        return (job_id, "ok", fn(*args))
+    except problem_type as p:
+        kind = p.kind
+        if kind == "corrupt" and "Insufficient memory" in p.detail:  # OpenCV's allocation failure
+            kind = "decode_memory"
+        return (job_id, "problem", kind, p.path, p.detail)
+    except MemoryError:
+        return (job_id, "problem", "decode_memory", str(args[0]), "the decode needs more memory than the worker may use")
+
+
+def main(argv: list[str]) -> int:
+    from multiprocessing.connection import Connection
+
+    fd_in, fd_out, pixel_limit, headroom = (int(a) for a in argv)
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(pixel_limit)  # the parent set it too; before cv2
+    _without_kernels()
+    jobs = _jobs()
+    import cv2
+
+    from dedupd.daemon.errors import FileProblem
+    from dedupd.daemon.failpoints import hit
+
+    cv2.setNumThreads(1)  # one decode per worker; the pool runs one worker per core
+    requests, answers = Connection(fd_in, writable=False), Connection(fd_out, readable=False)
+    answers.send(("ready", os.getpid(), _limit_memory(headroom)))
+    while True:
+        try:
+            batch = requests.recv()
+        except EOFError:
+            return 0
+        for job_id, kind, args in batch:
+            hit("decode_worker.job")  # DEDUPD_FAILPOINT=decode_worker.job: a worker dying mid-file
+            answers.send(_answer(job_id, jobs[kind], args, FileProblem))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""Decode worker processes (SAFETY.md rule 22): real processes, real limits, real photos."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import cv2
+import numpy as np
+import pytest
+
+from dedupd.daemon.decode_pool import ProcessDecoder, ThreadDecoder
+from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
+from dedupd.daemon.walk import FileRef
+from testimages import encode, photo, resize, write
+
+LIMIT = 100_000_000
+
+
+def ref(path) -> FileRef:
+    return FileRef.from_stat(str(path), os.stat(path))
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with ProcessDecoder(2, LIMIT, timeout=30) as p:
+        yield p
+
+
+def test_workers_give_the_records_threads_give(pool, tmp_path):
+    paths = [write(tmp_path / f"{n}.{ext}", encode(photo(n), f".{ext}")) for n, ext in
+             [("astronaut", "jpg"), ("coffee", "png"), ("chelsea", "webp")]]
+    for p in paths:
+        via_worker = fingerprint_file(ref(p), "lbph", LIMIT, pool)
+        in_thread = fingerprint_file(ref(p), "lbph", LIMIT, ThreadDecoder(LIMIT))
+        assert via_worker.record == in_thread.record and via_worker.record.state == "ok"
+        assert np.array_equal(via_worker.variants, in_thread.variants)
+        assert np.array_equal(via_worker.thumb, in_thread.thumb)
+    a, b = (fingerprint_file(ref(p), "lbph", LIMIT, pool).record for p in paths[:2])
+    assert check_pair(a, a, None, None, LIMIT, pool)  # thumbnails re-read by a worker
+    assert not check_pair(a, b, None, None, LIMIT, pool)
+
+
+def test_problems_come_back_typed_and_the_worker_lives_on(pool, tmp_path):
+    broken = write(tmp_path / "cut.jpg", encode(photo("coffee"), ".jpg")[:2000])
+    bomb = write(tmp_path / "bomb.png", encode(photo("coffee"), ".png"))
+    pids = pool.pids()
+    assert fingerprint_file(ref(broken), "lbph", LIMIT, pool).record.error == "truncated"
+    small = ProcessDecoder(1, 1000)  # a pixel limit below the photo: refused from the header
+    try:
+        assert fingerprint_file(ref(bomb), "lbph", 1000, small).record.error == "too_large"
+    finally:
+        small.close()
+    assert pool.pids() == pids
+
+
+def test_workers_run_with_the_opencv_pixel_limit_and_an_address_space_cap(pool):
+    for pid in pool.pids():
+        env = dict(v.split(b"=", 1) for v in open(f"/proc/{pid}/environ", "rb").read().split(b"\0") if b"=" in v)
+        assert env[b"OPENCV_IO_MAX_IMAGE_PIXELS"] == str(LIMIT).encode()
+        limits = open(f"/proc/{pid}/limits").read()
+        cap = next(line for line in limits.splitlines() if line.startswith("Max address space")).split()[3]
+        assert cap != "unlimited" and int(cap) < 16 * LIMIT + (4 << 30)
+
+
+def test_a_stuck_decode_is_stopped_and_its_worker_replaced(tmp_path):
+    big = write(tmp_path / "big.jpg", encode(resize(photo("astronaut"), 10), ".jpg", 95))  # 26 MP
+    fine = write(tmp_path / "fine.jpg", encode(photo("coffee"), ".jpg"))
+    with ProcessDecoder(1, LIMIT, timeout=0.002) as p:
+        first = p.pids()
+        assert fingerprint_file(ref(big), "lbph", LIMIT, p).record.error == "decode_timeout"
+        assert p.stats["decode_timeout"] == 1
+        p.timeout = 30
+        assert fingerprint_file(ref(fine), "lbph", LIMIT, p).record.state == "ok"
+        assert p.pids() != first and p.stats["started"] == 2
+
+
+def test_a_decode_over_the_memory_cap_fails_in_the_worker(tmp_path):
+    big = write(tmp_path / "big.png", encode(resize(photo("chelsea"), 6), ".png"))  # 1800x2700x3 = 15 MB of pixels
+    fine = write(tmp_path / "fine.jpg", encode(photo("coffee"), ".jpg"))
+    with ProcessDecoder(1, LIMIT, headroom=4 << 20) as p:
+        assert fingerprint_file(ref(big), "lbph", LIMIT, p).record.error in ("decode_memory", "decode_crash")
+        assert fingerprint_file(ref(fine), "lbph", LIMIT, p).record.state == "ok"
+
+
+def test_a_worker_dying_mid_file_costs_that_file_only(tmp_path, monkeypatch):
+    paths = [write(tmp_path / f"{n}.jpg", encode(photo(n), ".jpg")) for n in ("astronaut", "coffee", "chelsea")]
+    monkeypatch.setenv("DEDUPD_FAILPOINT", "decode_worker.job")  # every worker SIGKILLs itself at its first job
+    with ProcessDecoder(1, LIMIT, batch=3) as p:
+        results = [fingerprint_file(ref(path), "lbph", LIMIT, p) for path in paths]
+        assert [r.record.error for r in results] == ["decode_crash"] * 3
+        assert p.stats["decode_crash"] == 3
+
+
+def test_the_daemon_side_survives_a_killed_worker(pool, tmp_path):
+    p = write(tmp_path / "a.jpg", encode(photo("astronaut"), ".jpg"))
+    killed = pool.pids()
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pool.pids():
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead for sure before the next file
+    results = [fingerprint_file(ref(p), "lbph", LIMIT, pool) for _ in range(4)]
+    assert all(r.record.state == "ok" for r in results)  # a worker that died idle is replaced first
+    assert not set(pool.pids()) & set(killed)
