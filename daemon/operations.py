@@ -37,6 +37,7 @@ class Operations:
         self.notifier = notifier
         self.queue_depth = 0
         self.own_write: Callable[[str], None] = lambda path: None  # the service passes OwnWrites.add
+        self.own_done: Callable[[], None] = lambda: None  # ... and OwnWrites.discard_all: our change is over
         self.watch_states: Callable[[], dict] = dict
         self.available: dict[str, bool] = {}
         self.aborts: Counter = Counter()  # actions not carried out, by reason (since start)
@@ -127,7 +128,10 @@ class Operations:
         return self.scanner.regroup()
 
     def _execute(self, action: Action) -> list[str]:
-        outcome = self.executor.execute(action)
+        try:
+            outcome = self.executor.execute(action)
+        finally:
+            self.own_done()  # from now on a change to these names is the user's
         if outcome.status == "done":
             self.done += 1
             log.info("dedupd: %s %s -> %s (%s, action %s)", action.kind, action.target.path, action.keeper.path,
@@ -172,6 +176,8 @@ class Operations:
                 touched += [entry.target.path, entry.final_path]
             except Exception as exc:  # typed refusals carry an actionable message
                 results.append({"action_id": entry.action_id, "path": entry.target.path, "undone": False, "error": str(exc)})
+            finally:
+                self.own_done()
         if touched:
             self.scanner.run(sorted(set(touched)))
             self._publish(self.scanner.regroup())
@@ -190,7 +196,10 @@ class Operations:
 
     def restore(self, args: dict) -> dict:
         stub = os.path.abspath(args["stub"])
-        path = actions.restore_stub(stub, self.journal, on_own_write=self.own_write)
+        try:
+            path = actions.restore_stub(stub, self.journal, on_own_write=self.own_write)
+        finally:
+            self.own_done()
         self.scanner.run(sorted({stub, path}))
         self._publish(self.scanner.regroup())
         return {"restored": path}

@@ -20,6 +20,7 @@ action and stops.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import faulthandler
 import logging
@@ -73,6 +74,7 @@ class Service:
         self.started = time.time()
         self.last_beat = time.monotonic()
         self.watchers: list[RootWatcher] = []
+        self.busy = ""  # what the main thread is doing ("" when waiting): `dedupctl status` says it
         self.control: ControlServer | None = None
         self.index = self.journal = self.ops = None
 
@@ -105,6 +107,7 @@ class Service:
         self.index = open_index(self.config)
         self.journal = Journal.open(self.config.state_dir)
         report = recover(self.journal, on_own_write=self.own.add)
+        self.own.discard_all()
         log.info("dedupd: journal recovered: %s", report)
         self.health = RootHealth(self.config.state_dir)
         warm()
@@ -135,6 +138,7 @@ class Service:
         executor = Executor(self.journal, on_own_write=self.own.add)
         self.ops = Operations(config, self.index, self.journal, scanner, executor, self.health, self.notifier)
         self.ops.own_write = self.own.add
+        self.ops.own_done = self.own.discard_all
         self.next_full_scan = time.monotonic() + config.rescan_minutes * 60 if config.rescan_minutes else float("inf")
         self.next_purge = time.monotonic()
 
@@ -178,11 +182,13 @@ class Service:
         now = time.monotonic()
         if self.rescan_requested.is_set() or now >= self.next_full_scan:
             self.rescan_requested.clear()
-            self.ops.full_scan(self.paused.is_set)
+            with self._busy("full scan"):
+                self.ops.full_scan(self.paused.is_set)
             self.next_full_scan = now + self.config.rescan_minutes * 60 if self.config.rescan_minutes else float("inf")
         files, dirs, gone = self.settler.ready()
         if files or dirs or gone:
-            self.ops.incremental(files + dirs + gone, self.paused.is_set)
+            with self._busy(f"{len(files) + len(dirs) + len(gone)} settled path(s)"):
+                self.ops.incremental(files + dirs + gone, self.paused.is_set)
         for path in self.ops.take_deferred():
             root = root_of(path, self.config.roots)
             if root is not None:
@@ -190,6 +196,16 @@ class Service:
         if now >= self.next_purge:
             self.ops.purge_expired()
             self.next_purge = now + PURGE_EVERY
+
+    @contextlib.contextmanager
+    def _busy(self, what: str):
+        """Say in the status what the main thread does (a queue depth of 0 alone does not
+        mean idle: settled paths leave the queue when their scan starts)."""
+        self.busy = what
+        try:
+            yield
+        finally:
+            self.busy = ""
 
     def _beat(self) -> None:
         self.last_beat = time.monotonic()
@@ -288,7 +304,8 @@ class Service:
             except queue.Empty:
                 return
             try:
-                future.set_result(fn(args))
+                with self._busy(getattr(fn, "__name__", "a command")):
+                    future.set_result(fn(args))
             except Exception as exc:  # the client gets the message; the daemon goes on
                 future.set_exception(exc)
 
@@ -299,6 +316,7 @@ class Service:
             "uptime_seconds": round(time.time() - self.started, 1),
             "paused": self.paused.is_set(),
             "queue_depth": len(self.queue) + self.settler.pending(),
+            "busy": self.busy,
         }
 
 

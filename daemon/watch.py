@@ -113,15 +113,19 @@ class ChangeQueue:
 class OwnWrites:
     """Paths (and their inodes) dedupd is changing right now (rule 19).
 
-    `add` before touching a path; `discard` after. Events reach the handler
-    asynchronously, after the action that caused them returned, so `discard` keeps the
-    entry for `grace` seconds more instead of dropping it (a real user write in that
-    window is found by the next full scan). Entries expire after their ttl regardless."""
+    `add` before touching a path; `discard` (or `discard_all`) once the change is over.
+    Events reach the handler asynchronously, after the action that caused them
+    returned, so `discard` keeps the entry for `grace` seconds more instead of dropping
+    it, and remembers what the path holds then (inode, size, mtime, or that it is
+    gone): from then on the path only counts as ours while it still holds that, so a
+    user's save or delete right after our action is seen. Entries expire after their
+    ttl regardless."""
 
     def __init__(self, *, grace: float = 2.0, clock=time.monotonic):
         self.grace = grace
         self._clock = clock
-        self._paths: dict[str, tuple[float, tuple[int, int] | None]] = {}
+        # path -> (expiry, inode when added, what we left there: None while still changing)
+        self._paths: dict[str, tuple[float, tuple[int, int] | None, object]] = {}
         self._inodes: dict[tuple[int, int], float] = {}
         self._lock = threading.Lock()
 
@@ -133,19 +137,31 @@ class OwnWrites:
             inode = None  # not there yet: we are about to create it
         expiry = self._clock() + ttl
         with self._lock:
-            self._paths[path] = (expiry, inode)
+            self._paths[path] = (expiry, inode, None)
             if inode is not None:
                 self._inodes[inode] = expiry
 
     def discard(self, path: str) -> None:
+        left = _left_there(path)
         with self._lock:
             entry = self._paths.get(path)
             if entry is None:
                 return
             expiry = min(entry[0], self._clock() + self.grace)
-            self._paths[path] = (expiry, entry[1])
+            self._paths[path] = (expiry, entry[1], left)
             if entry[1] in self._inodes:
                 self._inodes[entry[1]] = min(self._inodes[entry[1]], expiry)
+
+    def discard_all(self) -> None:
+        """Every change in progress is over (an action, undo, restore or recovery
+        returned); expired entries are dropped so the table stays small."""
+        now = self._clock()
+        with self._lock:
+            self._paths = {p: e for p, e in self._paths.items() if e[0] > now}
+            self._inodes = {i: t for i, t in self._inodes.items() if t > now}
+            busy = [p for p, e in self._paths.items() if e[2] is None]
+        for path in busy:
+            self.discard(path)
 
     def __contains__(self, item: object) -> bool:
         """`path in own` or `(st_dev, st_ino) in own`."""
@@ -161,7 +177,20 @@ class OwnWrites:
             if entry is not None and entry[0] <= now:
                 del self._paths[item]  # type: ignore[arg-type]
                 return False
-            return entry is not None
+        if entry is None:
+            return False
+        return entry[2] is None or _left_there(item) == entry[2]  # type: ignore[arg-type]
+
+
+def _left_there(path: str) -> object:
+    """What `path` holds, as far as telling our change from a later one goes."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "gone"
+    except OSError as exc:
+        return ("unreadable", exc.errno)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def translate(event: FileSystemEvent, root: str) -> list[Change]:
