@@ -353,7 +353,9 @@ def _check_length(path: str) -> None:
 
 
 def _take_lock(path: str) -> int:
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # O_NOFOLLOW: a symlink planted at the lock's name (the socket may live in a shared
+    # folder) must not make the daemon create or open a file elsewhere.
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd

@@ -26,6 +26,19 @@ from dedupd.index.records import FileRecord
 log = logmod.log
 
 
+def _first_link(path: str, root: str) -> str:
+    """`path`, or its highest ancestor below `root` that is a symlink: a scan of a
+    symlink reads nothing through it and sweeps what was indexed under its name, so a
+    folder a user swapped for a link to elsewhere (or a `rescan` through one) never
+    makes the daemon read outside the root."""
+    current = root
+    for part in os.path.relpath(path, root).split(os.sep)[:-1]:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return current
+    return path
+
+
 class Operations:
     def __init__(self, config: Config, index, journal, scanner, executor, health, notifier):
         self.config = config
@@ -67,7 +80,8 @@ class Operations:
 
     def incremental(self, paths: list[str], paused: Callable[[], bool]) -> None:
         """Bring the named files and directories up to date (settled events)."""
-        wanted = [p for p in paths if (root := root_of(p, self.config.roots)) and self._check_root(root.path)]
+        wanted = sorted({_first_link(p, root.path) for p in paths
+                         if (root := root_of(p, self.config.roots)) and self._check_root(root.path)})
         if not wanted:
             return
         report = self.scanner.run(wanted)
@@ -197,7 +211,8 @@ class Operations:
     def restore(self, args: dict) -> dict:
         stub = os.path.abspath(args["stub"])
         try:
-            path = actions.restore_stub(stub, self.journal, on_own_write=self.own_write)
+            path = actions.restore_stub(stub, self.journal, roots=[r.path for r in self.config.roots],
+                                        on_own_write=self.own_write)
         finally:
             self.own_done()
         self.scanner.run(sorted({stub, path}))

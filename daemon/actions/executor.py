@@ -136,6 +136,7 @@ class Executor:
         a = run.action
         root = run.keep(fsops.open_dir(a.root))
         run.qbase = run.keep(fsops.mkdir_at(root, QUARANTINE_DIR))
+        _check_quarantine(run.qbase, a.root)
         run.qdir = run.keep(fsops.mkdir_at(run.qbase, a.action_id))
         self.on_own_write(run.names.quarantine_path)
         os.link(run.tname, run.qname, src_dir_fd=run.tdir, dst_dir_fd=run.qdir, follow_symlinks=False)
@@ -239,6 +240,17 @@ class Executor:
             _rmdir_quietly(a.action_id, run.qbase)
             return False
         return q is not None
+
+
+def _check_quarantine(fd: int, root: str) -> None:
+    """The quarantine holds other users' originals: it must be ours and closed to
+    others. One a user made (they can write to the root) could be emptied or
+    renamed by them; refuse to put anything there."""
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise _Abort("quarantine_unsafe", f"{os.path.join(root, QUARANTINE_DIR)} belongs to uid {st.st_uid} with "
+                                          f"mode {st.st_mode & 0o777:04o}, not to dedupd (uid {os.geteuid()}) with "
+                                          f"no group or other write access; move it away (it may hold originals)")
 
 
 def remove_quarantine_dir(quarantine_path: str) -> None:

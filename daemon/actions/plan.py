@@ -26,6 +26,15 @@ FALLBACKS = ("skip", "reflink", "stub")
 STUB_SUFFIX = ".dedup"
 
 
+# Across owners a replacement must not hand one user another user's bytes: an
+# act-tier reflink puts the keeper's (other) bytes into the target owner's inode, and
+# an act-tier stub is restored (after a purge) as a copy of them. A symlink grants
+# nothing (the kernel checks the keeper's own permissions), the exact tier holds the
+# user's own bytes, and a hard link needs equal owners anyway (rule 14).
+_OWNER_DIFFERS = ("the keeper {keeper} belongs to another user (uid {uid}); an act-tier {kind} would give "
+                  "this file's owner a copy of its bytes")
+
+
 @dataclass(frozen=True)
 class FileState:
     """What a file must still be at execution time (and the bytes it must hold)."""
@@ -88,7 +97,7 @@ class Action:
 @dataclass(frozen=True)
 class Skip:
     path: str
-    reason: str  # same_inode, other_links, cross_device, metadata_differs, not_regular, ...
+    reason: str  # same_inode, other_links, cross_device, metadata_differs, owner_differs, not_regular, ...
     detail: str = ""
 
     def describe(self) -> str:
@@ -130,6 +139,8 @@ def plan_replacement(target_path: str, target_hash: bytes, keeper_path: str, kee
     kind = _kind(target, keeper, mode, fallback)
     if isinstance(kind, Skip):
         return kind
+    if target.uid != keeper.uid and tier == "act" and kind in ("reflink", "stub"):
+        return Skip(target.path, "owner_differs", _OWNER_DIFFERS.format(kind=kind, keeper=keeper.path, uid=keeper.uid))
     if kind == "stub" and os.path.lexists(target.path + STUB_SUFFIX):
         return Skip(target.path, "name_taken", f"{target.path + STUB_SUFFIX} exists")
     return Action(new_action_id(), kind, tier, os.path.normpath(root), target, keeper)
