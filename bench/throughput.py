@@ -4,16 +4,25 @@ Same files, same thread pool (ThreadPoolExecutor, --workers, default 2), interle
 rounds, medians. Two file sets, measured separately: large JPEGs (the corpus
 `wallpaper_*` photos of >= 4 MP) and small images (< 0.3 MP).
 
-  ours         dedupd.daemon.fingerprinting.fingerprint_file(ref, "lbph", 100_000_000):
-               read + sha256 + reduced-scale grey JPEG decode + EXIF orientation + LBPH
-               with its 8 dihedral variants -- the per-file work of a scan.
+  ours         dedupd.daemon.fingerprinting.fingerprint_file(ref, "lbph", 100_000_000, decoder):
+               read + sha256 + reduced-scale JPEG decode (a progressive JPEG at 1/8 from its
+               DC scans) + EXIF orientation in a decode worker process (decode_pool.
+               ProcessDecoder, --workers processes, SAFETY.md rule 22), then LBPH with its
+               8 dihedral variants and the verification thumbnail in the calling thread
+               (2 x --workers threads, as a scan runs it) -- the per-file work of a scan.
+  ours-threads the same with the decode in the calling thread (ThreadDecoder, --workers
+               threads): no isolation, the cost of the worker processes is ours/ours-threads.
   decode-only  read the bytes + decode_image (the same reduced decode), no hashing.
   imagehash    imagehash.phash(PIL.Image.open(path)): Pillow full decode, no EXIF transpose.
   pdq          pdqhash.compute on an OpenCV full colour decode (cv2.imread), an extra anchor.
   full-decode  read the bytes + cv2.imdecode(IMREAD_GRAYSCALE): what the reduced decode saves.
 
 Each file's own time (in its worker thread) is recorded too, to split the large set into
-baseline and progressive JPEGs: DCT-domain reduction saves far less on progressive files.
+baseline and progressive JPEGs.
+
+Then a whole `dedupctl scan` of the corpus photos (Scanner.run into a fresh index: walk,
+fingerprint, link, verify, group, store) against fingerprinting the same files alone
+(`ours`), interleaved, same decoder.
 
 Run:  /tmp/venv/bin/python bench/throughput.py [--corpus PATH] [--workers 2] [--repeats 5] [--quick]
 """
@@ -43,7 +52,7 @@ def file_sets(corpus, quick: bool) -> dict[str, list[str]]:
     return {"large": sorted(large), "small": sorted(small)}
 
 
-def methods() -> dict[str, Callable[[str], object]]:
+def methods(decoder, threads_decoder) -> dict[str, Callable[[str], object]]:
     import cv2
     import imagehash
     import numpy as np
@@ -54,11 +63,14 @@ def methods() -> dict[str, Callable[[str], object]]:
     from dedupd.daemon.fingerprinting import fingerprint_file
     from dedupd.daemon.walk import FileRef
 
-    def ours(path: str):
-        fp = fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT)
+    def ours(path: str, decoder=decoder):
+        fp = fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT, decoder)
         if fp.variants is None:
             raise RuntimeError(f"{path}: {fp.record.error}")
         return fp
+
+    def ours_threads(path: str):
+        return ours(path, threads_decoder)
 
     def decode_only(path: str):
         with open(path, "rb") as f:
@@ -78,7 +90,8 @@ def methods() -> dict[str, Callable[[str], object]]:
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         return pdqhash.compute(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
-    return {"ours": ours, "decode-only": decode_only, "full-decode": full_decode, "imagehash": ih_phash, "pdq": pdq}
+    return {"ours": ours, "ours-threads": ours_threads, "decode-only": decode_only, "full-decode": full_decode,
+            "imagehash": ih_phash, "pdq": pdq}
 
 
 def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) -> dict:
@@ -94,13 +107,15 @@ def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) 
             per_file[m][path].append(time.perf_counter() - t0)
         return run
 
-    with ThreadPoolExecutor(workers) as pool:
-        def case(fn):
-            return lambda: list(pool.map(fn, paths))
+    # ours hands the decode to worker processes: twice the threads keep them busy (as a scan does)
+    with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(2 * workers) as wide:
+        def case(m, fn):
+            ex = wide if m == "ours" else pool
+            return lambda: list(ex.map(fn, paths))
 
-        for fn in fns.values():  # warm: numba, libraries, pool threads (untimed)
-            list(pool.map(fn, paths[: max(2, workers)]))
-        secs = common.interleaved({m: case(clocked(m, fn)) for m, fn in fns.items()}, repeats,
+        for m, fn in fns.items():  # warm: numba, libraries, pool threads (untimed)
+            case(m, fn)()
+        secs = common.interleaved({m: case(m, clocked(m, fn)) for m, fn in fns.items()}, repeats,
                                   on_round=lambda r, t: note(f"  round {r + 1}: " + ", ".join(
                                       f"{m} {len(paths) / s:.1f}/s" for m, s in t.items())))
     ips = {m: [len(paths) / s for s in v] for m, v in secs.items()}
@@ -122,6 +137,39 @@ def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) 
         "ratios": paired,
         "thread_ms_per_file_by_kind": by_kind,
     }
+
+
+def scan_vs_fingerprinting(corpus, fns: dict, decoder, workers: int, repeats: int) -> dict:
+    """Seconds of a whole scan of corpus/photos into a fresh index vs `ours` on the same files."""
+    import shutil
+    import tempfile
+
+    from dedupd.daemon.config import load_config
+    from dedupd.daemon.scan import Scanner
+    from dedupd.daemon.state import open_index
+
+    photos = str(corpus / "photos")
+    paths = common.list_images(corpus / "photos")
+    work = tempfile.mkdtemp(prefix="dedupd-bench-scan-")
+    cfg = os.path.join(work, "dedupd.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"state_dir: {work}/state\nroots: [{{path: {photos}}}]\nworkers: {workers}\n")
+    config = load_config(cfg)
+
+    def scan():
+        shutil.rmtree(os.path.join(work, "state"), ignore_errors=True)
+        with open_index(config) as index:
+            return Scanner(config, index, progress=False, decoder=decoder).run()
+
+    with ThreadPoolExecutor(2 * workers) as wide:
+        cases = {"scan": scan, "fingerprint": lambda: list(wide.map(fns["ours"], paths))}
+        for fn in cases.values():
+            fn()
+        secs = common.interleaved(cases, repeats)
+    shutil.rmtree(work, ignore_errors=True)
+    ratio = median([a / b for a, b in zip(secs["scan"], secs["fingerprint"])])
+    return {"files": len(paths), "scan_s": rounded(median(secs["scan"])),
+            "fingerprint_s": rounded(median(secs["fingerprint"])), "scan/fingerprint": rounded(ratio)}
 
 
 def _jpeg_kind(path: str) -> str:
@@ -168,14 +216,19 @@ def main(argv=None) -> int:
     corpus = common.check_corpus(args.corpus)
     repeats = args.repeats or (2 if args.quick else 5)
 
+    from dedupd.daemon.decode_pool import ProcessDecoder, ThreadDecoder
     from dedupd.kernels import warm
     warm()
-    fns = methods()
+    decoder = ProcessDecoder(args.workers, PIXEL_LIMIT)
+    fns = methods(decoder, ThreadDecoder(PIXEL_LIMIT))
     sets = file_sets(corpus, args.quick)
     for paths in sets.values():
         common.warm_page_cache(paths)
+    common.warm_page_cache(common.list_images(corpus / "photos"))
 
     results = {name: run_set(name, paths, fns, args.workers, repeats) for name, paths in sets.items()}
+    scan = scan_vs_fingerprinting(corpus, fns, decoder, args.workers, repeats)
+    decoder.close()
 
     print(f"\nthroughput: images/s, median of {repeats} interleaved rounds, {args.workers} threads, warm page cache")
     rows = []
@@ -193,10 +246,13 @@ def main(argv=None) -> int:
                 [[n, kind, k["files"]] + [k["ms_per_file"][m] for m in fns]
                  for n, r in results.items() for kind, k in r["thread_ms_per_file_by_kind"].items()],
                 title="mean per-file time in its worker thread (median over rounds), by file kind")
+    print_table(["files", "scan s", "fingerprinting alone s", "scan / fingerprinting"],
+                [[scan["files"], scan["scan_s"], scan["fingerprint_s"], f"{scan['scan/fingerprint']:.2f}x"]],
+                title="a whole scan of corpus/photos vs fingerprinting its files (median of interleaved rounds)")
     common.emit_json({"bench": "throughput", "quick": args.quick, "workers": args.workers, "repeats": repeats,
                       "machine": common.machine(),
                       "versions": common.versions("numpy", "numba", "cv2", "PIL", "imagehash", "pdqhash"),
-                      "sets": results})
+                      "sets": results, "scan": scan})
     return 0
 
 

@@ -1,0 +1,178 @@
+"""The daemon with a large index: start to READY=1, memory, and a new copy acted on.
+
+An index of N synthetic records (`--n`, default 1,000,000; bench/synth.py: records, codes,
+5 % near-duplicate edges, stored groups and census, written through the index API; their
+paths lie outside every root, so no scan sweeps them) plus a root in hardlink mode with
+three real corpus photos. The real `dedupd` runs with NOTIFY_SOCKET pointing at a socket
+of ours:
+
+  ready      seconds from exec to READY=1 (target <= 5 s at 1M);
+  memory     /proc/<pid>/smaps_rollup at READY and after the first round: Rss, Anonymous
+             (the heap: ours) and file-backed (LMDB pages mapped from data.mdb, which the
+             kernel can drop), and the decode workers' Rss (target: daemon <= 300 MB);
+  new copy   an exact copy written into the root; seconds until it is a hard link of its
+             keeper, and that minus the settle time (target <= 2 s).
+
+Run:  /tmp/venv/bin/python bench/daemon_scale.py [--n 1000000] [--workdir DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import common
+import synth
+from common import note, print_table
+
+SETTLE = 0.5
+
+
+def _build_index(config, n: int) -> float:
+    from dedupd.daemon.regroup import GroupCache
+    from dedupd.daemon.grouping import Thresholds
+    from dedupd.daemon.state import open_index
+    from dedupd.daemon.status import CENSUS_KEY, Census
+
+    t0 = time.perf_counter()
+    with open_index(config) as index:
+        synth.fill(index, synth.synthetic_items(n, "/srv/elsewhere"), n,
+                   on_batch=lambda k: k % 100_000 == 0 and note(f"  {k:,} records"))
+        groups = GroupCache(index, config, Thresholds.from_config(config)).full()
+        index.replace_groups([g.to_json() for g in groups])
+        census = Census()
+        for i in range(n):
+            census.formats[synth.FORMATS[i % len(synth.FORMATS)]] += 1
+        index.set_meta(CENSUS_KEY, census.to_json())
+    return time.perf_counter() - t0
+
+
+def _memory(pid: int) -> dict:
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0].rstrip(":")] = int(parts[1]) // 1024
+    lmdb_kb, current = 0, ""
+    with open(f"/proc/{pid}/smaps") as f:  # the pages of data.mdb mapped into the daemon
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                current = head[-1] if len(head) >= 6 else ""
+            elif head and head[0] == "Rss:" and current.endswith("data.mdb"):
+                lmdb_kb += int(head[1])
+    workers = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            workers += [int(c) for c in f.read().split()]
+    worker_rss = []
+    for w in workers:
+        try:
+            with open(f"/proc/{w}/status") as f:
+                worker_rss.append(next(int(x.split()[1]) // 1024 for x in f if x.startswith("VmRSS")))
+        except OSError:
+            pass
+    return {"rss_mb": fields.get("Rss", 0), "anonymous_mb": fields.get("Anonymous", 0),
+            "file_backed_mb": fields.get("Rss", 0) - fields.get("Anonymous", 0), "lmdb_mb": lmdb_kb // 1024,
+            "workers_rss_mb": worker_rss}
+
+
+def _wait_notify(sock: socket.socket, what: bytes, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            msg = sock.recv(4096)
+        except socket.timeout:
+            break
+        if what in msg:
+            return time.monotonic()
+    raise TimeoutError(f"no {what!r} within {timeout} s")
+
+
+def run(workdir: str, n: int, corpus) -> dict:
+    from dedupd.daemon.config import load_config
+
+    root = os.path.join(workdir, "photos")
+    os.makedirs(root)
+    photos = sorted(p for p in common.list_images(corpus / "photos") if p.endswith(".jpg"))[:3]
+    for p in photos:
+        shutil.copy2(p, root)
+    cfg = os.path.join(workdir, "dedupd.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"state_dir: {workdir}/state\nroots: [{{path: {root}, mode: hardlink}}]\nworkers: 2\n"
+                f"daemon: {{settle_seconds: {SETTLE}, rescan_minutes: 0}}\n")
+    config = load_config(cfg)
+    note(f"building an index of {n:,} records ...")
+    out = {"n": n, "build_s": round(_build_index(config, n), 1)}
+    notify_path = os.path.join(workdir, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(notify_path)
+    env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "dedupd.daemon.service", "--config", cfg], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "daemon.log"), "w"))
+    try:
+        out["ready_s"] = round(_wait_notify(sock, b"READY=1", 120) - t0, 2)
+        out["memory_at_ready"] = _memory(proc.pid)
+        note(f"READY after {out['ready_s']} s; waiting for the first round ...")
+        t1 = time.monotonic()
+        _wait_notify(sock, b"groups (exact", 1800)
+        out["first_round_s"] = round(time.monotonic() - t1, 1)
+        out["memory_after_first_round"] = _memory(proc.pid)
+        keeper = os.path.join(root, os.path.basename(photos[0]))
+        copy = os.path.join(root, "new_copy.jpg")
+        t2 = time.monotonic()
+        shutil.copy2(keeper, copy)
+        while os.stat(copy).st_ino != os.stat(keeper).st_ino:
+            if time.monotonic() - t2 > 120:
+                raise TimeoutError("the copy was not linked within 120 s")
+            time.sleep(0.02)
+        out["new_copy_linked_s"] = round(time.monotonic() - t2, 2)
+        out["settle_s"] = SETTLE
+        out["memory_after_new_copy"] = _memory(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        sock.close()
+    return out
+
+
+def main(argv=None) -> int:
+    p = common.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--workdir", default=None)
+    args = p.parse_args(argv)
+    corpus = common.check_corpus(args.corpus)
+    n = 20_000 if args.quick else args.n
+    workdir = args.workdir or tempfile.mkdtemp(prefix="dedupd-daemon-scale-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        r = run(workdir, n, corpus)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nthe daemon with {n:,} indexed files (settle_seconds {SETTLE})")
+    print_table(["measure", "value", "target"], [
+        ["index build (synthetic, s)", r["build_s"], ""],
+        ["exec -> READY=1 (s)", r["ready_s"], "<= 5"],
+        ["first round after READY (s)", r["first_round_s"], ""],
+        [f"new exact copy -> hard link, settle_seconds {SETTLE} included (s)", r["new_copy_linked_s"], "<= 2 + settle"],
+    ])
+    print_table(["when", "Rss MB", "Anonymous MB", "file-backed MB", "of which LMDB data.mdb MB", "decode workers Rss MB"],
+                [[k, m["rss_mb"], m["anonymous_mb"], m["file_backed_mb"], m["lmdb_mb"], " + ".join(map(str, m["workers_rss_mb"]))]
+                 for k, m in ((k, r[k]) for k in ("memory_at_ready", "memory_after_first_round", "memory_after_new_copy"))],
+                title="memory (/proc/<pid>/smaps_rollup; target: daemon <= 300 MB)")
+    common.emit_json({"bench": "daemon_scale", "machine": common.machine(), "results": r})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
