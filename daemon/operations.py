@@ -201,12 +201,15 @@ class Operations:
         days = args.get("older_than_days")
         seconds = self.config.retention_days * 86400 if days is None else float(days) * 86400
         report = actions.purge(self.journal, older_than_seconds=seconds)
-        return {"entries": report.entries, "bytes_freed": report.bytes_freed}
+        return {"entries": len(report.entries), "action_ids": list(report.entries), "bytes_freed": report.bytes_freed,
+                "problems": list(report.problems)}
 
     def purge_expired(self) -> None:
         report = actions.purge(self.journal, older_than_seconds=self.config.retention_days * 86400)
         if report.entries:
-            log.info("dedupd: purged %d quarantine entr(ies), %d bytes freed", report.entries, report.bytes_freed)
+            log.info("dedupd: purged %d quarantine entr(ies), %d bytes freed", len(report.entries), report.bytes_freed)
+        for problem in report.problems:
+            log.warning("dedupd: purge: %s", problem)
 
     def restore(self, args: dict) -> dict:
         stub = os.path.abspath(args["stub"])

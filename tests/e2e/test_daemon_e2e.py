@@ -304,3 +304,34 @@ def test_daemon_killed_mid_action_recovers_on_restart(tmp_path, library, failpoi
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def test_restore_undo_and_purge_without_the_daemon(tmp_path, library):
+    """With the daemon down, dedupctl works on the journal itself: `restore` turns a stub
+    back into the image, `undo PATH` puts an original back, `purge` frees the rest, and
+    `status` counts the reclaimed bytes."""
+    root, t = library
+    before = {k: sha(p) for k, p in t.items()}
+    d = Daemon(tmp_path, [(root, "stub")])
+    try:
+        d.start()
+        d.wait_for(lambda: d.status()["actions"].get("done_since_start", 0) >= 3 and d.idle(), 90, "three stubs")
+        assert d.stop() == 0
+        code, out = d.ctl("restore", str(t["astro_half"]) + ".dedup")
+        assert code == 0, out
+        assert sha(t["astro_half"]) == before["astro_half"] and not Path(str(t["astro_half"]) + ".dedup").exists()
+        code, out = d.ctl("undo", str(t["astro_q75"]))
+        assert code == 0, out
+        assert sha(t["astro_q75"]) == before["astro_q75"] and meta(t["astro_q75"])[0] & 0o777 == 0o640
+        code, out = d.ctl("purge", "--older-than", "0", "--json")
+        assert code == 0 and json.loads(out)["entries"] == 1, out
+        code, out = d.ctl("status", "--json")
+        s = json.loads(out)
+        assert s["daemon"]["running"] is False
+        assert s["actions"]["reclaimed_bytes"] == os.path.getsize(t["coffee"]) and s["actions"]["pending_bytes"] == 0
+        assert not (root / "backup/coffee.jpg").exists() and (root / "backup/coffee.jpg.dedup").is_file()
+        code, out = d.ctl("restore", str(root / "backup/coffee.jpg.dedup"))  # purged: rebuilt from the keeper
+        assert code == 0, out
+        assert sha(t["coffee_exact"]) == before["coffee_exact"]
+    finally:
+        d.close()
