@@ -310,6 +310,14 @@ def deep_path(base: Path, length: int, name: str, payload: bytes) -> str:
     return path + "/" + name
 
 
+def build_locked(root: Path) -> HostileTree:
+    """Only the mode-000 entries, next to one readable photo (for a scan as NOBODY)."""
+    tree = HostileTree(root)
+    write(root / "open/chelsea.jpg", encode(photo("chelsea"), ".jpg", 90))
+    _locked(tree)
+    return tree
+
+
 def _locked(t: HostileTree) -> None:
     """A mode-000 file and a mode-000 folder, each holding a distinct real photo."""
     d = t.root / "locked"

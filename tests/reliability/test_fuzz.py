@@ -58,6 +58,8 @@ def _image_seeds() -> dict[str, bytes]:
         "jpeg": encode(small, ".jpg", 90),
         "jpeg_exif6": with_exif_orientation(encode(np.rot90(small).copy(), ".jpg", 90), 6, camera=True),
         "jpeg_progressive": _encode(small, ".jpg", [1, 90, 2, 1]),  # IMWRITE_JPEG_QUALITY, IMWRITE_JPEG_PROGRESSIVE
+        # short side >= 1024: decoded at 1/8 through jpeg_dc.dc_stream, which rewrites the scans
+        "jpeg_progressive_1_8": _encode(resize(photo("astronaut"), 2.0), ".jpg", [1, 80, 2, 1]),
         "png": encode(small, ".png"),
         "png_grey16": encode((grey.astype(np.uint16) * 257), ".png"),
         "webp": encode(small, ".webp", 80),
@@ -91,20 +93,43 @@ IMAGES = _image_seeds()
 # -- the decode wrapper ---------------------------------------------------------------------
 
 
+DECODE_GROWTH_MIB = 256  # a decode under PIXEL_LIMIT needs ~30 MiB; a length field must not buy more
+
+
+def _peak_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def _reset_peak() -> int:
+    """Reset the peak-RSS mark (Linux); returns the current RSS in KiB, 0 where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _peak_kib()
+    except OSError:
+        return 0
+
+
 @FUZZ
 @given(mutated(IMAGES, header=512))
 def test_decode_raises_only_file_problems_and_honours_the_header(case):
     """Whatever the bytes: a FileProblem or an upright uint8 image no larger than the
-    header claimed (so the pixel limit checked on the header bounds the decoder)."""
+    header claimed (so the pixel limit checked on the header bounds the decoder), and
+    no decoder allocation beyond what the pixel limit allows."""
     _, data = case
     try:
         read_info(data[:HEADER_BYTES], "fuzz")
     except FileProblem:
         pass
+    base = _reset_peak()
     try:
         d = decode_image(data, "fuzz", pixel_limit=PIXEL_LIMIT)
     except FileProblem:
         return
+    finally:
+        growth = (_peak_kib() - base) / 1024 if base else 0
+        assert growth < DECODE_GROWTH_MIB, f"decoding {len(data):,} bytes grew the peak RSS by {growth:.0f} MiB"
     assert d.gray.dtype == np.uint8 and d.gray.ndim == 2 and d.gray.size > 0
     assert d.info.pixels <= PIXEL_LIMIT and math.isfinite(d.chroma)
     width, height = d.info.display_size
@@ -268,6 +293,17 @@ def test_heic_with_an_unsupported_box_version_is_corrupt():
     with pytest.raises(FileProblem) as err:
         decode_image(bytes(data), "x.heic")
     assert err.value.kind == "corrupt"
+
+
+def test_png_chunk_length_past_the_end_is_refused_before_decoding():
+    """OpenCV's PNG reader allocates what an IDAT length claims: 1 GiB for a 43 KB file."""
+    png = bytearray(IMAGES["png"])
+    png[33:37] = (0x43A8715B).to_bytes(4, "big")  # the first IDAT's length field
+    base = _reset_peak()
+    with pytest.raises(FileProblem) as err:
+        decode_image(bytes(png), "lying.png")
+    assert err.value.kind == "corrupt" and "past the end of the file" in str(err.value)
+    assert not base or (_peak_kib() - base) / 1024 < 16
 
 
 @pytest.mark.parametrize("fmt", ["png", "webp", "gif"])
