@@ -9,7 +9,9 @@ open descriptors and threads are read from /proc, with its status.
 
 At the end the churn stops, the daemon settles and gets SIGTERM, and:
 - growth: the last fifth of the samples against the second fifth (the first fifth
-  is warm-up: caches, numba, the first groups): RSS median within +max(10 %, 16 MiB),
+  is warm-up: caches, numba, the first groups): the median anonymous resident memory
+  within +max(10 %, 16 MiB) (file-backed pages are LMDB's map and the libraries;
+  they are reported, and follow the data), and the decode workers' total RSS alike,
   the medians of descriptors and threads at most +2 (both swing while a scan or an
   action runs, so a single sample says little; a leak moves the median);
 - the index equals a fresh reindex of the same tree (`reliability_kit.index_diff`);
@@ -103,16 +105,21 @@ def growth(samples: list[dict]) -> dict:
     if n < 10:
         return {"ok": True, "note": "too few samples to judge growth"}
     early, late = samples[n // 5: 2 * n // 5], samples[4 * n // 5:]
-    rss_early, rss_late = (statistics.median(s["rss_kb"] for s in part) for part in (early, late))
-    out = {"rss_mib_early": round(rss_early / MIB, 1), "rss_mib_late": round(rss_late / MIB, 1),
-           "rss_mib_max": round(max(s["rss_kb"] for s in samples) / MIB, 1)}
+    out = {}
+    for key in ("rss", "rss_anon", "rss_file", "children_rss"):
+        for name, part in (("early", early), ("late", late)):
+            out[f"{key}_mib_{name}"] = round(statistics.median(s[f"{key}_kb"] for s in part) / MIB, 1)
+    out["rss_mib_max"] = round(max(s["rss_kb"] for s in samples) / MIB, 1)
+    rss_early, rss_late = out["rss_anon_mib_early"] * MIB, out["rss_anon_mib_late"] * MIB
     steady = True
     for key in ("fds", "threads"):  # both swing while a scan or an action runs: judge the median
         for name, part in (("early", early), ("late", late)):
             out[f"{key}_{name}_median"] = statistics.median(s[key] for s in part)
             out[f"{key}_{name}_max"] = max(s[key] for s in part)
         steady = steady and out[f"{key}_late_median"] <= out[f"{key}_early_median"] + 2
-    out["ok"] = steady and rss_late - rss_early <= max(0.10 * rss_early, 16 * MIB)
+    kids_early, kids_late = out["children_rss_mib_early"] * MIB, out["children_rss_mib_late"] * MIB
+    out["ok"] = (steady and rss_late - rss_early <= max(0.10 * rss_early, 16 * MIB)
+                 and kids_late - kids_early <= max(0.10 * kids_early, 16 * MIB))
     return out
 
 
@@ -126,6 +133,9 @@ def report(result: dict) -> bool:
         ("files at end / indexed", f"{result['files_at_end']} / {result['files_indexed']}"),
         ("replaced (done since start)", result["actions"].get("done_since_start")),
         ("RSS MiB early -> late (max)", f"{g.get('rss_mib_early')} -> {g.get('rss_mib_late')} ({g.get('rss_mib_max')})"),
+        ("  anonymous MiB early -> late", f"{g.get('rss_anon_mib_early')} -> {g.get('rss_anon_mib_late')}"),
+        ("  file-backed MiB early -> late", f"{g.get('rss_file_mib_early')} -> {g.get('rss_file_mib_late')}"),
+        ("worker processes' RSS MiB early -> late", f"{g.get('children_rss_mib_early')} -> {g.get('children_rss_mib_late')}"),
         ("fds median early -> late (max)",
          f"{g.get('fds_early_median')} -> {g.get('fds_late_median')} ({g.get('fds_late_max')})"),
         ("threads median early -> late (max)",

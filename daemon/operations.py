@@ -88,6 +88,16 @@ class Operations:
         log.info("dedupd: %d settled path(s): %d fingerprinted, %d removed", len(wanted), report.fingerprinted, report.removed)
         self._after_scan(paused, wanted)
 
+    def roots_back(self) -> list[str]:
+        """Roots that were unavailable and are back (the service asks every few seconds):
+        events of the time they were away were dropped or never came, so each needs a
+        full reconciliation scan. Without this a root back on the same filesystem (a
+        bind mount; its st_dev never changed, so no watcher restarts) stayed stale."""
+        back = [p for p, ok in list(self.available.items()) if not ok and self._check_root(p)]
+        for path in back:
+            log.info("dedupd: root %s is available again; rescanning", path)
+        return back
+
     def _check_root(self, path: str) -> bool:
         state = self.health.check(path)
         ok = state == "available"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import faulthandler
 import logging
 import os
@@ -56,8 +57,10 @@ from dedupd.kernels.errors import DedupdError
 
 log = logmod.log
 EXIT_OK, EXIT_CONFIG, EXIT_STATE = 0, 2, 3
+SPACE_LOW, SPACE_BACK = 8 << 20, 16 << 20  # free bytes in the state dir: a failed write below LOW is "full"; work resumes above BACK
 BEAT_TIMEOUT = 120.0  # seconds without a main-thread beat before the watchdog pings stop
 PURGE_EVERY = 3600.0
+ROOT_CHECK = 5.0  # seconds between checks whether an unavailable root is back
 
 
 class Service:
@@ -75,6 +78,7 @@ class Service:
         self.last_beat = time.monotonic()
         self.watchers: list[RootWatcher] = []
         self.busy = ""  # what the main thread is doing ("" when waiting): `dedupctl status` says it
+        self.problem = ""  # why the daemon neither scans nor acts (a full state directory), else ""
         self.control: ControlServer | None = None
         self.index = self.journal = self.ops = None
 
@@ -141,6 +145,7 @@ class Service:
         self.ops.own_done = self.own.discard_all
         self.next_full_scan = time.monotonic() + config.rescan_minutes * 60 if config.rescan_minutes else float("inf")
         self.next_purge = time.monotonic()
+        self.next_root_check = time.monotonic()
 
     def _close(self) -> None:
         for w in self.watchers:
@@ -166,20 +171,63 @@ class Service:
                 else:
                     self.settler.note(change)
             self._restart_dead_watchers()
-            if self.paused.is_set():
+            if self.paused.is_set() or not self._space_ok():
                 continue
             try:
                 self._work()
             except ScanCancelled:
                 break
-            except (IndexFailure, JournalError):
-                raise  # the index or journal is unusable: stop with a clear message (ARCHITECTURE.md section 9)
-            except Exception:  # a bug in one round must not take the watcher and the socket down with it
+            except Exception as exc:
+                if self._out_of_space(exc):
+                    continue
+                if isinstance(exc, (IndexFailure, JournalError)):
+                    raise  # the index or journal is unusable: stop with a clear message (ARCHITECTURE.md section 9)
+                # a bug in one round must not take the watcher and the socket down with it
                 log.exception("dedupd: unexpected error in the work loop; retrying in 30 s")
                 self.stopping.wait(30.0)
 
+    # -- a full state directory -----------------------------------------------------------
+
+    def _out_of_space(self, exc: BaseException) -> bool:
+        """True when `exc` came from a full state directory: then nothing is scanned or
+        acted on (status and STATUS= say so) until `_space_ok` sees space again. LMDB
+        reports a short write as EIO, so the free space decides as much as ENOSPC."""
+        free = _free_bytes(self.config.state_dir)
+        if free >= SPACE_LOW and not _no_space(exc):
+            return False
+        self.problem = (f"the state directory {self.config.state_dir} is full ({free >> 20} MiB free): not scanning "
+                        f"or acting until {SPACE_BACK >> 20} MiB are free ({exc})")
+        log.error("dedupd: %s", self.problem)
+        self.notifier.status(self.problem)
+        self.rescan_requested.set()  # what the failed round saw is reconciled once there is space
+        return True
+
+    def _space_ok(self) -> bool:
+        """No problem, or space is back: an action the failed write cut short is
+        resolved first (SAFETY.md rule 21), then work resumes."""
+        if not self.problem:
+            return True
+        if _free_bytes(self.config.state_dir) < SPACE_BACK:
+            return False
+        try:
+            report = recover(self.journal, on_own_write=self.own.add)
+        except Exception as exc:
+            if self._out_of_space(exc):
+                return False
+            raise
+        finally:
+            self.own.discard_all()
+        log.info("dedupd: the state directory has space again; resuming (journal recovered: %s)", report)
+        self.problem = ""
+        self.notifier.status("resumed: the state directory has space again")
+        return True
+
     def _work(self) -> None:
         now = time.monotonic()
+        if now >= self.next_root_check:
+            self.next_root_check = now + ROOT_CHECK
+            if self.ops.roots_back():
+                self.rescan_requested.set()
         if self.rescan_requested.is_set() or now >= self.next_full_scan:
             self.rescan_requested.clear()
             with self._busy("full scan"):
@@ -317,7 +365,25 @@ class Service:
             "paused": self.paused.is_set(),
             "queue_depth": len(self.queue) + self.settler.pending(),
             "busy": self.busy,
+            "problem": self.problem,
         }
+
+
+def _free_bytes(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def _no_space(exc: BaseException | None) -> bool:
+    """ENOSPC or EDQUOT anywhere in the exception's chain."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

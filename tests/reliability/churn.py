@@ -48,7 +48,7 @@ class Churn:
         live = len(self.ledger)
         weights = dict(OPS)
         if live > self.target:  # a bounded tree: memory must not grow because the data does
-            weights["delete"] += 30
+            weights["delete"] += 60
         if live < 10:
             weights = {"create": 1}
         op = self.rng.choices(list(weights), weights=list(weights.values()))[0]

@@ -113,15 +113,38 @@ class Daemon(_E2EDaemon):
         self.proc.wait(30)
 
 
+def children(pid: int) -> list[int]:
+    """Child processes of `pid` (decode workers), whichever thread started them."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0  # gone meanwhile
+
+
 def proc_sample(pid: int) -> dict:
-    """Resident memory (KiB), open descriptors and threads of process `pid`, from /proc."""
+    """Resident memory (KiB; anonymous and file-backed apart: LMDB's map counts as
+    file-backed and grows with the data), open descriptors and threads of `pid`."""
     fields = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
             fields[key] = value.split()
-    return {"rss_kb": int(fields["VmRSS"][0]), "threads": int(fields["Threads"][0]),
-            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    return {"rss_kb": int(fields["VmRSS"][0]), "rss_anon_kb": int(fields["RssAnon"][0]),
+            "rss_file_kb": int(fields["RssFile"][0]), "threads": int(fields["Threads"][0]),
+            "fds": len(os.listdir(f"/proc/{pid}/fd")), "children": len(kids := children(pid)),
+            "children_rss_kb": sum(_rss_kb(c) for c in kids)}
 
 
 # -- the index against a reindex -------------------------------------------------------
