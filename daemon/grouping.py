@@ -7,7 +7,8 @@ keeper first (the keep rules, `dedupd.daemon.keep`):
 
 1. same-picture stars: each unassigned file becomes a keeper and takes every still
    unassigned file joined to it by an edge that can be act (`could_act`: exact bytes,
-   or upright, within the act radius, pixel-verified, ...);
+   or upright, within the act radius, pixel-verified, ...); a file that is the same
+   picture as a member of an earlier star joins that star's keeper instead (as report);
 2. a file left over joins a keeper within the `rotated` radius (the distance real
    rotations, mirrors and light edits stay within), closest pairs first;
 3. what is still left is placed closest pair first: a file joins a keeper it matches, or
@@ -226,7 +227,7 @@ def build_groups(
     key = keep_key.among(records, same) if isinstance(keep_key, KeepKey) else keep_key
     order = sorted(near, key=lambda i: key(records[i]))
     assigned: set[int] = set()
-    stars = _stars(order, same, assigned)
+    stars = _picture_stars(order, same, near, assigned)
     _closest_first(order, near, stars, assigned, keeper_radius=thresholds.rotated_radius, pair_up=False)
     _closest_first(order, near, stars, assigned, keeper_radius=thresholds.report, pair_up=True)
     groups = []
@@ -240,17 +241,29 @@ def build_groups(
     return groups
 
 
-def _stars(order: list[int], adjacency: Adjacency, assigned: set[int]) -> dict[int, list[Edge]]:
-    """Greedy stars: each unassigned file in `order` with unassigned neighbours keeps them."""
-    stars = {}
+def _picture_stars(order: list[int], same: Adjacency, near: Adjacency, assigned: set[int]) -> dict[int, list[Edge]]:
+    """Pass 1, greedy in `order`: an unassigned file with unassigned same-picture neighbours
+    keeps them. A file that is the same picture as a member of an earlier star but failed the
+    pixel check against its keeper (a brightened and a gamma-edited copy can pass against each
+    other and not against the original) joins that keeper as a report member when it has an
+    edge to it, instead of splitting the picture into two groups."""
+    stars: dict[int, list[Edge]] = {}
+    owner: dict[int, int] = {}  # member -> its keeper
     for keeper_id in order:
         if keeper_id in assigned:
             continue
-        candidates = [e for b, e in adjacency.get(keeper_id, {}).items() if b not in assigned]
+        homes = [near[keeper_id][k] for k in {owner[j] for j in same.get(keeper_id, ()) if j in owner} if k in near[keeper_id]]
+        if homes:
+            home = min(homes, key=lambda e: (e.distance, e.b))
+            stars[home.b].append(home.reversed())
+            assigned.add(keeper_id)
+            continue
+        candidates = [e for b, e in same.get(keeper_id, {}).items() if b not in assigned]
         if candidates:
             stars[keeper_id] = candidates
             assigned.add(keeper_id)
             assigned.update(e.b for e in candidates)
+            owner.update((e.b, keeper_id) for e in candidates)
     return stars
 
 

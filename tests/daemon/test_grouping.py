@@ -213,3 +213,12 @@ def test_two_leftovers_that_both_match_a_keeper_join_it_rather_than_pair_up():
     edges = [Edge(1, 2, 4, 0, True), Edge(1, 3, 26), Edge(1, 4, 24), Edge(3, 4, 20)]
     (g,) = groups_of(rs, edges, Thresholds(16, 28, 4.0, rotated=20))
     assert g.keep.file_id == 1 and [m.record.file_id for m in g.members] == [2, 4, 3]
+
+
+def test_a_copy_verified_only_against_a_member_joins_that_members_keeper():
+    # 2 passed the pixel check against keeper 1; 3 (say a brightened copy) passed only against
+    # 2, and 4 only against 3: they are the same picture as 1's group, not a second group
+    rs = [rec(1, 400, 400), rec(2, 200, 200), rec(3, 200, 200), rec(4, 200, 200)]
+    edges = [Edge(1, 2, 2, 0, True), Edge(1, 3, 6), Edge(2, 3, 2, 0, True), Edge(1, 4, 5), Edge(3, 4, 3, 0, True)]
+    (g,) = groups_of(rs, edges, Thresholds(16, 28, 4.0, rotated=20))
+    assert g.keep.file_id == 1 and [(m.record.file_id, m.tier) for m in g.members] == [(2, "act"), (4, "report"), (3, "report")]
