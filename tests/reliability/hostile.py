@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import struct
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from badbytes import claim_size, crop, cut, flip, gif_bytes, zlib_bomb_png
 from testimages import encode, photo, resize, write
 
 DECODE_KINDS = frozenset({"unsupported_format", "corrupt", "truncated", "too_large", "empty"})
@@ -63,7 +62,6 @@ class HostileTree:
     good: dict[str, Path] = field(default_factory=dict)  # good photos and their duplicates
     replaced: tuple[str, ...] = ()  # keys of `good` a destructive mode replaces
     missing: dict[str, str] = field(default_factory=dict)  # entries not made, and why
-    locked: list[str] = field(default_factory=list)  # mode-000 paths (see `unlock`)
 
     def add(self, name: str, path: Path | str, expect, skip: str = "", locked_expect=None, locked_skip: str = "") -> None:
         def as_set(x):
@@ -77,94 +75,6 @@ class HostileTree:
     def hostile_paths(self) -> set[str]:
         return {e.path for e in self.entries}
 
-    def unlock(self) -> None:
-        """Give the locked paths their modes back (so a non-root cleanup can remove them)."""
-        for path in self.locked:
-            os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)
-
-
-# -- encoders -------------------------------------------------------------------------
-
-
-def gif_bytes(img: np.ndarray) -> bytes:
-    """A single-frame GIF of a BGR photo (Pillow; OpenCV writes GIF only in newer builds)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img[:, :, ::-1]).convert("P", palette=Image.ADAPTIVE).save(buf, format="GIF")
-    return buf.getvalue()
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def zlib_bomb_png(width: int, height: int) -> bytes:
-    """A valid greyscale PNG of `width` x `height` zero pixels: ~1000x smaller than its pixels."""
-    row = b"\x00" * (1 + width)
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-
-
-def claim_size(data: bytes, fmt: str, width: int, height: int) -> bytes:
-    """`data` (a real image) with its header rewritten to claim `width` x `height`."""
-    b = bytearray(data)
-    if fmt == "png":
-        b[16:24] = struct.pack(">II", width, height)
-        b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))  # a consistent IHDR
-    elif fmt == "jpeg":
-        sof = next(i for i in range(2, len(b) - 1) if b[i] == 0xFF and b[i + 1] in (0xC0, 0xC2))
-        b[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    elif fmt == "gif":
-        b[6:10] = struct.pack("<HH", width, height)
-    elif fmt == "bmp":
-        b[18:26] = struct.pack("<ii", width, height)
-    elif fmt == "webp":  # VP8X: a canvas header (24-bit sizes) in front of the real bitstream
-        vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-        body = vp8x + bytes(b[12:])
-        return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
-    elif fmt == "tiff":
-        return _tiff_claim(bytes(b), width, height)
-    return bytes(b)
-
-
-def _tiff_claim(data: bytes, width: int, height: int) -> bytes:
-    end = "<" if data[:2] == b"II" else ">"
-    b = bytearray(data)
-    (ifd,) = struct.unpack(end + "I", b[4:8])
-    (count,) = struct.unpack(end + "H", b[ifd : ifd + 2])
-    for i in range(count):
-        at = ifd + 2 + 12 * i
-        tag, typ = struct.unpack(end + "HH", b[at : at + 4])
-        if tag in (256, 257):
-            value = width if tag == 256 else height
-            b[at + 8 : at + 12] = struct.pack(end + ("HH" if typ == 3 else "I"), *((value, 0) if typ == 3 else (value,)))
-    return bytes(b)
-
-
-def flip(data: bytes, start: int, stop: int) -> bytes:
-    """Every byte in [start, stop) inverted."""
-    b = bytearray(data)
-    for i in range(start, min(stop, len(b))):
-        b[i] ^= 0xFF
-    return bytes(b)
-
-
-def cut(data: bytes, point: int | float) -> bytes:
-    return data[: point if isinstance(point, int) else int(len(data) * point)]
-
-
-def crop(name: str, part: int, side: int = 200) -> np.ndarray:
-    """A distinct real picture: square `part` (0, 1, ...) along the photo's diagonal."""
-    img = photo(name)
-    h, w = img.shape[:2]
-    step = max(1, (min(h, w) - side) // 3)
-    y = x = min(part * step, min(h, w) - side)
-    return np.ascontiguousarray(img[y : y + side, x : x + side])
 
 
 # -- the tree -------------------------------------------------------------------------
@@ -328,23 +238,22 @@ def _locked(t: HostileTree) -> None:
     t.add("locked_dir_file", inside, "indexed", locked_expect="unseen")
     for path in (secret, inside.parent):
         os.chmod(path, 0)
-        t.locked.append(str(path))
 
 
 @contextlib.contextmanager
-def unprivileged(*writable: Path) -> Iterator[bool]:
-    """Run the body with effective uid/gid `NOBODY` when we are root (so mode 000 locks
-    as it does for a service user); `writable` paths are handed to that user first.
-    Yields whether the body runs as root."""
+def unprivileged(*writable: Path) -> Iterator[None]:
+    """Run the body with effective uid/gid `NOBODY` when we are root, so that mode 000
+    locks as it does for a service user (root reads everything: CAP_DAC_OVERRIDE);
+    `writable` paths are handed to that user first. Without root: as we are."""
     if os.geteuid() != 0:
-        yield False
+        yield
         return
     for path in writable:
         os.chown(path, NOBODY, NOBODY)
     os.setegid(NOBODY)
-    os.seteuid(NOBODY)
+    os.seteuid(NOBODY)  # glibc applies it to every thread of the process
     try:
-        yield False
+        yield
     finally:
         os.seteuid(0)
         os.setegid(0)

@@ -27,8 +27,9 @@ from dedupd.daemon.cli import main
 from dedupd.daemon.config import load_config
 from dedupd.daemon.scan import SKIP_KINDS_THAT_ARE_ERRORS
 from dedupd.daemon.state import open_index
-from hostile import build, build_locked, outcome, snapshot, unprivileged, zlib_bomb_png
-from testimages import encode, photo, write
+from badbytes import claim_size, gif_bytes, zlib_bomb_png
+from hostile import build, build_locked, outcome, snapshot, unprivileged
+from testimages import encode, photo, resize, write
 
 IS_ROOT = os.geteuid() == 0
 E2E = Path(__file__).resolve().parents[1] / "e2e" / "test_daemon_e2e.py"
@@ -277,9 +278,6 @@ def measure_scan(base: Path, files: dict[str, bytes], pixel_limit: int = BOMB_LI
 def test_decode_memory_bombs_refused_from_the_header(tmp_path):
     """Headers claiming 60000x60000 and a real 144-megapixel zlib bomb (140 KB) are
     refused before any decoder allocates: the scan's peak RSS does not move."""
-    from hostile import claim_size, gif_bytes
-    from testimages import resize
-
     small = resize(photo("rocket"), 0.1)
     files = {f"claims{e}": claim_size(gif_bytes(small) if f == "gif" else encode(small, e), f, 60000, 60000)
              for f, e in (("png", ".png"), ("jpeg", ".jpg"), ("gif", ".gif"), ("webp", ".webp"), ("tiff", ".tif"))}
