@@ -511,6 +511,28 @@ def rotated_curve(files: list[dict], dist: dict, orig_index: dict, iu, pos) -> l
             for r in range(10, REPORT + 1, 2)]
 
 
+TIES = (0.0, 0.05, 0.10, 0.20, 0.50)
+
+
+def keep_tie_sweep(files: list[dict], records: dict) -> dict:
+    """Per transform: in how many (original, copy) pairs the default keep rules keep the copy, with
+    bytes per pixel within each tolerance of TIES counted as a tie (keep.best_copy on the pair, as
+    in a pairwise folder). Empty for a product without a tolerant bytes_per_pixel."""
+    try:
+        from dedupd.daemon.config.schema import DEFAULT_KEEP
+        from dedupd.daemon.keep import best_copy, keep_key
+    except ImportError:
+        return {}
+    orig = {f["orig"]: records[f["path"]] for f in files if f["transform"] == "original"}
+    keys = {t: keep_key(DEFAULT_KEEP, bpp_tie=t) for t in TIES}
+    out = {}
+    for tr in T.TRANSFORMS:
+        pairs = [(orig[f["orig"]], records[f["path"]]) for f in files if f["transform"] == tr.name]
+        out[tr.name] = {"n": len(pairs), **{f"{t:.2f}": sum(best_copy([o, c], k) is c for o, c in pairs)
+                                           for t, k in keys.items()}}
+    return out
+
+
 def bpp_ratios(files: list[dict], records: dict) -> dict:
     """Per transform, over the copies with the original's pixel count and losslessness (the ones
     `bytes_per_pixel` decides against their original): bytes per pixel copy / original, and the
@@ -915,6 +937,13 @@ def print_results(res: dict, files_n: int) -> None:
                 title="bytes per pixel, copy / original, over copies with the original's size and losslessness "
                       "(keep.BPP_TIE: a larger copy within the tolerance ties, the next rule decides)")
 
+    kt = hc.get("keep_ties") or {}
+    if kt:
+        rows = [[t, v["n"]] + [v[f"{x:.2f}"] for x in TIES] for t, v in kt.items()]
+        print_table(["transform", "pairs"] + [f"copy kept, tie {100 * x:.0f} %" for x in TIES], rows,
+                    title="keep rules (schema default order) on each (original, copy) pair, bytes per pixel within the "
+                          "tolerance counted as a tie (keep.best_copy; the product uses keep.BPP_TIE)")
+
     bw = hc["lbph_by_word"]
     rows = [[t.name, t.expect] + [f"{bw[t.name][w]['median']:g} / {bw[t.name][w]['p90']:g} / {bw[t.name][w]['max']}"
                                   for w in ("total", "word0", "word1")] for t in T.TRANSFORMS]
@@ -1107,6 +1136,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         ver = verify_copies(files, h, dist, ACT)
         hashes["copies"]["bpp_ratios"] = bpp_ratios(files, h["records"])
+        hashes["copies"]["keep_ties"] = keep_tie_sweep(files, h["records"])
         seconds["verify_direct"] = round(time.perf_counter() - t0, 1)
         runs = []
         if not args.no_scan:
