@@ -11,7 +11,6 @@ disk-full and unmount tests need root (a small tmpfs, a bind mount) and skip wit
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -75,7 +74,7 @@ def test_lmdb_map_full_grows_and_the_work_goes_on(tmp_path):
     actions: both grow, every file is indexed and every copy replaced, and a reader in
     another process keeps reading through the growth."""
     root = tmp_path / "photos"
-    expected = photos(root, 150, 1)
+    expected = photos(root, 100, 1)
     config = parse_config(f"state_dir: '{tmp_path / 'state'}'\nroots:\n  - {{path: '{root}', mode: hardlink}}\n"
                           f"workers: 2\ndaemon: {{settle_seconds: 0}}\n")
     algo = ALGORITHMS[config.algorithm]
@@ -89,7 +88,7 @@ def test_lmdb_map_full_grows_and_the_work_goes_on(tmp_path):
                       str(tmp_path / "state/journal.jsonl"))
     try:
         scanner = Scanner(config, index, progress=False)
-        for _ in range(3):
+        for _ in range(2):
             scanner.run()
             reader.stdin.write("go on\n")
             reader.stdin.flush()
@@ -145,7 +144,7 @@ def test_state_directory_full_stops_acting_says_so_and_resumes(tmp_path):
             d.start()
             d.settled()
             filler = fill(Path(state))
-            late = photos(root, 400, 1000)  # more than the free pages inside the index file can hold
+            late = photos(root, 200, 1000)  # more than the free pages inside the index file can hold
             expected.update(late)
             d.wait_for(lambda: "full" in d.status()["daemon"].get("problem", ""), 60, "the status to say so")
             time.sleep(3)  # the copies are quiet now: a daemon that acted would act here
@@ -153,7 +152,7 @@ def test_state_directory_full_stops_acting_says_so_and_resumes(tmp_path):
             assert not any(linked(p) for p in late)
             filler.unlink()
             d.wait_for(lambda: not d.status()["daemon"].get("problem"), 60, "the problem cleared")
-            d.wait_for(lambda: sum(linked(p) for p in late) >= 2 * 39, 120, "the late copies replaced")
+            d.wait_for(lambda: sum(linked(p) for p in late) >= 2 * 19, 120, "the late copies replaced")
             d.settled()
             assert d.stop() == 0
         finally:
@@ -167,49 +166,54 @@ def test_state_directory_full_stops_acting_says_so_and_resumes(tmp_path):
 
 
 @root_only
-@pytest.mark.parametrize("share_on", ["its own filesystem", "the same filesystem"])
-def test_root_unmounted_and_mounted_again(tmp_path, share_on):
-    """The share, bind-mounted as the root, goes away: its records stay and nothing is
-    acted on; changes made meanwhile (new copies, a deletion) are found once it is back.
-    On the same filesystem (a bind mount of a local folder) st_dev never changes: only
-    the root marker tells."""
-    share, root = tmp_path / "share", tmp_path / "photos"
-    root.mkdir()
-    with mounted("tmpfs", share, "size=32m") if share_on == "its own filesystem" else _nothing() as where:
-        if share_on == "its own filesystem" and where is None:
+def test_roots_unmounted_and_mounted_again(tmp_path):
+    """Two shares, bind-mounted as roots, go away: their records stay and nothing is
+    acted on; changes made meanwhile (new copies, a deletion) are found once they are
+    back. One share is a filesystem of its own (st_dev changes when it goes), the other
+    a folder of the same filesystem (st_dev never changes: only the root marker tells)."""
+    shares = [tmp_path / "share-own-fs", tmp_path / "share-same-fs"]
+    roots = [tmp_path / "photos-own-fs", tmp_path / "photos-same-fs"]
+    with mounted("tmpfs", shares[0], "size=32m") as where:
+        if where is None:
             pytest.skip("cannot mount a tmpfs here")
-        expected = photos(share, 60, 1)
-        bind = lambda: subprocess.run(["mount", "--bind", str(share), str(root)], check=True)  # noqa: E731
-        bind()
-        d = Daemon(tmp_path, [(root, "hardlink")])
+        expected = {}
+        for i, (share, root) in enumerate(zip(shares, roots)):
+            expected.update(photos(share, 40, 1 + 100 * i))
+            root.mkdir()
+            _bind(share, root)
+        d = Daemon(tmp_path, [(roots[0], "hardlink"), (roots[1], "hardlink")])
         try:
             d.start()
             d.settled()
             indexed = d.status()["files_indexed"]
-            subprocess.run(["umount", str(root)], check=True)
+            for root in roots:
+                subprocess.run(["umount", str(root)], check=True)
             d.request("rescan")
-            assert d.status()["roots"][0]["watch"] == "unavailable"
+            assert [r["watch"] for r in d.status()["roots"]] == ["unavailable", "unavailable"]
             assert d.status()["files_indexed"] == indexed  # never "all deleted"
-            late = photos(share, 30, 500)  # while it is away
-            gone = sorted(expected)[0]
-            os.unlink(gone)
-            del expected[gone]
+            late = {}
+            for i, share in enumerate(shares):  # while they are away
+                late.update(photos(share, 20, 500 + 100 * i))
+                gone = sorted(p for p in expected if p.startswith(str(share)))[0]
+                os.unlink(gone)
+                del expected[gone]
             expected.update(late)
             time.sleep(2)
             assert not any(linked(p) for p in late)
-            bind()
-            d.wait_for(lambda: sum(linked(p) for p in late) >= 2 * 3, 60, "the copies that arrived meanwhile replaced")
+            for share, root in zip(shares, roots):
+                _bind(share, root)
+            d.wait_for(lambda: sum(linked(p) for p in late) >= 2 * 4, 60, "the copies that arrived meanwhile replaced")
             d.settled()
-            assert d.status()["roots"][0]["watch"] == "inotify"
+            assert [r["watch"] for r in d.status()["roots"]] == ["inotify", "inotify"]
             assert d.stop() == 0
             only_index, only_reindex = index_diff(d.loaded(), tmp_path / "reindex")
             assert not only_index and not only_reindex, (only_index[:3], only_reindex[:3])
-            assert lost([share], expected) == []  # the share's tree and quarantine are the root's
+            assert lost(shares, expected) == []  # a share's tree and quarantine are its root's
         finally:
             d.close()
-            subprocess.run(["umount", "-l", str(root)], capture_output=True)
+            for root in roots:
+                subprocess.run(["umount", "-l", str(root)], capture_output=True)
 
 
-@contextlib.contextmanager
-def _nothing():
-    yield None
+def _bind(share: Path, root: Path) -> None:
+    subprocess.run(["mount", "--bind", str(share), str(root)], check=True)
