@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from . import fsops
 from .executor import remove_quarantine_dir
 from .journal import Entry, Journal
+from .recover import open_quarantine
 
 
 @dataclass
@@ -54,9 +55,8 @@ def purge(journal: Journal, *, older_than_seconds: float, now: float | None = No
 def _unlink_original(entry: Entry) -> int:
     """Unlink the quarantine link if it is the original's inode; returns the bytes
     freed (0 when another name still holds them, or the link was already gone)."""
-    try:
-        qdir = fsops.open_dir(os.path.dirname(entry.quarantine_path))
-    except FileNotFoundError:
+    qdir = open_quarantine(entry)  # never through a symlink put in the quarantine's place
+    if qdir is None:
         return 0
     try:
         name = os.path.basename(entry.quarantine_path)

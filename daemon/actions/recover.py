@@ -32,6 +32,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
+from dedupd.daemon.config.schema import QUARANTINE_DIR
+
 from . import fsops
 from .executor import remove_quarantine_dir
 from .identity import holds_replacement, holds_stub
@@ -117,7 +119,7 @@ class Disk:
     def __init__(self, entry: Entry):
         self.entry = entry
         self.tdir = fsops.open_parent(entry.target.path, entry.root)
-        self.qdir = _open_or_none(os.path.dirname(entry.quarantine_path))
+        self.qdir = open_quarantine(entry)
         self.tname = os.path.basename(entry.target.path)
         self.pname = os.path.basename(entry.temp_path)
         self.fname = os.path.basename(entry.final_path)
@@ -144,8 +146,7 @@ class Disk:
         if self.q_is_original():
             return
         if self.qdir is None:
-            os.makedirs(os.path.dirname(self.entry.quarantine_path), mode=0o700, exist_ok=True)
-            self.qdir = _open_or_none(os.path.dirname(self.entry.quarantine_path))
+            self.qdir = _make_quarantine(self.entry)
         os.link(name, self.qname, src_dir_fd=self.tdir, dst_dir_fd=self.qdir, follow_symlinks=False)
         os.fsync(self.qdir)
 
@@ -173,11 +174,34 @@ class Disk:
                 os.close(fd)
 
 
-def _open_or_none(path: str) -> int | None:
+def open_quarantine(entry: Entry) -> int | None:
+    """The entry's `<root>/.dedupd-quarantine/<action_id>` folder, walked from the root
+    without following a symlink (a user who can write to the root can rename the
+    quarantine away and put a symlink in its place); None when it is missing."""
+    path = os.path.dirname(entry.quarantine_path)
     try:
-        return fsops.open_dir(path)
+        if not fsops.is_under(path, entry.root):
+            return fsops.open_dir(path)
+        root = fsops.open_dir(entry.root)
+        try:
+            return fsops.open_subdir(root, os.path.relpath(path, entry.root))
+        finally:
+            os.close(root)
     except FileNotFoundError:
         return None
+
+
+def _make_quarantine(entry: Entry) -> int:
+    """Create (if needed) and open the entry's quarantine folder, never through a symlink."""
+    root = fsops.open_dir(entry.root)
+    try:
+        base = fsops.mkdir_at(root, QUARANTINE_DIR)
+        try:
+            return fsops.mkdir_at(base, os.path.basename(os.path.dirname(entry.quarantine_path)))
+        finally:
+            os.close(base)
+    finally:
+        os.close(root)
 
 
 def temp_is_ours(entry: Entry, st: os.stat_result | None) -> bool:

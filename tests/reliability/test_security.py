@@ -436,6 +436,30 @@ def test_undo_refuses_a_target_folder_that_became_a_symlink(tmp_path, journal):
     assert sha(journal.get(action.action_id).quarantine_path) == pair.target_hash
 
 
+def test_purge_and_undo_never_follow_a_quarantine_swapped_for_a_symlink(tmp_path, journal):
+    """A user who can write to the root renames the quarantine away and puts a symlink
+    to a folder of theirs in its place, holding another name of the original: undo
+    and purge must not link from it or delete in it."""
+    pair = make_pair(tmp_path / "root", "exact")
+    action = pair.plan("hardlink")
+    assert Executor(journal).execute(action).status == "done"
+    entry = journal.get(action.action_id)
+    outside = tmp_path / "outside"
+    decoy = outside / action.action_id / os.path.basename(entry.quarantine_path)
+    decoy.parent.mkdir(parents=True)
+    os.link(entry.quarantine_path, decoy)
+    quarantine = Path(pair.root) / ".dedupd-quarantine"
+    quarantine.rename(Path(pair.root) / "renamed-away")
+    quarantine.symlink_to(outside)
+    with pytest.raises((UndoRefused, OSError)):
+        undo(journal, action.action_id)
+    report = purge(journal, older_than_seconds=0)
+    assert report.entries == [] and report.problems
+    assert decoy.is_file() and os.stat(decoy).st_ino == pair.target_ino
+    assert journal.get(action.action_id).state == "done"
+    assert os.stat(pair.target).st_ino == pair.keeper_ino  # still our hard link
+
+
 def test_a_quarantine_symlink_a_user_planted_is_not_followed(tmp_path, journal):
     pair = make_pair(tmp_path / "root", "exact")
     outside = tmp_path / "outside"
