@@ -77,8 +77,17 @@ def status(s: dict) -> str:
         "decode errors    " + (", ".join(f"{k} {v}" for k, v in s["decode_errors_by_kind"].items()) or "none"),
         f"index size       {size(s['index'].get('file_bytes', 0))}",
         f"last scan        {when}" + (f" ({last.get('seen', 0)} files, {last.get('seconds', 0):.1f} s)" if last else ""),
+        "last full scan   " + _full_scan_line(s.get("last_full_scan") or {}),
     ]
     return "\n".join(lines)
+
+
+def _full_scan_line(full: dict) -> str:
+    if not full.get("finished"):
+        return "never"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(full["finished"]))
+    passed = ", ".join(f"{k} {v}" for k, v in sorted((full.get("skipped") or {}).items()))
+    return f"{when} ({full.get('seen', 0)} files" + (f"; passed over: {passed}" if passed else "") + ")"
 
 
 def _daemon_line(d: dict) -> str:

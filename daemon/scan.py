@@ -134,6 +134,8 @@ class Scanner:
         report.seconds = round(time.monotonic() - started, 3)
         self.index.set_meta(CENSUS_KEY, self.census.to_json())
         self.index.set_meta("last_scan", {"finished": time.time(), **report.to_json()})
+        if set(roots) >= self.root_paths:  # a full pass: what status shows (a daemon round names only a few paths)
+            self.index.set_meta("last_full_scan", {"finished": time.time(), **report.to_json()})
         return report
 
     def regroup(self) -> list[Group]:

@@ -84,6 +84,7 @@ def collect_status(config: Config, index, groups: list[dict] | None = None, cens
                               "total": reclaimable["exact"] + reclaimable["act"]},
         "index": index.stats(),
         "last_scan": index.get_meta("last_scan"),
+        "last_full_scan": index.get_meta("last_full_scan"),
     }
 
 

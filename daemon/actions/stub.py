@@ -76,6 +76,8 @@ def _check(stub: Stub) -> None:
         raise StubError(f"{stub.action!r} is not an action id")
     if not stub.keeper.startswith("/"):
         raise StubError(f"the keeper path {stub.keeper!r} must be absolute")
+    if "\0" in stub.keeper:
+        raise StubError(f"the keeper path {stub.keeper[:80]!r} holds a NUL byte: no file has that name")
     try:
         os.fsencode(stub.keeper)  # non-UTF-8 bytes come as \udc80-\udcff; any other lone surrogate is no name
     except UnicodeEncodeError:
