@@ -2,18 +2,18 @@
 
 Groups are stars, never chains (SAFETY.md rule 11): every member has an edge to its
 keeper; similarity is not transitive, so a copy of a copy is only a member if it
-matches the keeper itself. Groups are formed in three passes over the files, best
-keeper first (the keep rules, `dedupd.daemon.keep`):
+matches the keeper itself. Groups are formed in three passes over the files (the keep
+rules, `dedupd.daemon.keep`, order them best keeper first):
 
 1. same-picture stars: each unassigned file becomes a keeper and takes every still
    unassigned file joined to it by an edge that can be act (`could_act`: exact bytes,
    or upright, within the act radius, pixel-verified, ...); a file that is the same
    picture as a member of an earlier star joins that star's keeper instead (as report);
-2. a file left over joins a keeper within the `rotated` radius (the distance real
-   rotations, mirrors and light edits stay within), closest pairs first;
-3. what is still left is placed closest pair first: a file joins a keeper it matches, or
-   two unassigned files start a new star (whose best file keeps, if it matches all the
-   others).
+2. the files left over are placed closest pair first, first within the `rotated` radius
+   (the distance real rotations, mirrors and light edits stay within): a file joins a
+   keeper it matches, or two unassigned files start a new star (whose best file keeps
+   if it matches all the others; not when both match one keeper: they join it);
+3. then beyond it, up to the report radius: first to keepers, then new pairs.
 
 A report edge never takes a file out of a group it already belongs to, and a file's
 closest match wins over a farther keeper: a look-alike photo cannot pull a true pair
@@ -228,8 +228,10 @@ def build_groups(
     order = sorted(near, key=lambda i: key(records[i]))
     assigned: set[int] = set()
     stars = _picture_stars(order, same, near, assigned)
-    _closest_first(order, near, stars, assigned, keeper_radius=thresholds.rotated_radius, pair_up=False)
-    _closest_first(order, near, stars, assigned, keeper_radius=thresholds.report, pair_up=True)
+    close, far = thresholds.rotated_radius, thresholds.report
+    # close matches first, to a keeper or between two leftovers; then far ones to keepers; then far pairs
+    for keeper_radius, pair_radius in ((close, close), (far, -1), (far, far)):
+        _closest_first(order, near, stars, assigned, keeper_radius=keeper_radius, pair_radius=pair_radius)
     groups = []
     for keeper_id in (i for i in order if i in stars):
         keeper = records[keeper_id]
@@ -268,9 +270,9 @@ def _picture_stars(order: list[int], same: Adjacency, near: Adjacency, assigned:
 
 
 def _closest_first(order: list[int], adjacency: Adjacency, stars: dict[int, list[Edge]], assigned: set[int], *,
-                   keeper_radius: int, pair_up: bool) -> None:
+                   keeper_radius: int, pair_radius: int) -> None:
     """Place the unassigned files, closest pair first: a file joins a keeper it has an edge to
-    within `keeper_radius`; with `pair_up`, two unassigned files also start a new star (the one
+    within `keeper_radius`; two unassigned files within `pair_radius` start a new star (the one
     earlier in `order` keeps). An edge to a member is never used: stars, not chains."""
     pos = {file_id: n for n, file_id in enumerate(order)}
     candidates = []
@@ -279,7 +281,7 @@ def _closest_first(order: list[int], adjacency: Adjacency, stars: dict[int, list
             continue
         for v, e in adjacency[u].items():
             to_keeper = v in stars and e.distance <= keeper_radius
-            if to_keeper or (pair_up and v not in assigned and pos[u] < pos[v]):
+            if to_keeper or (e.distance <= pair_radius and v not in assigned and pos[u] < pos[v]):
                 candidates.append((e.distance, min(pos[u], pos[v]), max(pos[u], pos[v]), u, v))
     started = []
     for *_, u, v in sorted(candidates):

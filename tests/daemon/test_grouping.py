@@ -178,10 +178,10 @@ def test_thresholds_from_config():
 
 def test_leftover_files_join_the_closest_keeper_and_never_chain():
     # 1 = 2 (act pair), 3 = 4 (act pair); 5 is report-close to both keepers, closer to 3;
-    # 6 is report-close only to 5 (a member): it must not chain through 5
+    # 6 is report-close only to 5 (then a member): it must not chain through 5
     rs = [rec(1, 400, 400), rec(2, 200, 200), rec(3, 300, 300), rec(4, 150, 150), rec(5, 50, 50), rec(6, 40, 40)]
     edges = [Edge(1, 2, 4, 0, True), Edge(3, 4, 4, 0, True), Edge(1, 3, 20), Edge(1, 4, 20), Edge(2, 3, 22),
-             Edge(5, 1, 22), Edge(5, 3, 18), Edge(5, 6, 5)]
+             Edge(5, 1, 22), Edge(5, 3, 18), Edge(5, 6, 20)]
     got = {g.keep.file_id: [(m.record.file_id, m.tier) for m in g.members] for g in groups_of(rs, edges)}
     assert got == {1: [(2, "act")], 3: [(4, "act"), (5, "report")]}
 
