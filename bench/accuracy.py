@@ -512,6 +512,29 @@ def rotated_curve(files: list[dict], dist: dict, orig_index: dict, iu, pos) -> l
 
 
 TIES = (0.0, 0.05, 0.10, 0.20, 0.50)
+LADDER = ((92, 90), (92, 88), (92, 85), (95, 92))
+
+
+def quality_ladder(originals: list[str], workers: int) -> dict:
+    """What a real JPEG quality step does to bytes per pixel: every JPEG original decoded and
+    re-encoded (OpenCV) at the qualities of LADDER; per pair of qualities the size ratio median /
+    p90 and the share within 10 % (a step keep.BPP_TIE ties)."""
+    import cv2
+
+    def sizes(path):
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        qs = sorted({q for pair in LADDER for q in pair})
+        return {q: len(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1]) for q in qs}
+
+    jpegs = [p for p in originals if p.lower().endswith((".jpg", ".jpeg"))]
+    with ThreadPoolExecutor(workers) as pool:
+        rows = list(pool.map(sizes, jpegs))
+    out = {}
+    for a, b in LADDER:
+        r = np.array([s[a] / s[b] for s in rows])
+        out[f"q{a}/q{b}"] = {"n": len(r), "median": round(float(np.median(r)), 3), "p90": round(float(np.percentile(r, 90)), 3),
+                             "within_10": rounded(float((r <= 1.10).mean()))}
+    return out
 
 
 def keep_tie_sweep(files: list[dict], records: dict) -> dict:
@@ -937,6 +960,11 @@ def print_results(res: dict, files_n: int) -> None:
                 title="bytes per pixel, copy / original, over copies with the original's size and losslessness "
                       "(keep.BPP_TIE: a larger copy within the tolerance ties, the next rule decides)")
 
+    ql = hc.get("quality_ladder") or {}
+    if ql:
+        print_table(["qualities", "JPEG originals", "size ratio median", "p90", "within 10 %"],
+                    [[k, v["n"], v["median"], v["p90"], f"{100 * v['within_10']:.0f}%"] for k, v in ql.items()],
+                    title="a real JPEG quality step: each JPEG original re-encoded at two qualities (OpenCV), size ratio")
     kt = hc.get("keep_ties") or {}
     if kt:
         rows = [[t, v["n"]] + [v[f"{x:.2f}"] for x in TIES] for t, v in kt.items()]
@@ -1137,6 +1165,7 @@ def main(argv=None) -> int:
         ver = verify_copies(files, h, dist, ACT)
         hashes["copies"]["bpp_ratios"] = bpp_ratios(files, h["records"])
         hashes["copies"]["keep_ties"] = keep_tie_sweep(files, h["records"])
+        hashes["copies"]["quality_ladder"] = quality_ladder(originals, args.workers)
         seconds["verify_direct"] = round(time.perf_counter() - t0, 1)
         runs = []
         if not args.no_scan:
