@@ -188,8 +188,12 @@ def admit(edge: Edge, a: FileRecord, b: FileRecord, t: Thresholds) -> Edge | Non
 
 
 def group_id(keeper: FileRecord) -> str:
-    """Stable across rescans and reindexes: derived from the keeper's bytes (or path)."""
-    basis = keeper.content_hash or keeper.path.encode("utf-8", "surrogateescape")
+    """Stable across rescans and reindexes: derived from the keeper's bytes and name.
+
+    The name is part of it because two names of one inode (hard links, e.g. made by
+    dedupd itself) have no edge between them and can each keep a star of their own:
+    with the bytes alone both groups had one id and storing them failed."""
+    basis = keeper.content_hash + b"\0" + keeper.path.encode("utf-8", "surrogateescape")
     return hashlib.sha256(basis).hexdigest()[:16]
 
 

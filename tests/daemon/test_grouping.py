@@ -74,6 +74,14 @@ def test_hard_links_of_one_inode_are_not_a_group():
     assert groups_of([rec(1, ino=7), rec(2, ino=7)], [Edge(1, 2, 0)]) == []
 
 
+def test_two_names_of_one_inode_keeping_stars_of_their_own_get_distinct_ids():
+    """Hard links (dedupd's own hardlink mode makes them) share bytes and inode but no edge:
+    each can keep a star; the ids must still differ (the index refuses duplicate ids)."""
+    a, b = rec(1, ino=7, content=b"x" * 32), rec(2, ino=7, content=b"x" * 32)
+    groups = groups_of([a, b, rec(3, w=50, h=50), rec(4, w=50, h=50)], [Edge(1, 3, 2), Edge(2, 4, 2)])
+    assert len(groups) == 2 and len({g.id for g in groups}) == 2
+
+
 def test_edges_beyond_the_current_radius_or_rotations_off_are_ignored():
     rs = [rec(1, 200, 200), rec(2)]
     assert groups_of(rs, [Edge(1, 2, 30)]) == []
