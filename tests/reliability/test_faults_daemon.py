@@ -147,7 +147,7 @@ def test_state_directory_full_stops_acting_says_so_and_resumes(tmp_path):
             late = photos(root, 200, 1000)  # more than the free pages inside the index file can hold
             expected.update(late)
             d.wait_for(lambda: "full" in d.status()["daemon"].get("problem", ""), 60, "the status to say so")
-            time.sleep(3)  # the copies are quiet now: a daemon that acted would act here
+            time.sleep(2)  # the copies are quiet now: a daemon that acted would act here
             assert d.proc.poll() is None
             assert not any(linked(p) for p in late)
             filler.unlink()
