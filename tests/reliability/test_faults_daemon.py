@@ -60,12 +60,9 @@ import sys, time
 from dedupd.index import LmdbIndex
 index = LmdbIndex.open(sys.argv[1], code_bits=int(sys.argv[2]), algo=sys.argv[3], algo_version=int(sys.argv[4]),
                        readonly=True)
-counts = []
-while not sys.stdin.closed:
-    counts.append(len(index))
-    if sys.stdin.readline().strip() == "stop":
-        break
-print(counts[-1])
+while sys.stdin.readline().strip() != "stop":  # one read after every growth
+    len(index)
+print(len(index))  # after the last write
 """
 
 
