@@ -74,7 +74,7 @@ def _error(e: BaseException, path: Path, op: str) -> IndexFailure:
     return err
 
 
-class JournalStore:
+class JournalStore(lmdb_env.EnvOwner):
     """The journal's LMDB environment; see the module docstring. Not fork-safe."""
 
     def __init__(self, *args, **kwargs):
@@ -249,24 +249,5 @@ class JournalStore:
         return self._read("last_seq", txn_fn)
 
     # -- lifecycle -------------------------------------------------------------------
-    def close(self) -> None:
-        if os.getpid() == self._pid:
-            self._release()
-        self._env = None
-
-    def _release(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __enter__(self) -> "JournalStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"JournalStore({str(self.path)!r})"

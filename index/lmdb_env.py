@@ -85,6 +85,35 @@ class Gate:
                 self._cond.notify_all()
 
 
+class EnvOwner:
+    """Closing an LMDB environment this process opened, and its writer lock (shared by
+    `LmdbIndex` and `JournalStore`). A child after fork() must never touch the parent's
+    environment (SAFETY.md rule 20): `close()` there only forgets it."""
+
+    _pid: int
+    _env: "lmdb.Environment | None"
+    _lock_fd: "int | None"
+
+    def close(self) -> None:
+        if os.getpid() == self._pid:
+            self._release()
+        self._env = None
+
+    def _release(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def error_for(e: BaseException, path: Path, op: str) -> IndexFailure:
     """The typed error for an `lmdb.Error` or `OSError` raised while doing `op` on `path`."""
     if isinstance(e, IndexFailure):

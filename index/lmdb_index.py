@@ -43,7 +43,7 @@ ITER_BATCH = 512
 LOAD_COST, CHECK_COST, PROBE_COST = 1.0, 1 / 1024, 24.0
 
 
-class LmdbIndex:
+class LmdbIndex(lmdb_env.EnvOwner):
     meta: IndexMeta
     # (load, check, probe) costs for mih.plan; the load cost counts only while the codes
     # are not in RAM. Benchmarks and tests may override per instance: (0, 0, 0) always
@@ -335,25 +335,9 @@ class LmdbIndex:
                 "map_size": info["map_size"], "entries": entries}
 
     # -- lifecycle -------------------------------------------------------------
-    def close(self) -> None:
-        if os.getpid() == self._pid:
-            self._release()
-        self._env = None
-
     def _release(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        super()._release()
         self._codes.clear()
-
-    def __enter__(self) -> "LmdbIndex":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"LmdbIndex({str(self.path)!r}, {self.meta}{', readonly' if self.readonly else ''})"

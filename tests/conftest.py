@@ -6,6 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs on a shared 2-core machine: a slow example is not a failure. Tests that need
+# other settings (the fuzzers' long runs) set them explicitly.
+settings.register_profile("dedupd", deadline=None)
+settings.load_profile("dedupd")
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
