@@ -93,7 +93,9 @@ def _full_scan_line(full: dict) -> str:
 def _daemon_line(d: dict) -> str:
     up = int(d.get("uptime_seconds", 0))
     state = "PAUSED" if d.get("paused") else "running"
-    return f"{state}, pid {d.get('pid')}, up {up // 3600}h{up % 3600 // 60:02d}m, queue {d.get('queue_depth', 0)}"
+    line = f"{state}, pid {d.get('pid')}, up {up // 3600}h{up % 3600 // 60:02d}m, queue {d.get('queue_depth', 0)}"
+    line += f", busy: {d['busy']}" if d.get("busy") else ", idle"
+    return line + (f"\n  PROBLEM: {d['problem']}" if d.get("problem") else "")
 
 
 def schema(spec, where: str = "", depth: int = 0) -> str:

@@ -98,7 +98,7 @@ class Daemon:
 
     def idle(self) -> bool:
         s = self.status()
-        return s["daemon"]["queue_depth"] == 0 and s.get("last_scan") is not None
+        return s["daemon"]["queue_depth"] == 0 and not s["daemon"].get("busy") and s.get("last_scan") is not None
 
     def stop(self) -> int:
         if self.proc and self.proc.poll() is None:
