@@ -133,10 +133,12 @@ def plan_replacement(target_path: str, target_hash: bytes, keeper_path: str, kee
         keeper = FileState.capture(keeper_path, keeper_hash)
     except FileProblem as e:
         return Skip(e.path, e.kind, e.detail)
-    refusal = _refusal(target, keeper, root, tier)
-    if refusal is not None:
-        return refusal
-    kind = _kind(target, keeper, mode, fallback)
+    try:
+        refusal = _refusal(target, keeper, root, tier)
+        kind = refusal or _kind(target, keeper, mode, fallback)
+    except OSError as e:  # a folder renamed or swapped while we looked: judge it again later
+        reason = "vanished" if isinstance(e, FileNotFoundError) else "changed"
+        return Skip(target_path, reason, f"changed while it was planned: {e.strerror or e}")
     if isinstance(kind, Skip):
         return kind
     if target.uid != keeper.uid and tier == "act" and kind in ("reflink", "stub"):

@@ -133,3 +133,19 @@ def test_bad_arguments_are_programming_errors(tmp_path):
     pair = make_pair(tmp_path / "root")
     with pytest.raises(ValueError):
         pair.plan("copy")
+
+
+def test_a_folder_that_vanishes_while_planning_is_a_skip_not_a_crash(tmp_path, monkeypatch):
+    """The mount lookup resolves the path; a folder renamed away at that moment (the
+    security suite's flipping race found it) must give a Skip, never an exception."""
+    from dedupd.daemon.actions import fsops
+
+    pair = make_pair(tmp_path / "root", "exact")
+
+    def gone(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(fsops, "mount_id", gone)
+    plan = plan_replacement(pair.target, pair.target_hash, pair.keeper, pair.keeper_hash,
+                            mode="hardlink", fallback="skip", root=pair.root, tier="exact")
+    assert isinstance(plan, Skip) and plan.reason == "vanished"
