@@ -52,7 +52,7 @@ ALWAYS_EXCLUDE = (QUARANTINE_DIR + "/", TEMP_PREFIX + "*")
 # win over the camera original it could then never replace); bytes per pixel within 10 % is a
 # tie (dedupd.daemon.keep.BPP_TIE). Measured in docs/accuracy.md §4.
 DEFAULT_KEEP = ("most_pixels", "lossless", "has_exif", "bytes_per_pixel", "oldest", "path_priority", "shortest_path")
-ROTATED_DEFAULT = 20  # docs/accuracy.md §6: real rotations/mirrors <= 14 bits, different photos through a variant >= 20
+ROTATED_DEFAULT = 20  # docs/accuracy.md §6: real rotations/mirrors <= 14 bits; different photos through a variant: none <= 20, 82 <= 24
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif")
 
