@@ -1,8 +1,10 @@
-"""dedupd.index: file records and exact Hamming range search (multi-index hashing).
+"""dedupd.index: file records and exact Hamming range search.
 
 `LmdbIndex` is the on-disk store; `MemoryIndex` its in-memory twin with the same
 interface (`Index`). Both answer `range_search` exactly: every record with a code
-within the radius, sorted by (distance, file id).
+within the radius, sorted by (distance, file id), from an in-RAM table of the codes
+(`codetable`) searched by a fused scan or by multi-index hashing, whichever its cost
+model expects to be faster (docs/performance.md, Index).
 """
 
 from .base import SCHEMA_VERSION, Index, IndexMeta, default_m, is_searchable

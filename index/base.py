@@ -1,7 +1,7 @@
 """The index interface shared by `LmdbIndex` and its in-memory twin `MemoryIndex`.
 
 Also the small pieces both implementations need: the schema version, `IndexMeta`,
-the default substring count, and the normalisation/validation of codes and records.
+the substring count setting, and the normalisation/validation of codes, radii and records.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .errors import InvalidRecord
 from .records import STATE_OK, FileRecord
 
 # Bump on any change of the on-disk layout or record encoding.
-SCHEMA_VERSION = 2  # 2: records carry chroma, edges a verified flag
+SCHEMA_VERSION = 3  # 2: records carry chroma, edges a verified flag; 3: codes stored once (`codes`), MIH in RAM
 CODE_BITS = (64, 128)
 U64_MAX = (1 << 64) - 1
 
@@ -28,17 +28,13 @@ class IndexMeta:
     algo: str
     algo_version: int
     code_bits: int
-    m: int
-
-    @property
-    def width(self) -> int:
-        """Bits per MIH substring."""
-        return self.code_bits // self.m
+    m: int  # MIH substrings; 0: chosen from the number of codes at each build (mih.m_for)
 
 
 def default_m(code_bits: int) -> int:
-    """Substring count used when none is given: 16-bit substrings (Norouzi: m ≈ b / log2 n)."""
-    return {128: 8, 64: 4}[check_code_bits(code_bits)]
+    """Substring count used when none is given: 0, i.e. about log2(n) bits per table (`mih.m_for`)."""
+    check_code_bits(code_bits)
+    return 0
 
 
 def check_code_bits(code_bits: int) -> int:
@@ -51,9 +47,9 @@ def make_meta(code_bits: int, m: int | None, algo: str, algo_version: int) -> In
     """Validated `IndexMeta` for a new index."""
     check_code_bits(code_bits)
     m = default_m(code_bits) if m is None else m
-    if not isinstance(m, int) or m < 1 or code_bits % m:
-        raise ValueError(f"m must divide code_bits={code_bits} evenly, not {m!r}")
-    if code_bits // m > 64:
+    if not isinstance(m, int) or isinstance(m, bool) or not 0 <= m <= code_bits:
+        raise ValueError(f"m must be 0 (automatic) or a substring count from 1 to {code_bits}, not {m!r}")
+    if m and -(-code_bits // m) > 64:
         raise ValueError(f"substrings wider than 64 bits are not supported (m={m})")
     if not isinstance(algo, str) or not algo:
         raise ValueError("algo must be a non-empty string")
@@ -86,6 +82,13 @@ def as_codes(codes: Any, code_bits: int) -> np.ndarray:
     return arr
 
 
+def check_radius(radius: Any) -> int:
+    """A search radius as an int >= 0 (ValueError otherwise)."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be an integer >= 0, not {radius!r}")
+    return int(radius)
+
+
 def is_searchable(rec: FileRecord) -> bool:
     """Whether the record takes part in range searches (has a code and state ok)."""
     return rec.code is not None and rec.state == STATE_OK
@@ -98,15 +101,22 @@ def check_record(rec: FileRecord, meta: IndexMeta) -> None:
     if not isinstance(rec.file_id, int) or not 0 <= rec.file_id <= U64_MAX:
         raise InvalidRecord(f"file_id out of range: {rec.file_id!r}")
     if rec.code is not None:
-        try:
-            as_code(rec.code, meta.code_bits)
-        except (ValueError, TypeError) as e:
-            raise InvalidRecord(f"{rec.path!r}: {e}") from None
+        if not _plain_code(rec.code, meta.code_bits):
+            try:
+                as_code(rec.code, meta.code_bits)
+            except (ValueError, TypeError) as e:
+                raise InvalidRecord(f"{rec.path!r}: {e}") from None
         if rec.algo and (rec.algo, rec.algo_version) != (meta.algo, meta.algo_version):
             raise InvalidRecord(
                 f"{rec.path!r}: code from {rec.algo} v{rec.algo_version}, but the index holds "
                 f"{meta.algo} v{meta.algo_version} codes"
             )
+
+
+def _plain_code(code: Any, code_bits: int) -> bool:
+    """Fast path of the code check: a tuple of two in-range ints (what the daemon stores)."""
+    return (type(code) is tuple and len(code) == 2 and type(code[0]) is int and type(code[1]) is int
+            and 0 <= code[0] <= U64_MAX and (code[1] == 0 if code_bits == 64 else 0 <= code[1] <= U64_MAX))
 
 
 @runtime_checkable
@@ -115,7 +125,9 @@ class Index(Protocol):
 
     Ids are assigned by the index (put a record with file_id 0), increase
     monotonically and are never reused. Records without a code, or not in state
-    "ok", are stored but never returned by range searches.
+    "ok", are stored but never returned by range searches. Both implementations
+    search with `codetable.CodeTable` (a fused scan or multi-index hashing in RAM);
+    `search_mode` ("auto", "scan", "mih") lets tests and benchmarks force a path.
     """
 
     meta: IndexMeta

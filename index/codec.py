@@ -1,4 +1,4 @@
-"""Binary encodings of what the index stores: records, ids, table keys and values.
+"""Binary encodings of what the index stores: records, ids, table keys and edge values.
 
 A record is encoded as a version byte, a fixed struct header and the variable
 fields (path bytes via `os.fsencode`, so undecodable names round-trip through
@@ -13,8 +13,6 @@ import hashlib
 import os
 import struct
 
-import numpy as np
-
 from .errors import IndexCorrupt, InvalidRecord
 from .records import FileRecord
 
@@ -25,15 +23,21 @@ _HEAD = struct.Struct("<BBQQQqqIIIddQQIBBBBH")
 _HAS_CODE, _HAS_EXIF = 1, 2
 _ID = struct.Struct(">Q")
 _INODE = struct.Struct(">QQ")
-MIH_VALUE_BYTES = 24  # u64 id (big-endian, so duplicates sort by id) + code as two little-endian u64
-MIH_VALUE = np.dtype([("id", ">u8"), ("code", "<u8", (2,))])
+
+
+_SHORT: dict[str, bytes] = {}  # encodings of the few short strings every record repeats (format, algo, state)
 
 
 def _text(s: str, what: str) -> bytes:
+    if type(s) is str and (known := _SHORT.get(s)) is not None:
+        return known
     try:
-        return s.encode("utf-8", "surrogatepass")
+        raw = s.encode("utf-8", "surrogatepass")
     except (UnicodeError, AttributeError) as e:
         raise InvalidRecord(f"cannot encode {what} {s!r}: {e}") from None
+    if len(raw) <= 16 and len(_SHORT) < 256:
+        _SHORT[s] = raw
+    return raw
 
 
 def encode_record(rec: FileRecord) -> bytes:
@@ -42,17 +46,17 @@ def encode_record(rec: FileRecord) -> bytes:
         path = os.fsencode(rec.path)
     except (UnicodeError, TypeError) as e:
         raise InvalidRecord(f"cannot encode path {rec.path!r}: {e}") from None
-    var = [path, _text(rec.format, "format"), bytes(rec.content_hash), _text(rec.algo, "algo"),
-           _text(rec.state, "state"), _text(rec.error, "error")]
+    fmt, chash, algo = _text(rec.format, "format"), bytes(rec.content_hash), _text(rec.algo, "algo")
+    state, error = _text(rec.state, "state"), _text(rec.error, "error")
     flags = (_HAS_CODE if rec.code is not None else 0) | (_HAS_EXIF if rec.has_exif else 0)
     w0, w1 = rec.code if rec.code is not None else (0, 0)
     try:
         head = _HEAD.pack(RECORD_V2, flags, rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
                           rec.width, rec.height, rec.algo_version, rec.quality, rec.chroma, int(w0), int(w1),
-                          *(len(v) for v in var))
+                          len(path), len(fmt), len(chash), len(algo), len(state), len(error))
     except (struct.error, TypeError, ValueError) as e:
         raise InvalidRecord(f"cannot encode record for {rec.path!r}: {e}") from None
-    return head + b"".join(var)
+    return b"".join((head, path, fmt, chash, algo, state, error))
 
 
 def decode_record(data: bytes, file_id: int) -> FileRecord:
@@ -96,16 +100,22 @@ def key_id(key: bytes) -> int:
 
 
 def path_key(path: str) -> bytes:
-    """Key of the `paths` table: sha256 of the path bytes, first 16 bytes."""
-    return hashlib.sha256(os.fsencode(path)).digest()[:16]
+    """Key of the `paths` table: 8 bytes of sha256 of the directory, then 8 of the name.
+
+    Files of one directory get neighbouring keys, so a batch of a directory walk dirties
+    a few B-tree pages instead of one per file (128 bits of hash keep collisions out of reach)."""
+    raw = os.fsencode(path)
+    cut = raw.rfind(b"/") + 1
+    return hashlib.sha256(raw[:cut]).digest()[:8] + hashlib.sha256(raw[cut:]).digest()[:8]
+
+
+def content_key(content_hash: bytes) -> bytes:
+    """Key of the `content` table: the first 16 bytes of the content hash (records keep all of it)."""
+    return bytes(content_hash[:16])
 
 
 def inode_key(dev: int, ino: int) -> bytes:
     return _INODE.pack(dev, ino)
-
-
-def mih_value(file_id: int, code: tuple[int, int]) -> bytes:
-    return _ID.pack(file_id) + struct.pack("<QQ", int(code[0]), int(code[1]))
 
 
 EDGE_VALUE_BYTES = 11  # other id (u64, big-endian so dups sort by id), distance, variant, verified (u8 each)
@@ -120,11 +130,3 @@ def parse_edge_value(value: bytes) -> tuple[int, int, int, bool]:
     if len(value) != EDGE_VALUE_BYTES or value[10] > 1:
         raise IndexCorrupt(f"bad edge entry {bytes(value)!r}")
     return _ID.unpack(value[:8])[0], value[8], value[9], bool(value[10])
-
-
-def parse_mih_values(buf, key_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64, codes (n,2) uint64) from packed 24-byte values (optionally each led by a key)."""
-    dtype = MIH_VALUE if key_bytes is None else np.dtype(
-        [("key", f"V{key_bytes}"), ("id", ">u8"), ("code", "<u8", (2,))])
-    arr = np.frombuffer(buf, dtype=dtype)
-    return arr["id"].astype(np.int64), np.ascontiguousarray(arr["code"])

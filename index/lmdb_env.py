@@ -1,10 +1,17 @@
 """Opening, locking and validating the LMDB environment behind `LmdbIndex`.
 
-Layout (one environment, named sub-databases): `files`, `paths`, `inodes`
-(dupsort), `content` (dupsort), `mih0..mih{m-1}` (dupsort + dupfixed), `groups`,
-`meta`, and `edges` (dupsort + dupfixed: id -> other id, distance, variant; each
-near pair stored from both sides). The `meta` table carries a format marker, the schema version, the
-settings the codes were built with, the id counter and app metadata under "app:".
+Layout (one environment, named sub-databases): `files` (id -> record), `paths`
+(8 bytes of sha256 of the directory + 8 of the name -> id), `inodes` (dev, ino -> ids,
+dupsort), `content` and `content_new` (first 16 bytes of the content hash -> ids,
+dupsort: new entries go to the small `content_new`, which is moved into `content` in one
+sorted pass once it holds an eighth as many, because random keys cost one B-tree page
+per insert in a big table: `lmdb_tables.settle_content`), `codes`
+(every searchable code once, in blocks of rows sorted by id: `codeblocks`), `groups`,
+`meta`, and `edges` (dupsort + dupfixed: id -> other id, distance, variant; each near
+pair stored from both sides). The multi-index hashing tables are not stored: they are
+built in RAM from `codes`. The `meta` table carries a format marker, the schema
+version, the settings the codes were built with, the id counter and app metadata
+under "app:".
 """
 
 from __future__ import annotations
@@ -25,10 +32,9 @@ from .errors import (REINDEX_HINT, IndexCorrupt, IndexFailure, IndexLocked, Inde
                      IndexMissing)
 
 FORMAT = b"dedupd-index"
-MAX_DBS = 8 + 128  # fixed tables + at most code_bits substring tables
+MAX_DBS = 16
 OUR_FILES = {"data.mdb", "lock.mdb", "writer.lock"}
 APP_PREFIX = b"app:"
-_DUP = {"inodes": (True, True), "content": (True, False)}  # name -> (dupsort, dupfixed)
 
 
 @dataclass
@@ -39,13 +45,16 @@ class Tables:
     paths: object
     inodes: object
     content: object
+    content_new: object
     groups: object
     meta: object
-    mih: list
-    edges: object = None
+    codes: object
+    edges: object
+
+    NAMES = ("files", "paths", "inodes", "content", "content_new", "codes", "groups", "meta", "edges")
 
     def by_name(self, name: str) -> object:
-        return self.mih[int(name[3:])] if name.startswith("mih") else getattr(self, name)
+        return getattr(self, name)
 
 
 class Gate:
@@ -175,19 +184,20 @@ def open_env(path: Path, readonly: bool, map_size: int) -> lmdb.Environment:
                      create=not readonly, readahead=False, meminit=False, max_readers=254)
 
 
-def _open_tables(env: lmdb.Environment, m: int, txn=None, create: bool = False) -> Tables:
+def _open_tables(env: lmdb.Environment, txn=None, create: bool = False) -> Tables:
     def db(name: str, dupsort: bool = False, dupfixed: bool = False):
         return env.open_db(name.encode(), txn=txn, create=create, dupsort=dupsort, dupfixed=dupfixed)
 
     return Tables(files=db("files"), paths=db("paths"), inodes=db("inodes", True, True),
-                  content=db("content", True), groups=db("groups"), meta=db("meta"),
-                  mih=[db(f"mih{j}", True, True) for j in range(m)], edges=db("edges", True, True))
+                  content=db("content", True, True), content_new=db("content_new", True, True),
+                  groups=db("groups"), meta=db("meta"),
+                  codes=db("codes"), edges=db("edges", True, True))
 
 
 def create_index(env: lmdb.Environment, meta: IndexMeta) -> Tables:
     """Create every table and write the settings, in one transaction."""
     with env.begin(write=True) as txn:
-        tables = _open_tables(env, meta.m, txn=txn, create=True)
+        tables = _open_tables(env, txn=txn, create=True)
         put = lambda k, v: txn.put(k, v, db=tables.meta)  # noqa: E731
         put(b"format", FORMAT)
         for field in ("schema_version", "algo", "algo_version", "code_bits", "m"):
@@ -219,7 +229,7 @@ def load_index(env: lmdb.Environment, path: Path, want: dict) -> tuple[IndexMeta
         meta = make_meta(stored["code_bits"], stored["m"], stored["algo"], stored["algo_version"])
     except (ValueError, TypeError) as e:
         raise IndexCorrupt(f"index at {path} has invalid settings ({e}); {REINDEX_HINT}") from None
-    return meta, _open_tables(env, meta.m)
+    return meta, _open_tables(env)
 
 
 def check_settings(stored: dict, want: dict, path: Path) -> None:

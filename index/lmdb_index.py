@@ -8,10 +8,12 @@ process is inside a transaction (`lmdb_env.Gate`), and readers in other processe
 adopt the new size on their next transaction. Instances may be shared by threads
 (one of them writing). Never use one across fork(): open the index again in the child.
 
-Range searches use multi-index hashing through `getmulti` lookups, or a numba scan
-of all codes held in RAM when `mih.plan` says that is cheaper. The writer keeps
-that copy of the codes (24 bytes per code) in step with its own commits
-(`cache_codes=True`); read-only instances keep one per snapshot.
+Codes are stored once, in blocks of rows (`codeblocks`, 24 bytes per code). Range
+searches run on a copy of them in RAM (`codetable.CodeTable`: 25 bytes per code, plus
+the multi-index hashing tables when a search wants them, 4 bytes per code and table):
+a fused scan or an MIH probe, whichever `mih`'s cost model says is cheaper. The writer
+keeps that copy in step with its own commits (`cache_codes=True`); read-only
+instances load one per snapshot.
 """
 
 from __future__ import annotations
@@ -24,31 +26,25 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import lmdb
 import numpy as np
 
-from . import codec, codecache, lmdb_env, mih
-from .base import U64_MAX, IndexMeta, as_code, as_codes, make_meta
+from . import codeblocks, codec, codecache, lmdb_env
+from .base import U64_MAX, IndexMeta, as_code, as_codes, check_radius, make_meta
 from .errors import IndexFailure, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
 from .edges import Edge, check_edge
-from .lmdb_tables import Writer, edges_of, lookup, put_edge, read_record, scan_codes
+from .lmdb_tables import Writer, content_ids, edges_of, put_edge, read_record
 from .records import FileRecord
 
 T = TypeVar("T")
 DEFAULT_MAP_SIZE = 1 << 30
 MAX_MAP_SIZE = 1 << 44
 ITER_BATCH = 512
-# Search costs in units of one LMDB key lookup (~0.7 us; see mih.plan), measured at 100k
-# codes: reading a code from LMDB ~ one lookup; checking a code in RAM (numba) ~ 1/1000;
-# the fixed work of probing one MIH table ~ 24 lookups.
-LOAD_COST, CHECK_COST, PROBE_COST = 1.0, 1 / 1024, 24.0
 
 
 class LmdbIndex(lmdb_env.EnvOwner):
     meta: IndexMeta
-    # (load, check, probe) costs for mih.plan; the load cost counts only while the codes
-    # are not in RAM. Benchmarks and tests may override per instance: (0, 0, 0) always
-    # scans, (inf, inf, 0) always probes the MIH tables.
-    scan_costs: tuple[float, float, float] = (LOAD_COST, CHECK_COST, PROBE_COST)
+    # "auto" lets the cost model choose; tests and benchmarks may force "scan" or "mih".
+    search_mode: str = "auto"
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use LmdbIndex.open(path, ...)")
@@ -62,20 +58,21 @@ class LmdbIndex(lmdb_env.EnvOwner):
         Raises `IndexMismatch` when it was built with other settings (m=None accepts
         the stored m), `IndexCorrupt` when `path` holds something else,
         `IndexLocked` when another process writes to it, `IndexMissing` (readonly).
-        `cache_codes`: the writer keeps every code in RAM for scans (see module doc).
+        `cache_codes`: the writer keeps its in-RAM code table across commits (see module doc).
         """
         self = object.__new__(cls)
         self.path, self.readonly = Path(path), readonly
         self._pid, self._env, self._lock_fd = os.getpid(), None, None
         self._gate = lmdb_env.Gate()
-        self._codes = codecache.CacheSlot(maintain=cache_codes and not readonly)
         want = make_meta(code_bits, m, algo, algo_version)  # validates the arguments
+        self._codes = codecache.CacheSlot(maintain=cache_codes and not readonly)
         try:
             with mapped_errors(self.path, "open"):
                 self._open(want, m, map_size)
         except BaseException:
             self._release()
             raise
+        self._codes.m = self.meta.m
         return self
 
     def _open(self, want: IndexMeta, m: int | None, map_size: int) -> None:
@@ -93,7 +90,6 @@ class LmdbIndex(lmdb_env.EnvOwner):
             check = {"algo": want.algo, "algo_version": want.algo_version,
                      "code_bits": want.code_bits, "m": m}
             self.meta, self._t = lmdb_env.load_index(self._env, self.path, check)
-        self._layout = mih.Layout(self.meta.code_bits, self.meta.m)
 
     # -- transactions ----------------------------------------------------------
     def _live_env(self) -> lmdb.Environment:
@@ -122,7 +118,8 @@ class LmdbIndex(lmdb_env.EnvOwner):
     def _write(self, op: str, fn: Callable[[Any, list], T]) -> T:
         """Run fn(txn, changes) in a write transaction, growing the map as needed.
 
-        fn appends (file id, code or None) to `changes` for the code cache."""
+        fn appends (file id, code or None) to `changes`: written to the code blocks before
+        the commit, replayed by the in-RAM code table after it."""
         env = self._live_env()
         if self.readonly:
             raise IndexFailure(f"the index at {self.path} is open read-only; {op} needs a writable index")
@@ -134,6 +131,7 @@ class LmdbIndex(lmdb_env.EnvOwner):
                         with env.begin(write=True) as txn:
                             write_id = txn.id()
                             result = fn(txn, changes)
+                            codeblocks.apply(txn, self._t.codes, changes)
                         self._codes.committed(write_id, env.info()["last_txnid"], changes)
                         return result
                 except lmdb.MapFullError:
@@ -151,7 +149,7 @@ class LmdbIndex(lmdb_env.EnvOwner):
         recs = list(recs)
 
         def txn_fn(txn, changes):
-            w = Writer(txn, self._t, self.meta, self._layout, changes)
+            w = Writer(txn, self._t, self.meta, changes)
             out = [w.put(r) for r in recs]
             w.finish()
             return out
@@ -162,7 +160,7 @@ class LmdbIndex(lmdb_env.EnvOwner):
         ids = [int(i) for i in file_ids]
 
         def txn_fn(txn, changes):
-            w = Writer(txn, self._t, self.meta, self._layout, changes)
+            w = Writer(txn, self._t, self.meta, changes)
             return sum(w.delete(i) for i in ids)
 
         return self._write("delete", txn_fn)
@@ -189,7 +187,13 @@ class LmdbIndex(lmdb_env.EnvOwner):
     def by_content(self, content_hash: bytes) -> list[FileRecord]:
         if not content_hash:
             return []
-        return self._read("by_content", lambda txn: self._dups(txn, self._t.content, bytes(content_hash)))
+        want = bytes(content_hash)
+
+        def txn_fn(txn):
+            recs = (read_record(txn, self._t, i) for i in content_ids(txn, self._t, codec.content_key(want)))
+            return [r for r in recs if r is not None and r.content_hash == want]  # the key is a prefix of the hash
+
+        return self._read("by_content", txn_fn)
 
     def _dups(self, txn, db, key: bytes) -> list[FileRecord]:
         cur = txn.cursor(db=db)
@@ -224,24 +228,18 @@ class LmdbIndex(lmdb_env.EnvOwner):
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
     def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
-        queries = as_codes(codes, self.meta.code_bits)
-
-        def txn_fn(txn):
-            n, tid = txn.stat(self._t.mih[0])["entries"], txn.id()
-            load, check, probe = self.scan_costs
-            return mih.search(self._layout, queries, int(radius), n,
-                              lambda j, keys: lookup(txn, self._t, self._layout, j, keys),
-                              lambda q, r: self._codes.search(tid, self._loader(txn), q, r),
-                              (0.0 if self._codes.warm(tid) else load, check, probe))
-
-        return self._read("range_search", txn_fn)
+        queries, radius = as_codes(codes, self.meta.code_bits), check_radius(radius)
+        if len(queries) == 0:
+            return []
+        return self._read("range_search", lambda txn: self._codes.search(
+            txn.id(), self._loader(txn), queries, radius, self.search_mode))
 
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, codes) of every searchable record, sorted by id."""
         return self._read("all_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn)))
 
     def _loader(self, txn) -> codecache.Loader:
-        return lambda: scan_codes(txn, self._t, self._layout)
+        return lambda: codeblocks.load(txn, self._t.codes)
 
     # -- near-duplicate edges ----------------------------------------------------
     def add_edges(self, edges: Iterable[Edge]) -> int:
@@ -314,25 +312,29 @@ class LmdbIndex(lmdb_env.EnvOwner):
                 raise lmdb_env.IndexCorrupt(f"index at {self.path}: a stored group is unreadable") from None
 
     def stats(self) -> dict:
-        """Record count, entries per table, and bytes: `file_bytes` (data.mdb size),
-        `used_bytes` (pages holding live data), `high_water_bytes` (pages ever used,
-        including free pages LMDB will reuse), `map_size`."""
+        """Record count, entries per table (`codes`: searchable codes), and bytes:
+        `file_bytes` (data.mdb size), `used_bytes` (pages holding live data),
+        `table_bytes` (pages per table), `high_water_bytes` (pages ever used, including
+        free pages LMDB will reuse), `map_size`, `ram_bytes` (the in-RAM code table and
+        MIH tables, 0 until a search or `all_codes` loads them)."""
         def txn_fn(txn):
-            names = ["files", "paths", "inodes", "content", "groups", "meta", "edges"]
-            names += [f"mih{j}" for j in range(self.meta.m)]
-            st = {name: txn.stat(self._t.by_name(name)) for name in names}
+            st = {name: txn.stat(self._t.by_name(name)) for name in lmdb_env.Tables.NAMES}
             st["main"] = txn.stat()
-            pages = 2 + sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in st.values())
-            # env-level calls stay inside the transaction, so that no map resize runs meanwhile
+            psize = st["main"]["psize"]
+            tables = {name: psize * (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) for name, s in st.items()}
             counts = {name: s["entries"] for name, s in st.items() if name != "main"}
-            return counts, pages * st["main"]["psize"], (self._env.info(), st["main"]["psize"])
+            counts["codes"] = codeblocks.count(txn, self._t.codes)
+            counts["content"] += counts.pop("content_new")
+            # env-level calls stay inside the transaction, so that no map resize runs meanwhile
+            return counts, tables, (self._env.info(), psize)
 
-        entries, used, (info, psize) = self._read("stats", txn_fn)
+        entries, tables, (info, psize) = self._read("stats", txn_fn)
         with mapped_errors(self.path, "stats"):
             file_bytes = os.stat(self.path / "data.mdb").st_size
         return {"files": entries["files"], "path": str(self.path), "file_bytes": file_bytes,
-                "used_bytes": used, "high_water_bytes": (info["last_pgno"] + 1) * psize,
-                "map_size": info["map_size"], "entries": entries}
+                "used_bytes": 2 * psize + sum(tables.values()), "table_bytes": tables,
+                "high_water_bytes": (info["last_pgno"] + 1) * psize, "map_size": info["map_size"],
+                "ram_bytes": self._codes.nbytes(), "entries": entries}
 
     # -- lifecycle -------------------------------------------------------------
     def _release(self) -> None:

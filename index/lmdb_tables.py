@@ -2,40 +2,36 @@
 
 Every table entry a record implies is listed by `entries`; a replace deletes the
 old entries the new record no longer implies and adds the new ones, so every
-table stays consistent with `files`.
+table stays consistent with `files`. Codes are not entries: the writer lists
+(file id, code or None) changes, which `codeblocks.apply` writes to `codes` at the
+end of the transaction and the in-RAM code table replays after the commit.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from . import codec
 from .base import U64_MAX, IndexMeta, check_record, is_searchable
 from .errors import IndexFailure, PathConflict, RecordNotFound
 from .lmdb_env import Tables
-from .mih import Layout
 from .edges import Edge
 from .records import FileRecord
 
 NEXT_ID = b"next_id"
-PATHS, INODES, CONTENT, MIH0 = 0, 1, 2, 3  # positions in `handles(tables)`
+PATHS, INODES, CONTENT = 0, 1, 2  # positions in `handles(tables)`
+CONTENT_BUFFER_MIN = 65_536  # `content_new` entries before a move into `content` is considered
 Entry = tuple[int, bytes, bytes]  # (table position, key, value)
 
 
 def handles(tables: Tables) -> list:
-    return [tables.paths, tables.inodes, tables.content, *tables.mih]
+    return [tables.paths, tables.inodes, tables.content]
 
 
-def entries(rec: FileRecord, layout: Layout) -> set[Entry]:
-    """Every (table, key, value) the record implies, apart from its `files` row."""
+def entries(rec: FileRecord, path_key: bytes | None = None) -> list[Entry]:
+    """Every (table, key, value) the record implies, apart from its `files` row and its code."""
     fid = codec.id_key(rec.file_id)
-    out = {(PATHS, codec.path_key(rec.path), fid), (INODES, codec.inode_key(rec.dev, rec.ino), fid)}
+    out = [(PATHS, path_key or codec.path_key(rec.path), fid), (INODES, codec.inode_key(rec.dev, rec.ino), fid)]
     if rec.content_hash:
-        out.add((CONTENT, bytes(rec.content_hash), fid))
-    if is_searchable(rec):
-        w0, w1 = rec.code
-        value = codec.mih_value(rec.file_id, rec.code)
-        out.update((MIH0 + j, key, value) for j, key in enumerate(layout.code_keys(w0, w1)))
+        out.append((CONTENT, codec.content_key(rec.content_hash), fid))
     return out
 
 
@@ -47,65 +43,144 @@ def read_record(txn, tables: Tables, file_id: int) -> FileRecord | None:
 
 
 class Writer:
-    """Record writes within one write transaction (ids come from the `meta` counter)."""
+    """Record writes within one write transaction (ids come from the `meta` counter).
 
-    def __init__(self, txn, tables: Tables, meta: IndexMeta, layout: Layout, changes: list):
-        self.txn, self.t, self.meta, self.layout = txn, tables, meta, layout
-        self.changes = changes  # (file id, code or None), for the code cache
+    New records are buffered and written by `flush` (also called by `finish`, and before
+    any replace or delete, which read the tables): their `files` rows in id order with
+    MDB_APPEND (full pages), the other entries per table in one `putmulti` call, sorted
+    for the tables keyed by hashes (`inodes`, `content`) so that each B-tree page is
+    touched once per batch instead of once per record. Content entries are written to
+    `content_new` and deleted from whichever of the two content tables holds them."""
+
+    def __init__(self, txn, tables: Tables, meta: IndexMeta, changes: list):
+        self.txn, self.t, self.meta = txn, tables, meta
+        self.changes = changes  # (file id, code or None): for `codes` and the in-RAM code table
         self.dbs = handles(tables)
         raw = txn.get(NEXT_ID, db=tables.meta)
         self.next_id = 1 if raw is None else codec.key_id(raw)
+        self._files: list[tuple[bytes, bytes]] = []  # new records, ids ascending
+        self._entries: list[Entry] = []  # their table entries
+        self._paths: dict[bytes, FileRecord] = {}  # path key -> new record holding it
 
     def finish(self) -> None:
+        self.flush()
+        settle_content(self.txn, self.t)
         self.txn.put(NEXT_ID, codec.id_key(self.next_id), db=self.t.meta)
+
+    def _put_entry(self, t: int, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.t.content_new if t == CONTENT else self.dbs[t])
+
+    def _delete_entry(self, t: int, key: bytes, value: bytes) -> None:
+        if not (t == CONTENT and self.txn.delete(key, value, db=self.t.content_new)):
+            self.txn.delete(key, value, db=self.dbs[t])
+
+    def flush(self) -> None:
+        if self._files:  # ids above every stored id: appends (full pages, no search)
+            with self.txn.cursor(db=self.t.files) as cur:
+                cur.putmulti(self._files, append=True)
+        by_table: list[list] = [[] for _ in self.dbs]
+        for t, key, value in self._entries:
+            by_table[t].append((key, value))
+        for t, items in enumerate(by_table):
+            if items:
+                if t != PATHS:  # a path key leads with its directory: a batch's keys already cluster,
+                    items.sort()  # and sorted inserts into a fresh key range leave pages half full
+                with self.txn.cursor(db=self.t.content_new if t == CONTENT else self.dbs[t]) as cur:
+                    cur.putmulti(items, dupdata=True)
+        self._files, self._entries, self._paths = [], [], {}
 
     def put(self, rec: FileRecord) -> FileRecord:
         check_record(rec, self.meta)
-        old = None
         if rec.file_id == 0:
-            rec = with_id(rec, self.next_id)
-            self.next_id += 1
-        else:
-            old = read_record(self.txn, self.t, rec.file_id)
-            if old is None:
-                raise RecordNotFound(f"no record with file id {rec.file_id} to replace")
-        self._check_path(rec)
+            return self._put_new(with_id(rec, self.next_id))
+        self.flush()
+        old = read_record(self.txn, self.t, rec.file_id)
+        if old is None:
+            raise RecordNotFound(f"no record with file id {rec.file_id} to replace")
+        path_key = self._check_path(rec)
         txn, dbs = self.txn, self.dbs
-        new_entries = entries(rec, self.layout)
-        if old is not None and (old.code != rec.code or not is_searchable(rec)):
+        if old.code != rec.code or not is_searchable(rec):
             drop_edges(txn, self.t, rec.file_id)  # edges hold only for the code they were found with
-        if old is not None:
-            old_entries = entries(old, self.layout)
-            for t, key, value in old_entries - new_entries:
-                txn.delete(key, value, db=dbs[t])
-            new_entries -= old_entries
+        old_entries, new_entries = set(entries(old)), entries(rec, path_key)
+        for entry in old_entries.difference(new_entries):
+            self._delete_entry(*entry)
         txn.put(codec.id_key(rec.file_id), codec.encode_record(rec), db=self.t.files)
-        for t, key, value in new_entries:
-            txn.put(key, value, db=dbs[t])
-        if is_searchable(rec) or (old is not None and is_searchable(old)):
-            self.changes.append((rec.file_id, rec.code if is_searchable(rec) else None))
+        for entry in new_entries:
+            if entry not in old_entries:
+                self._put_entry(*entry)
+        if _code_of(rec) != _code_of(old):
+            self.changes.append((rec.file_id, _code_of(rec)))
         return rec
 
-    def _check_path(self, rec: FileRecord) -> None:
-        holder = self.txn.get(codec.path_key(rec.path), db=self.t.paths)
-        if holder is None or codec.key_id(holder) == rec.file_id:
-            return
-        other = read_record(self.txn, self.t, codec.key_id(holder))
+    def _put_new(self, rec: FileRecord) -> FileRecord:
+        path_key = self._check_path(rec)
+        self._files.append((codec.id_key(rec.file_id), codec.encode_record(rec)))
+        self._entries.extend(entries(rec, path_key))
+        self._paths[path_key] = rec
+        self.next_id += 1
+        code = _code_of(rec)
+        if code is not None:
+            self.changes.append((rec.file_id, code))
+        return rec
+
+    def _check_path(self, rec: FileRecord) -> bytes:
+        """The path's key, after checking that no other record (stored or new in this batch) holds the path."""
+        key = codec.path_key(rec.path)
+        other = self._paths.get(key)
+        if other is None:
+            holder = self.txn.get(key, db=self.t.paths)
+            if holder is None or codec.key_id(holder) == rec.file_id:
+                return key
+            other = read_record(self.txn, self.t, codec.key_id(holder))
         if other is not None and other.path == rec.path:
             raise PathConflict(f"path {rec.path!r} belongs to record {other.file_id}; update that record instead")
-        raise IndexFailure(f"path {rec.path!r} collides with the path hash of record {codec.key_id(holder)}")
+        raise IndexFailure(f"path {rec.path!r} collides with the path hash of record "
+                           f"{other.file_id if other is not None else '?'}")
 
     def delete(self, file_id: int) -> bool:
+        self.flush()
         old = read_record(self.txn, self.t, file_id)
         if old is None:
             return False
-        for t, key, value in entries(old, self.layout):
-            self.txn.delete(key, value, db=self.dbs[t])
+        for entry in entries(old):
+            self._delete_entry(*entry)
         drop_edges(self.txn, self.t, file_id)
         self.txn.delete(codec.id_key(file_id), db=self.t.files)
         if is_searchable(old):
             self.changes.append((file_id, None))
         return True
+
+
+def settle_content(txn, tables: Tables) -> None:
+    """Move `content_new` into `content` once it holds an eighth as many entries: in key order,
+    so that each page of the big table is written once per move instead of once per entry."""
+    waiting = txn.stat(tables.content_new)["entries"]
+    if waiting <= max(CONTENT_BUFFER_MIN, txn.stat(tables.content)["entries"] // 8):
+        return
+    with txn.cursor(db=tables.content_new) as src, txn.cursor(db=tables.content) as dst:
+        chunk: list = []
+        for item in src.iternext(keys=True, values=True):
+            chunk.append(item)
+            if len(chunk) == 65_536:
+                dst.putmulti(chunk, dupdata=True)
+                chunk = []
+        dst.putmulti(chunk, dupdata=True)
+    txn.drop(tables.content_new, delete=False)
+
+
+def content_ids(txn, tables: Tables, key: bytes) -> list[int]:
+    """Ids under a `content` key, from both content tables, ascending."""
+    ids = []
+    for db in (tables.content, tables.content_new):
+        cur = txn.cursor(db=db)
+        if cur.set_key(key):
+            ids += [codec.key_id(v) for v in cur.iternext_dup()]
+    return sorted(ids)
+
+
+def _code_of(rec: FileRecord) -> tuple[int, int] | None:
+    """The code a record contributes to range searches, as two ints (None if not searchable)."""
+    return (int(rec.code[0]), int(rec.code[1])) if is_searchable(rec) else None
 
 
 def edges_of(txn, tables: Tables, file_id: int) -> list[Edge]:
@@ -145,20 +220,3 @@ def with_id(rec: FileRecord, file_id: int) -> FileRecord:
     out.__dict__.update(rec.__dict__)
     object.__setattr__(out, "file_id", file_id)
     return out
-
-
-def lookup(txn, tables: Tables, layout: Layout, j: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, codes) of every entry of table j under `keys`, read in C by `getmulti`."""
-    cur = txn.cursor(db=tables.mih[j])
-    buf = cur.getmulti(layout.keys(keys), dupdata=True, dupfixed_bytes=codec.MIH_VALUE_BYTES, keyfixed=True)
-    return codec.parse_mih_values(buf, layout.key_bytes)
-
-
-def scan_codes(txn, tables: Tables, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, codes) of every searchable record, sorted by id, read from table mih0."""
-    cur = txn.cursor(db=tables.mih[0])
-    keys = list(cur.iternext_nodup(keys=True, values=False))
-    buf = cur.getmulti(keys, dupdata=True, dupfixed_bytes=codec.MIH_VALUE_BYTES, keyfixed=True)
-    ids, codes = codec.parse_mih_values(buf, layout.key_bytes)
-    order = np.argsort(ids, kind="stable")
-    return ids[order], codes[order]

@@ -1,8 +1,9 @@
 """`MemoryIndex`: the in-memory twin of `LmdbIndex`, with the same behaviour.
 
-Plain dicts for the tables and dicts of substring -> ids for multi-index
-hashing (the same `mih.search` as the LMDB store). Meant for unit tests of the
-daemon and as the second implementation the conformance suite checks.
+Plain dicts for the tables; range searches run on the same in-RAM
+`CodeTable` as the LMDB store's, fed with each batch's code changes once the
+batch has succeeded. Meant for unit tests of the daemon and as the second
+implementation the conformance suite checks.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import mih
-from .base import IndexMeta, as_code, as_codes, check_record, is_searchable, make_meta
+from .base import IndexMeta, as_code, as_codes, check_radius, check_record, is_searchable, make_meta
 from .codec import encode_record
+from .codetable import CodeTable
 from .errors import IndexFailure, PathConflict, RecordNotFound
 from .edges import Edge, check_edge
 from .groups import check_groups, check_meta
@@ -23,17 +24,17 @@ from .records import FileRecord
 
 
 class MemoryIndex:
-    # (load, check, probe) costs for mih.plan (see LmdbIndex.scan_costs).
-    scan_costs: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    # "auto" lets the cost model choose; tests may force "scan" or "mih" (see LmdbIndex).
+    search_mode: str = "auto"
 
     def __init__(self, code_bits: int = 128, m: int | None = None, algo: str = "lbph", algo_version: int = 1):
         self.meta: IndexMeta = make_meta(code_bits, m, algo, algo_version)
-        self._layout = mih.Layout(code_bits, self.meta.m)
+        self._codes = CodeTable.from_codes(np.zeros(0, np.int64), np.zeros((0, 2), np.uint64), self.meta.m)
+        self._pending: list = []  # (file id, code or None) of the batch in progress
         self._files: dict[int, FileRecord] = {}
         self._paths: dict[str, int] = {}
         self._inodes: dict[tuple[int, int], set[int]] = defaultdict(set)
         self._content: dict[bytes, set[int]] = defaultdict(set)
-        self._tables: list[dict[int, set[int]]] = [defaultdict(set) for _ in range(self.meta.m)]
         self._app_meta: dict[str, str] = {}
         self._groups: dict[bytes, str] = {}
         self._edges: dict[int, dict[int, Edge]] = defaultdict(dict)  # a -> b -> Edge(a, b, ...)
@@ -53,10 +54,17 @@ class MemoryIndex:
             encode_record(rec)
         snapshot = self._snapshot()
         try:
-            return [self._put_one(rec) for rec in recs]
+            out = [self._put_one(rec) for rec in recs]
         except BaseException:
             self._restore(snapshot)
+            self._pending = []
             raise
+        self._commit_codes()
+        return out
+
+    def _commit_codes(self) -> None:
+        pending, self._pending = self._pending, []
+        self._codes.apply(pending)
 
     def _put_one(self, rec: FileRecord) -> FileRecord:
         if rec.file_id == 0:
@@ -84,8 +92,7 @@ class MemoryIndex:
             self._content[rec.content_hash].add(fid)
         if is_searchable(rec):
             self._searchable += 1
-            for table, sub in zip(self._tables, self._subs(rec)):
-                table[sub].add(fid)
+            self._pending.append((fid, (int(rec.code[0]), int(rec.code[1]))))
 
     def _unlink(self, rec: FileRecord) -> None:
         fid = rec.file_id
@@ -96,11 +103,7 @@ class MemoryIndex:
             _discard(self._content, rec.content_hash, fid)
         if is_searchable(rec):
             self._searchable -= 1
-            for table, sub in zip(self._tables, self._subs(rec)):
-                _discard(table, sub, fid)
-
-    def _subs(self, rec: FileRecord) -> list[int]:
-        return self._layout.substrings(as_codes(rec.code, self.meta.code_bits))[0].tolist()
+            self._pending.append((fid, None))
 
     def _snapshot(self) -> tuple:
         return (dict(self._files), self._next_id, {a: dict(bs) for a, bs in self._edges.items()})
@@ -122,6 +125,7 @@ class MemoryIndex:
                 self._unlink(rec)
                 self._drop_edges(rec.file_id)
                 removed += 1
+        self._commit_codes()
         return removed
 
     def get(self, file_id: int) -> FileRecord:
@@ -162,14 +166,10 @@ class MemoryIndex:
 
     def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
         self._check_open()
-        queries = as_codes(codes, self.meta.code_bits)
-        return mih.search(self._layout, queries, int(radius), self._searchable, self._lookup,
-                          lambda q, r: mih.verify(q, *self.all_codes(), r), self.scan_costs)
-
-    def _lookup(self, j: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        table = self._tables[j]
-        ids = sorted({fid for k in keys.tolist() for fid in table.get(k, ())})
-        return self._codes_of(ids)
+        queries, radius = as_codes(codes, self.meta.code_bits), check_radius(radius)
+        if len(queries) == 0:
+            return []
+        return self._codes.search(queries, radius, self.search_mode)
 
     def _codes_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         codes = np.array([self._files[i].code for i in ids], dtype=np.uint64).reshape(-1, 2)
@@ -235,11 +235,9 @@ class MemoryIndex:
                    "inodes": sum(map(len, self._inodes.values())),
                    "content": sum(map(len, self._content.values())), "groups": len(self._groups),
                    "edges": sum(map(len, self._edges.values())),
-                   "meta": len(self._app_meta)}
-        for j, table in enumerate(self._tables):
-            entries[f"mih{j}"] = sum(map(len, table.values()))
-        return {"files": len(self._files), "path": None, "file_bytes": 0, "used_bytes": 0,
-                "high_water_bytes": 0, "map_size": 0, "entries": entries}
+                   "meta": len(self._app_meta), "codes": self._searchable}
+        return {"files": len(self._files), "path": None, "file_bytes": 0, "used_bytes": 0, "table_bytes": {},
+                "high_water_bytes": 0, "map_size": 0, "ram_bytes": self._codes.nbytes, "entries": entries}
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:

@@ -1,73 +1,83 @@
-"""Multi-index hashing (Norouzi, Punjani, Fleet; CVPR 2012, TPAMI 2014), storage-free.
+"""Multi-index hashing (Norouzi, Punjani, Fleet; CVPR 2012, TPAMI 2014): the math, no storage.
 
-A b-bit code is cut into m contiguous substrings of w = b/m bits; bit i belongs
-to substring i // w. If two codes are within Hamming distance r = s·m + a
-(0 <= a < m), then one of the first a+1 substrings is within s, or one of the
-other m-a-1 substrings is within s-1 (otherwise the distance would be at least
-(a+1)(s+1) + (m-a-1)s = r+1). So a range search looks up, in table j, every key
-within the per-table radius of the query's substring j, collects the candidates
-and verifies them with the full distance. `search` does that over any store
-that can answer "all (id, code) under these keys of table j".
+The bits of a code are cut into m disjoint substrings. If two codes are within Hamming
+distance r = s·m + a (0 <= a < m), then one of the first a+1 substrings is within s, or one
+of the other m-a-1 substrings is within s-1 (otherwise the distance would be at least
+(a+1)(s+1) + (m-a-1)s = r+1). So a range search looks up, in table j, every key within the
+per-table radius of the query's substring j and verifies the rows found there.
+
+Which bits: a `Layout` is chosen from the stored codes. Bits that are the same in every
+stored code ("dead": LBPH's reserved bit 127, word 1 of 64-bit algorithms) are left out of
+every table; a query's distance to *every* stored code then includes the same e bits, the
+query's mismatches on the dead bits, so the tables are searched with radius r - e (exact).
+The live bits, in order, are cut into m runs of near-equal width; m follows from the number
+of codes (about log2(n) bits per table, `m_for`), unless the index was created with an
+explicit m.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from functools import lru_cache
-from math import comb
-from typing import Callable
+from math import ceil, comb, log2
 
 import numpy as np
 
-from .hamming import hamming_many, popcount
+from .hamming import popcount
 
-Lookup = Callable[[int, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-Scan = Callable[[np.ndarray, int], "list[list[tuple[int, int]]]"]
-EMPTY_IDS = np.zeros(0, dtype=np.int64)
-EMPTY_CODES = np.zeros((0, 2), dtype=np.uint64)
+MAX_BUCKET_BITS = 24  # 2**24 offsets (64 MiB) per table at most; wider substrings are folded
+WORD = 2**64 - 1
 
 
 @dataclass(frozen=True)
 class Layout:
-    """How codes of `code_bits` bits are cut into `m` substrings (width must be <= 64)."""
+    """Table j covers the bits of the 128-bit mask (mask0[j], mask1[j]); `dead` bits are in no table.
 
-    code_bits: int
-    m: int
+    A table's bucket is the low `bucket_bits[j]` bits of its substring (all of them unless the
+    substring is wider than the index needs: then rows of several substrings share a bucket)."""
+
+    mask0: tuple[int, ...]
+    mask1: tuple[int, ...]
+    dead0: int
+    dead1: int
+    bucket_bits: tuple[int, ...]
+    widths: tuple[int, ...]  # bits per table (popcount of its mask)
 
     @property
-    def width(self) -> int:
-        return self.code_bits // self.m
-
-    @property
-    def key_bytes(self) -> int:
-        return (self.width + 7) // 8
-
-    def substrings(self, codes: np.ndarray) -> np.ndarray:
-        """(k, 2) uint64 codes -> (k, m) uint64 substrings; column j is substring j."""
-        starts = np.arange(self.m) * self.width
-        words = codes[:, starts // 64]
-        shifted = words >> (starts % 64).astype(np.uint64)
-        return shifted & np.uint64(_mask(self.width))
-
-    def key(self, sub: int) -> bytes:
-        """The big-endian key bytes of one substring value."""
-        return int(sub).to_bytes(self.key_bytes, "big")
-
-    def code_keys(self, w0: int, w1: int) -> list[bytes]:
-        """The m key bytes of one code given as two ints (fast path for single records)."""
-        v, w, mask, kb = int(w0) | (int(w1) << 64), self.width, _mask(self.width), self.key_bytes
-        return [((v >> (j * w)) & mask).to_bytes(kb, "big") for j in range(self.m)]
-
-    def keys(self, subs: np.ndarray) -> list[bytes]:
-        """Big-endian key bytes for an array of substring values."""
-        kb = self.key_bytes
-        buf = np.asarray(subs, dtype=">u8").view(np.uint8).reshape(-1, 8)[:, 8 - kb:].tobytes()
-        return [buf[i:i + kb] for i in range(0, len(buf), kb)]
+    def m(self) -> int:
+        return len(self.mask0)
 
 
-def _mask(width: int) -> int:
-    return (1 << width) - 1
+def live_masks(w0: np.ndarray, w1: np.ndarray) -> tuple[int, int]:
+    """(mask0, mask1) of the bits that differ between at least two of the codes."""
+    if len(w0) == 0:
+        return 0, 0
+    return int(np.bitwise_or.reduce(w0 ^ w0[0])), int(np.bitwise_or.reduce(w1 ^ w1[0]))
+
+
+def m_for(live_bits: int, n: int) -> int:
+    """Tables for n codes: about log2(n) bits each (Norouzi: m ≈ b / log2 n), 8 to 24 bits."""
+    per_table = min(MAX_BUCKET_BITS, max(8, ceil(log2(max(n, 2)))))
+    return max(1, ceil(live_bits / per_table))
+
+
+def make_layout(live0: int, live1: int, n: int, m: int = 0) -> Layout:
+    """Cut the live bits (in bit order) into m (0: `m_for`) runs of near-equal width."""
+    bits = [b for b in range(64) if live0 >> b & 1] + [64 + b for b in range(64) if live1 >> b & 1]
+    m = min(m or m_for(len(bits), n), len(bits))
+    dead0, dead1 = ~live0 & WORD, ~live1 & WORD
+    if m == 0:
+        return Layout((), (), dead0, dead1, (), ())
+    base, extra = divmod(len(bits), m)
+    sizes = [base + (1 if j >= m - extra else 0) for j in range(m)]  # narrower tables first
+    mask0, mask1, pos = [], [], 0
+    for size in sizes:
+        group = bits[pos:pos + size]
+        pos += size
+        mask0.append(sum(1 << b for b in group if b < 64))
+        mask1.append(sum(1 << (b - 64) for b in group if b >= 64))
+    cap = min(MAX_BUCKET_BITS, max(8, int(n).bit_length() + 1))
+    return Layout(tuple(mask0), tuple(mask1), dead0, dead1, tuple(min(w, cap) for w in sizes), tuple(sizes))
 
 
 def table_radii(radius: int, m: int) -> list[int]:
@@ -78,6 +88,7 @@ def table_radii(radius: int, m: int) -> list[int]:
     return [s] * (a + 1) + [s - 1] * (m - a - 1)
 
 
+@lru_cache(maxsize=4096)
 def neighbourhood_size(width: int, s: int) -> int:
     """How many width-bit keys lie within Hamming distance s of a given key."""
     if s < 0:
@@ -85,97 +96,75 @@ def neighbourhood_size(width: int, s: int) -> int:
     return sum(comb(width, k) for k in range(min(s, width) + 1))
 
 
-@lru_cache(maxsize=64)
-def xor_masks(width: int, s: int) -> np.ndarray:
-    """All width-bit values with at most s bits set, sorted (read-only uint64)."""
-    if width <= 20:
-        allv = np.arange(1 << width, dtype=np.uint64)
-        out = allv[popcount(allv) <= s]
-    else:
-        parts = [np.zeros(1, dtype=np.uint64)]
-        bits = np.uint64(1) << np.arange(width, dtype=np.uint64)
-        for k in range(1, min(s, width) + 1):
-            idx = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(width), k)),
-                              dtype=np.int64).reshape(-1, k)
-            parts.append(np.bitwise_or.reduce(bits[idx], axis=1))
-        out = np.sort(np.concatenate(parts))
+@lru_cache(maxsize=128)
+def layered_masks(width: int, s: int) -> np.ndarray:
+    """Every width-bit value with at most s bits set, by number of bits set (read-only uint64).
+
+    The first `neighbourhood_size(width, t)` entries are those within t, for every t <= s.
+    Layer k comes from layer k-1: each value gains one bit above its highest set bit."""
+    layers = [np.zeros(1, dtype=np.uint64)]
+    for _ in range(min(s, width)):
+        prev = layers[-1]  # ascending, so the values below 2**b are a prefix
+        parts = [prev[: np.searchsorted(prev, np.uint64(1) << np.uint64(b))] | (np.uint64(1) << np.uint64(b))
+                 for b in range(width)]
+        layers.append(np.sort(np.concatenate(parts)))
+    out = np.concatenate(layers)
     out.flags.writeable = False
     return out
 
 
-def neighbours(subs: np.ndarray, width: int, s: int) -> np.ndarray:
-    """Sorted unique keys within s of any of the substring values `subs`."""
-    masks = xor_masks(width, s)
-    return np.unique(np.bitwise_xor(np.asarray(subs, dtype=np.uint64)[:, None], masks[None, :]).ravel())
+def query_radii(layout: Layout, q0: np.ndarray, q1: np.ndarray, ref: tuple[int, int], radius: int) -> np.ndarray:
+    """(k, m) per-table radii for each query: the search radius less the query's dead-bit mismatches.
 
-
-def plan(layout: Layout, radius: int, n_queries: int, n_entries: int, load_cost: float = 1.0,
-         check_cost: float = 0.0, probe_cost: float = 0.0) -> list[tuple[int, int]] | None:
-    """[(table, per-table radius), ...] to probe, or None when a full scan is cheaper.
-
-    Costs are in units of one key lookup. Multi-index hashing costs one unit per
-    key plus `probe_cost` per table probed; a scan costs `load_cost` per stored
-    code to get the codes into RAM plus `check_cost` per code and query. With the
-    defaults a scan happens when the keys to look up would outnumber the stored
-    codes (huge radii, or an index smaller than the neighbourhood); a store whose
-    codes are already in RAM passes load_cost=0.
-    """
-    probes = [(j, s) for j, s in enumerate(table_radii(radius, layout.m)) if s >= 0]
-    if radius >= layout.code_bits:
-        return None
-    n_keys = n_queries * sum(neighbourhood_size(layout.width, s) for _, s in probes)
-    mih_cost = n_keys + probe_cost * len(probes)
-    return None if mih_cost > n_entries * (load_cost + n_queries * check_cost) else probes
-
-
-def verify(queries: np.ndarray, ids: np.ndarray, codes: np.ndarray, radius: int,
-           alive: np.ndarray | None = None) -> list[list[tuple[int, int]]]:
-    """For each query, every (id, distance) with distance <= radius, sorted by (distance, id).
-
-    `alive`, when given, masks out rows (tombstones of a cache)."""
-    out = []
-    for q in queries:
-        d = hamming_many(q, codes)
-        within = d <= radius
-        hit = np.flatnonzero(within & alive if alive is not None else within)
-        hid, hd = ids[hit], d[hit]
-        order = np.lexsort((hid, hd))
-        out.append(list(zip(hid[order].tolist(), hd[order].tolist())))
+    `ref` is a stored code (all stored codes agree on the dead bits); -1 skips a table."""
+    dead = (popcount((q0 ^ np.uint64(ref[0])) & np.uint64(layout.dead0)).astype(np.int64)
+            + popcount((q1 ^ np.uint64(ref[1])) & np.uint64(layout.dead1)))
+    left = radius - dead  # the radius that remains for the live bits, per query
+    if layout.m == 0:
+        return np.zeros((len(q0), 0), dtype=np.int64)
+    s, a = np.divmod(np.maximum(left, 0), layout.m)
+    out = s[:, None] - (np.arange(layout.m)[None, :] > a[:, None])  # table_radii, one row per query
+    out[left < 0] = -1
     return out
 
 
-def dedupe(ids: list[np.ndarray], codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate candidate chunks and keep one row per id."""
-    if not ids:
-        return EMPTY_IDS, EMPTY_CODES
-    all_ids = np.concatenate(ids)
-    uniq, first = np.unique(all_ids, return_index=True)
-    return uniq, np.concatenate(codes)[first]
+@lru_cache(maxsize=64)
+def sizes_table(widths: tuple[int, ...], max_radius: int = 128) -> np.ndarray:
+    """(m, max_radius + 2) float: [j, s + 1] = keys within s of a key of table j (column 0: s = -1)."""
+    out = np.array([[0.0] + [float(neighbourhood_size(w, s)) for s in range(max_radius + 1)] for w in widths])
+    out = out.reshape(len(widths), max_radius + 2)
+    out.flags.writeable = False
+    return out
 
 
-def search(layout: Layout, queries: np.ndarray, radius: int, n_entries: int, lookup: Lookup,
-           scan: Scan, costs: tuple[float, ...] = ()) -> list[list[tuple[int, int]]]:
-    """Exact range search of (k, 2) uint64 `queries` over a store of `n_entries` codes.
-
-    `lookup(j, keys)` returns (ids int64, codes (n,2) uint64) of every entry of
-    table j whose substring is in the sorted uint64 array `keys`; `scan(queries,
-    radius)` answers by checking every stored code. `costs` are passed to `plan`
-    after the first four arguments. Candidates are shared by all queries and
-    verified exactly.
-    """
-    if radius < 0:
-        raise ValueError(f"radius must be >= 0, not {radius}")
-    if n_entries == 0 or len(queries) == 0:
-        return [[] for _ in range(len(queries))]
-    probes = plan(layout, radius, len(queries), n_entries, *costs)
-    if probes is None:
-        return scan(queries, radius)
-    subs = layout.substrings(queries)
-    chunks = [lookup(j, neighbours(subs[:, j], layout.width, s)) for j, s in probes]
-    ids, codes = dedupe([c[0] for c in chunks], [c[1] for c in chunks])
-    return verify(queries, ids, codes, radius)
+def keys_per_query(sizes: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """(k, m) keys each query looks up in each table, from `sizes_table` and (k, m) radii."""
+    return sizes[np.arange(radii.shape[1])[None, :], np.minimum(radii, sizes.shape[1] - 2) + 1]
 
 
-def brute_force(queries: np.ndarray, ids: np.ndarray, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
-    """The oracle: verify every stored code (same output format as `search`)."""
-    return verify(queries, np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=np.uint64).reshape(-1, 2), radius)
+def keys_to_probe(layout: Layout, radii: np.ndarray) -> int:
+    """How many keys a probe with these (k, m) per-table radii looks up."""
+    return int(keys_per_query(sizes_table(layout.widths), radii).sum())
+
+
+# -- cost model ------------------------------------------------------------------------------
+# Nanoseconds, measured on the 2-core test VM at 100k, 1M and 10M codes (docs/performance.md,
+# Index): the fused scan reads 16 bytes per code (~1 ns: 14-18 GB/s) and checks every query
+# on it (0.45 ns per code and query); a probe reads one bucket offset per key and one code per
+# row found, both mostly cache misses (25-45 ns each).
+SCAN_ROW_NS, SCAN_PAIR_NS = 1.0, 0.45
+KEY_NS, ROW_NS, PROBE_FIXED_NS = 25.0, 25.0, 20_000.0
+BUILD_NS = 15.0  # per row and table
+
+
+def scan_cost(rows: int, queries: int) -> float:
+    return rows * (SCAN_ROW_NS + SCAN_PAIR_NS * queries)
+
+
+def probe_cost(keys: np.ndarray, occupancy: np.ndarray) -> float:
+    """Keys looked up ((k, m) from `keys_per_query`) times (one offset + the rows expected under a key)."""
+    return PROBE_FIXED_NS + float((keys * (KEY_NS + occupancy * ROW_NS)).sum())
+
+
+def build_cost(rows: int, layout: Layout) -> float:
+    return BUILD_NS * rows * layout.m + sum(2**b for b in layout.bucket_bits)

@@ -30,7 +30,7 @@ def table_sizes(ix) -> dict:
 
 def test_implements_the_protocol(index):
     assert isinstance(index, Index)
-    assert (index.meta.code_bits, index.meta.m, index.meta.algo) == (128, 8, "lbph")
+    assert (index.meta.code_bits, index.meta.m, index.meta.algo) == (128, 0, "lbph")  # m 0: chosen from n
 
 
 def test_put_assigns_increasing_ids_and_get_returns_the_record(index):
@@ -132,6 +132,23 @@ def test_failed_batch_changes_nothing(index):
     assert index.put(rec("/c", 4)).file_id == 2  # the aborted batch used no id
 
 
+def test_one_path_twice_in_a_batch_is_refused(index):
+    with pytest.raises(PathConflict):
+        index.put_many([rec("/x", 1), rec("/y", 2), rec("/x", 3)])
+    assert len(index) == 0 and index.by_path("/x") is None and index.range_search((1, 2), 0) == []
+
+
+def test_a_batch_mixing_new_replaced_and_moved_records(index):
+    a, b = index.put_many([rec("/a", 1, code=(1, 0)), rec("/b", 2, code=(2, 0))])
+    c, a2, d, b2 = index.put_many([rec("/c", 3, code=(3, 0)), a.with_(path="/a2", code=(4, 0)),
+                                   rec("/a", 4, code=(1, 0)), b.with_(code=None, state=STATE_ERROR)])
+    assert [r.file_id for r in (c, d)] == [b.file_id + 1, b.file_id + 2] and a2.file_id == a.file_id
+    assert index.by_path("/a") == d and index.by_path("/a2") == a2 and index.by_path("/c") == c
+    assert index.range_search((1, 0), 0) == [(d.file_id, 0)] and index.range_search((4, 0), 0) == [(a.file_id, 0)]
+    assert index.range_search((2, 0), 0) == [] and len(index) == 4
+    assert [r.file_id for r in index.iter_records()] == [a.file_id, b.file_id, c.file_id, d.file_id]
+
+
 def test_error_records_are_stored_but_not_searchable(index):
     bad = index.put(rec("/broken", code=None, state=STATE_ERROR, error="undecodable"))
     assert index.get(bad.file_id) == bad and index.by_path("/broken") == bad
@@ -217,7 +234,7 @@ def test_meta_round_trip(index):
 def test_meta_keys_do_not_clash_with_settings(index):
     index.set_meta("m", 99)
     index.set_meta("next_id", "x")
-    assert index.meta.m == 8 and index.put(rec("/a")).file_id == 1
+    assert index.meta.m == 0 and index.put(rec("/a")).file_id == 1
     assert index.get_meta("m") == 99
 
 
@@ -251,7 +268,7 @@ def test_stats_counts_entries(index):
     index.put_many([rec("/a", 1), rec("/b", 1, code=None)])
     st = index.stats()
     assert st["files"] == 2
-    assert st["entries"]["mih0"] == 1 and st["entries"]["inodes"] == 2 and st["entries"]["paths"] == 2
+    assert st["entries"]["codes"] == 1 and st["entries"]["inodes"] == 2 and st["entries"]["paths"] == 2
 
 
 def test_64_bit_index_with_m2(make_index):
@@ -260,7 +277,7 @@ def test_64_bit_index_with_m2(make_index):
     assert ix.meta.m == 2 and ix.range_search((0xFFFF_0000_0000_0000, 0), 1) == [(a.file_id, 1)]
 
 
-@pytest.mark.parametrize("m", [0, 3, 1, 256])
+@pytest.mark.parametrize("m", [-1, 1, 129, 256, True])
 def test_bad_m_is_refused(make_index, m):
     with pytest.raises(ValueError):
         make_index(m=m)
@@ -340,6 +357,54 @@ def test_lmdb_mismatch_asks_for_reindex(tmp_path, change):
     with pytest.raises(IndexMismatch, match="dedupctl reindex"):
         LmdbIndex.open(tmp_path, **{**args, **change})
     LmdbIndex.open(tmp_path, **args, m=None).close()  # m=None accepts the stored m
+
+
+def test_lmdb_index_of_schema_2_asks_for_reindex(tmp_path):
+    """Schema 2 kept MIH tables in LMDB; schema 3 stores each code once: reopening says what to do."""
+    import lmdb
+    with LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        ix.put(rec("/a"))
+    env = lmdb.open(str(tmp_path), max_dbs=20)
+    with env.begin(write=True) as txn:
+        txn.put(b"schema_version", b"2", db=env.open_db(b"meta", txn=txn, create=False))
+    env.close()
+    with pytest.raises(IndexMismatch, match=r"schema version 2, this dedupd uses 3; run `dedupctl reindex`"):
+        LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
+
+
+def test_lmdb_codes_are_stored_once_and_survive_reopen(tmp_path):
+    recs = [rec(f"/p/{i}", i, code=(i * 7919, i)) for i in range(1, 2001)]
+    with LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        stored = ix.put_many(recs)
+        ix.delete_many([r.file_id for r in stored[::3]])
+        ix.put(stored[1].with_(code=(5, 5)))
+        st = ix.stats()
+        assert st["entries"]["codes"] == 2000 - 667 and st["table_bytes"]["codes"] < 40 * 2000
+    with LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1, readonly=True) as ro:
+        ids, codes = ro.all_codes()
+        live = [r for i, r in enumerate(stored) if i % 3]
+        assert ids.tolist() == [r.file_id for r in live]
+        assert codes.tolist() == [[5, 5] if r.file_id == stored[1].file_id else list(r.code) for r in live]
+        assert ro.range_search((5, 5), 0) == [(stored[1].file_id, 0)]
+
+
+def test_lmdb_content_entries_move_to_the_big_table_and_stay_findable(tmp_path, monkeypatch):
+    """New content entries wait in `content_new` and move into `content` in one sorted pass;
+    lookups, replaces and deletes see both tables."""
+    from dedupd.index import lmdb_tables
+    monkeypatch.setattr(lmdb_tables, "CONTENT_BUFFER_MIN", 4)
+    h = [bytes([i]) * 32 for i in range(40)]
+    with LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        first = ix.put_many([rec(f"/a{i}", i, content_hash=h[i % 10]) for i in range(20)])  # moved at once
+        second = ix.put_many([rec(f"/b{i}", 100 + i, content_hash=h[i]) for i in range(3)])  # waits in content_new
+        with ix._env.begin() as txn:
+            assert txn.stat(ix._t.content)["entries"] == 20 and txn.stat(ix._t.content_new)["entries"] == 3
+        assert [r.file_id for r in ix.by_content(h[0])] == [first[0].file_id, first[10].file_id, second[0].file_id]
+        ix.put(first[0].with_(content_hash=h[30]))  # an entry leaves the big table
+        ix.delete_many([second[1].file_id])  # one leaves the small table
+        assert [r.file_id for r in ix.by_content(h[0])] == [first[10].file_id, second[0].file_id]
+        assert ix.by_content(h[1]) == [first[1], first[11]] and ix.by_content(h[30]) == [ix.get(first[0].file_id)]
+        assert ix.stats()["entries"]["content"] == 22
 
 
 def test_lmdb_directory_with_other_files_is_corrupt(tmp_path):

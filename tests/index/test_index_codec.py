@@ -59,6 +59,7 @@ def test_garbage_is_corrupt_or_a_record(raw):
     assert encode_record(rec) == raw  # a valid encoding: decodes back to the same bytes
 
 
+@settings(deadline=None)  # the shared 2-core VM stalls now and then; exactness, not speed, is tested
 @given(records(), st.data())
 def test_flipped_byte_never_raises_anything_but_corrupt(rec, data):
     raw = bytearray(encode_record(rec))

@@ -1,4 +1,5 @@
-"""The multi-index hashing math in `dedupd.index.mih`, without any store."""
+"""Multi-index hashing: the math and layout (`dedupd.index.mih`), the numba kernels behind it
+(`search_kernels`) and the in-RAM tables (`MihTables`), without any store."""
 
 from __future__ import annotations
 
@@ -7,18 +8,25 @@ from math import comb
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedupd.index import mih
 from dedupd.index.hamming import hamming_many, hamming_many_numpy
+from dedupd.index.mih_tables import MihTables
+from dedupd.index.search_kernels import bucket_keys, csr_fill, scan_listed, scan_rows, substrings
 
 
 def popcount_py(x: int) -> int:
     return bin(x).count("1")
 
 
-@given(st.integers(0, 200), st.sampled_from([1, 2, 4, 8, 16, 32]))
+def words(codes):
+    codes = np.asarray(codes, dtype=np.uint64).reshape(-1, 2)
+    return np.ascontiguousarray(codes[:, 0]), np.ascontiguousarray(codes[:, 1])
+
+
+@given(st.integers(0, 200), st.integers(1, 32))
 def test_table_radii_follow_norouzi(radius, m):
     radii = mih.table_radii(radius, m)
     s, a = divmod(radius, m)
@@ -27,47 +35,94 @@ def test_table_radii_follow_norouzi(radius, m):
     assert sum(r + 1 for r in radii) == radius + 1
 
 
-@given(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)),
-       st.sampled_from([(128, 2), (128, 4), (128, 8), (128, 16), (128, 32), (64, 2), (64, 4), (64, 8)]))
-def test_substrings_are_contiguous_bit_ranges(code, layout_args):
-    code_bits, m = layout_args
-    if code_bits == 64:
-        code = (code[0], 0)
-    layout = mih.Layout(code_bits, m)
-    value = code[0] | (code[1] << 64)
-    subs = layout.substrings(np.array([code], dtype=np.uint64))[0].tolist()
-    w = code_bits // m
-    assert subs == [(value >> (j * w)) & ((1 << w) - 1) for j in range(m)]
-    keys = layout.code_keys(*code)
-    assert keys == layout.keys(np.array(subs, dtype=np.uint64))
-    assert keys == [s.to_bytes(layout.key_bytes, "big") for s in subs]
-
-
-@pytest.mark.parametrize("width,s", [(4, 0), (4, 2), (4, 9), (8, 3), (16, 2), (32, 2), (64, 2), (24, 3)])
-def test_xor_masks_are_every_value_within_s(width, s):
-    masks = mih.xor_masks(width, s)
+@pytest.mark.parametrize("width,s", [(4, 0), (4, 2), (4, 9), (8, 3), (16, 2), (18, 4), (32, 2), (64, 2)])
+def test_layered_masks_are_every_value_within_s_by_weight(width, s):
+    masks = mih.layered_masks(width, s)
     assert len(masks) == mih.neighbourhood_size(width, s) == sum(comb(width, k) for k in range(min(s, width) + 1))
-    assert len(set(masks.tolist())) == len(masks) and list(masks) == sorted(masks)
-    assert all(popcount_py(int(x)) <= s and int(x) < (1 << width) for x in masks)
+    weights = [popcount_py(int(x)) for x in masks]
+    assert weights == sorted(weights) and len(set(masks.tolist())) == len(masks)
+    assert all(w <= s and int(x) < (1 << width) for x, w in zip(masks, weights))
+    for t in range(s + 1):  # a prefix is exactly the neighbourhood of a smaller radius
+        assert sorted(masks[: mih.neighbourhood_size(width, t)].tolist()) == sorted(
+            int(x) for x in masks if popcount_py(int(x)) <= t)
     assert not masks.flags.writeable
 
 
-def test_neighbours_are_sorted_unique_union():
-    got = mih.neighbours(np.array([0b0000, 0b0001], dtype=np.uint64), 4, 1)
-    assert got.tolist() == sorted({0, 1, 2, 4, 8, 3, 5, 9})
+def test_layered_masks_match_an_explicit_enumeration():
+    for width, s in [(21, 2), (32, 1)]:
+        expect = sorted(sum(1 << b for b in c) for k in range(s + 1) for c in itertools.combinations(range(width), k))
+        assert sorted(mih.layered_masks(width, s).tolist()) == expect
 
 
-def test_plan_scans_when_the_neighbourhood_outnumbers_the_codes():
-    layout = mih.Layout(128, 8)
-    assert mih.plan(layout, 8, 1, 1000) == [(0, 1)] + [(j, 0) for j in range(1, 8)]
-    assert mih.plan(layout, 8, 1, 10) is None  # 24 keys > 10 codes
-    assert mih.plan(layout, 128, 1, 10**9) is None
-    assert mih.plan(layout, 3, 1, 10**9) == [(0, 0), (1, 0), (2, 0), (3, 0)]  # s=0, a=3: the rest skip
-    assert mih.plan(layout, 8, 1, 1000, load_cost=0.0, check_cost=0.0) is None
-    assert mih.plan(layout, 24, 1, 100_000, load_cost=0.0, check_cost=1 / 1024) is None
-    assert mih.plan(layout, 24, 1, 100_000) is not None
-    assert mih.plan(layout, 8, 1, 100_000, 0.0, 1 / 1024) is not None
-    assert mih.plan(layout, 8, 1, 100_000, 0.0, 1 / 1024, probe_cost=24) is None  # 8 probes cost more
+@pytest.mark.parametrize("n,live,m", [(100_000, 127, 8), (1_000_000, 127, 7), (10_000_000, 127, 6),
+                                      (1_000_000, 64, 4), (50, 127, 16)])
+def test_tables_get_about_log2_n_bits(n, live, m):
+    assert mih.m_for(live, n) == m
+
+
+def test_layout_leaves_out_dead_bits_and_cuts_runs_of_equal_width():
+    live0, live1 = 2**64 - 1, 2**63 - 1  # bit 127 never varies (LBPH's reserved bit)
+    layout = mih.make_layout(live0, live1, 1_000_000)
+    assert layout.widths == (18, 18, 18, 18, 18, 18, 19) and layout.bucket_bits == layout.widths
+    assert (layout.dead0, layout.dead1) == (0, 1 << 63)
+    union0 = union1 = 0
+    for a, b in zip(layout.mask0, layout.mask1):
+        assert not (a & union0) and not (b & union1)  # disjoint
+        union0, union1 = union0 | a, union1 | b
+    assert (union0, union1) == (live0, live1)
+    assert mih.make_layout(2**64 - 1, 0, 1_000_000).m == 4  # a 64-bit algorithm: word 1 is dead
+    assert mih.make_layout(0, 0, 10).m == 0  # all codes equal: nothing to hash
+
+
+def test_wide_substrings_share_buckets():
+    layout = mih.make_layout(2**64 - 1, 2**64 - 1, 100, m=2)
+    assert layout.widths == (64, 64) and layout.bucket_bits == (8, 8)
+
+
+def test_query_radii_subtract_dead_bit_mismatches():
+    layout = mih.make_layout(2**64 - 1, 2**63 - 1, 1000, m=4)
+    ref = (0, 0)  # every stored code has bit 127 = 0
+    q0 = np.zeros(2, dtype=np.uint64)
+    q1 = np.array([0, 1 << 63], dtype=np.uint64)
+    radii = mih.query_radii(layout, q0, q1, ref, 9)
+    assert radii[0].tolist() == mih.table_radii(9, 4) and radii[1].tolist() == mih.table_radii(8, 4)
+    assert (mih.query_radii(layout, q0, q1, ref, 0)[1] == -1).all()  # 1 bit off every code: nothing within 0
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+def test_substrings_pack_the_masked_bits(w0, w1, m0, m1):
+    room = 64 - popcount_py(m0)  # a substring is at most 64 bits wide
+    m1 = sum(1 << b for b in [b for b in range(64) if m1 >> b & 1][:room])
+    bits = [(w0 >> b) & 1 for b in range(64) if m0 >> b & 1] + [(w1 >> b) & 1 for b in range(64) if m1 >> b & 1]
+    expect = sum(bit << i for i, bit in enumerate(bits))
+    got = substrings(np.array([w0], np.uint64), np.array([w1], np.uint64), np.uint64(m0), np.uint64(m1))
+    assert int(got[0]) == expect
+    low = bucket_keys(np.array([w0], np.uint64), np.array([w1], np.uint64), np.uint64(m0), np.uint64(m1), 20)
+    assert int(low[0]) == expect & (2**20 - 1)
+
+
+def test_csr_fill_lists_every_row_under_its_key():
+    keys = np.array([3, 1, 3, 0, 3, 2, 1], dtype=np.uint32)
+    offsets, rows = np.zeros(5, np.uint32), np.empty(7, np.uint32)
+    csr_fill(keys, offsets, rows)
+    assert offsets.tolist() == [0, 1, 3, 4, 7]
+    assert [rows[offsets[k]:offsets[k + 1]].tolist() for k in range(4)] == [[3], [1, 6], [5], [0, 2, 4]]
+
+
+def test_scan_kernels_equal_brute_force():
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 2**64, (5000, 2), dtype=np.uint64)
+    queries = codes[[7, 4100]] ^ np.array([[0b1011, 0], [0, 1 << 40]], dtype=np.uint64)
+    w0, w1 = words(codes)
+    q0, q1 = words(queries)
+    d = np.minimum(hamming_many_numpy(queries[0], codes), hamming_many_numpy(queries[1], codes))
+    for radius in (0, 1, 3, 30):
+        expect = np.flatnonzero(d <= radius).tolist()
+        assert scan_rows(w0, w1, 0, len(codes), q0, q1, radius).tolist() == expect
+        assert scan_rows(w0, w1, 100, 4200, q0, q1, radius).tolist() == [i for i in expect if 100 <= i < 4200]
+        listed = np.arange(0, 5000, 3, dtype=np.int64)
+        assert scan_listed(w0, w1, listed, q0, q1, radius).tolist() == [i for i in expect if i % 3 == 0]
+    assert scan_rows(w0, w1, 0, len(codes), q0, q1, -1).tolist() == []
 
 
 def test_numba_and_numpy_distances_agree():
@@ -78,63 +133,32 @@ def test_numba_and_numpy_distances_agree():
     assert hamming_many(q, codes).tolist() == expect == hamming_many_numpy(q, codes).tolist()
 
 
-class DictStore:
-    """A minimal store for mih.search: dict of substring -> [(id, code)] per table."""
-
-    def __init__(self, layout, codes):
-        self.layout, self.ids, self.codes = layout, np.arange(1, len(codes) + 1), codes
-        self.tables = [dict() for _ in range(layout.m)]
-        for i, sub in zip(self.ids, layout.substrings(codes)):
-            for j, s in enumerate(sub.tolist()):
-                self.tables[j].setdefault(s, []).append(i)
-        self.looked_up = 0
-
-    def lookup(self, j, keys):
-        self.looked_up += len(keys)
-        hit = sorted(i for k in keys.tolist() for i in self.tables[j].get(k, ()))
-        return np.array(hit, dtype=np.int64), self.codes[np.array(hit, dtype=np.int64) - 1].reshape(-1, 2)
-
-    def scan(self, queries, radius):
-        return mih.verify(queries, self.ids, self.codes, radius)
-
-
-def brute(queries, codes, radius):
-    out = []
-    for q in queries:
-        d = [(popcount_py(int(a) ^ int(q[0])) + popcount_py(int(b) ^ int(q[1])), i + 1)
-             for i, (a, b) in enumerate(codes)]
-        out.append([(i, dist) for dist, i in sorted(d) if dist <= radius])
-    return out
-
-
-@given(st.integers(0, 2**32 - 1), st.sampled_from([2, 4, 8, 16]), st.integers(0, 40), st.integers(1, 4))
-def test_forced_mih_equals_brute_force(seed, m, radius, k):
-    """MIH alone (scan never chosen) is exact, for every split of r into s and a."""
+@settings(deadline=None, max_examples=60)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 2, 3, 5, 8]), st.integers(0, 24))
+def test_probe_finds_every_row_within_the_radius(seed, m, radius):
+    """MIH alone is exact, dead bits included: a query may differ from every code on them."""
     rng = np.random.default_rng(seed)
-    layout = mih.Layout(128, m)
     centres = rng.integers(0, 2**64, (3, 2), dtype=np.uint64)
-    codes = centres[rng.integers(0, 3, 80)] ^ flips(rng, 80, radius)
-    queries = centres[rng.integers(0, 3, k)] ^ flips(rng, k, radius // 2)
-    keys = k * sum(mih.neighbourhood_size(layout.width, s) for s in mih.table_radii(radius, m))
-    if keys > 200_000:
-        return  # too many keys to enumerate in a test; the stores scan instead
-    store = DictStore(layout, codes)
-    got = mih.search(layout, queries, radius, len(codes), store.lookup, store.scan, (float("inf"),))
-    assert got == brute(queries, codes, radius)
-    assert store.looked_up > 0 or radius >= 128
+    codes = centres[rng.integers(0, 3, 300)] ^ (rng.random((300, 2)) < 0.08) * rng.integers(0, 2**64, (300, 2), dtype=np.uint64)
+    codes[:, 1] &= np.uint64(0x0FFF_FFFF_FFFF_FFFF)  # four dead bits
+    queries = codes[rng.integers(0, 300, 4)] ^ np.array([[0, 0], [0, 1 << 62], [1, 3 << 60], [5, 0]], dtype=np.uint64)
+    w0, w1 = words(codes)
+    q0, q1 = words(queries)
+    tables = MihTables(w0, w1, m)
+    radii = tables.radii(q0, q1, radius)
+    if tables.cost(radii) == float("inf"):
+        return
+    got = np.unique(tables.probe(w0, w1, q0, q1, radius, radii)).tolist()
+    d = np.min([hamming_many_numpy(q, codes) for q in queries], axis=0)
+    assert got == np.flatnonzero(d <= radius).tolist()
 
 
-def flips(rng, n, max_bits):
-    """n (2,) uint64 masks with 0..max_bits random bits set."""
-    out = np.zeros((n, 2), dtype=np.uint64)
-    for row in out:
-        for b in rng.choice(128, size=rng.integers(0, max_bits + 1), replace=False):
-            row[b // 64] |= np.uint64(1) << np.uint64(b % 64)
-    return out
-
-
-def test_itertools_masks_match_the_table_method():
-    # widths above 20 use combinations; compare with an explicit enumeration
-    for width, s in [(21, 2), (32, 1)]:
-        expect = sorted(sum(1 << b for b in c) for k in range(s + 1) for c in itertools.combinations(range(width), k))
-        assert mih.xor_masks(width, s).tolist() == expect
+def test_probe_output_grows_past_its_first_buffer():
+    codes = np.tile(np.array([[9, 9]], dtype=np.uint64), (3000, 1))
+    codes[::2, 0] ^= np.uint64(1)  # two distinct codes, so there are live bits to hash
+    w0, w1 = words(codes)
+    tables = MihTables(w0, w1)
+    q0, q1 = words(codes[:1])
+    rows = tables.probe(w0, w1, q0, q1, 1, tables.radii(q0, q1, 1))
+    assert sorted(set(rows.tolist())) == list(range(3000))
+    assert tables.occupancy[0] > 1000  # two crowded buckets: the cost model sees it

@@ -1,0 +1,90 @@
+"""The multi-index hashing tables over the first n rows of a `CodeTable`, in RAM.
+
+Per table a CSR bucket index: `offsets` (2**bucket_bits + 1 uint32) and `rows` (n uint32,
+ascending within a bucket). 4 bytes per row and table plus the offsets: at 1M codes and the
+layout `mih.make_layout` picks (7 tables of 18-19 bits) 28 + 9 MB. Built in one pass per
+table (`search_kernels.csr_build`); never updated in place: the `CodeTable` scans the rows
+added or changed since the build and rebuilds the tables when those grow too many.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from . import mih
+from .search_kernels import bucket_keys, collision_sum, csr_fill, mih_probe, substrings
+
+MAX_PROBE_KEYS = 2_000_000  # beyond this a probe takes longer than any scan: the index scans instead
+
+
+class MihTables:
+    """Tables over rows [0, n) of the words w0, w1 (which must not change underneath)."""
+
+    def __init__(self, w0: np.ndarray, w1: np.ndarray, m: int = 0):
+        n = len(w0)
+        self.n = n
+        live0, live1 = mih.live_masks(w0, w1)
+        self.layout = layout = mih.make_layout(live0, live1, n, m)
+        self.ref = (int(w0[0]), int(w1[0])) if n else (0, 0)
+        sizes = [2**b + 1 for b in layout.bucket_bits]
+        self.off_base = np.cumsum([0] + sizes[:-1], dtype=np.int64)
+        self.row_base = np.arange(layout.m, dtype=np.int64) * n
+        self.offsets = np.zeros(sum(sizes) or 1, np.uint32)  # filled in place: no second copy at build
+        self.rows = np.empty(layout.m * n, np.uint32)
+        self.occupancy = []
+        for j, kb in enumerate(layout.bucket_bits):
+            keys = bucket_keys(w0, w1, np.uint64(layout.mask0[j]), np.uint64(layout.mask1[j]), kb)
+            offsets = self.offsets[self.off_base[j]:self.off_base[j] + sizes[j]]
+            csr_fill(keys, offsets, self.rows[j * n:(j + 1) * n])
+            self.occupancy.append(float(collision_sum(offsets)) / max(n, 1))
+        self.sizes = mih.sizes_table(layout.widths)
+
+    @property
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.rows.nbytes
+
+    @property
+    def usable(self) -> bool:
+        """False when no bit varies (all codes equal): there is nothing to hash on."""
+        return self.layout.m > 0
+
+    def radii(self, q0: np.ndarray, q1: np.ndarray, radius: int) -> np.ndarray:
+        return mih.query_radii(self.layout, q0, q1, self.ref, radius)
+
+    def cost(self, radii: np.ndarray) -> float:
+        """Estimated nanoseconds of `probe` with these per-table radii (inf when too many keys)."""
+        keys = mih.keys_per_query(self.sizes, radii)
+        if keys.sum() > MAX_PROBE_KEYS:
+            return float("inf")
+        return mih.probe_cost(keys, np.asarray(self.occupancy))
+
+    def probe(self, w0: np.ndarray, w1: np.ndarray, q0: np.ndarray, q1: np.ndarray, radius: int,
+              radii: np.ndarray) -> np.ndarray:
+        """Rows < n within `radius` of some query (unsorted, possibly repeated)."""
+        layout = self.layout
+        masks, mask_base = _masks(layout.widths, tuple(radii.max(axis=0).tolist()))
+        count = mih.keys_per_query(self.sizes, radii).astype(np.int64)
+        qsubs = np.empty(radii.shape, dtype=np.uint64)
+        for j in range(layout.m):
+            qsubs[:, j] = substrings(q0, q1, np.uint64(layout.mask0[j]), np.uint64(layout.mask1[j]))
+        bucket_mask = np.array([(1 << b) - 1 for b in layout.bucket_bits], dtype=np.uint64)
+        out = np.empty(1024, np.int64)
+        while True:
+            found = mih_probe(self.offsets, self.off_base, self.rows, self.row_base, w0, w1, qsubs, masks,
+                              mask_base, count, bucket_mask, q0, q1, int(radius), out)
+            if found <= len(out):
+                return out[:found]
+            out = np.empty(found, np.int64)
+
+
+@lru_cache(maxsize=64)
+def _masks(widths: tuple[int, ...], radii: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The layered xor masks of every table for its largest radius, concatenated, and where each starts."""
+    parts = [mih.layered_masks(w, s) if s >= 0 else np.zeros(0, np.uint64) for w, s in zip(widths, radii)]
+    base = np.cumsum([0] + [len(p) for p in parts[:-1]], dtype=np.int64)
+    out = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    out.flags.writeable = False
+    base.flags.writeable = False
+    return out, base
