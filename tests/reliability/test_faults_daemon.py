@@ -67,7 +67,7 @@ print(len(index))  # after the last write
 
 
 def test_lmdb_map_full_grows_and_the_work_goes_on(tmp_path):
-    """Index (128 KiB) and journal (64 KiB) maps fill up during a scan and a round of
+    """Index (32 KiB) and journal (64 KiB) maps fill up during a scan and a round of
     actions: both grow, every file is indexed and every copy replaced, and a reader in
     another process keeps reading through the growth."""
     root = tmp_path / "photos"
@@ -77,7 +77,7 @@ def test_lmdb_map_full_grows_and_the_work_goes_on(tmp_path):
     algo = ALGORITHMS[config.algorithm]
     os.makedirs(index_path(config))
     index = LmdbIndex.open(index_path(config), code_bits=algo.bits, algo=algo.name, algo_version=algo.version,
-                           map_size=128 << 10)
+                           map_size=32 << 10)
     index.set_meta("edge_radius", config.report_threshold)
     reader = subprocess.Popen([sys.executable, "-c", _READER, index_path(config), str(algo.bits), algo.name,
                                str(algo.version)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -96,7 +96,7 @@ def test_lmdb_map_full_grows_and_the_work_goes_on(tmp_path):
         scanner.run()
         count = reader.communicate("stop\n", timeout=60)[0].split()[0]
         assert reader.returncode == 0 and int(count) == len(index) == len(expected)
-        assert index.stats()["map_size"] >= 4 * (128 << 10)  # doubled at least twice
+        assert index.stats()["map_size"] >= 4 * (32 << 10)  # doubled at least twice
         assert outcomes and set(outcomes) == {"done"} and len(outcomes) >= len(expected) // 10
         assert journal.totals()["by_state"] == {"done": len(outcomes)}
     finally:
