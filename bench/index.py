@@ -1,7 +1,9 @@
-"""Exact Hamming range search at NAS scale: our MIH in LMDB (and its in-memory twin) vs a
-numba linear scan over all codes in RAM vs FAISS IndexBinaryMultiHash, on the same queries.
+"""Exact Hamming range search at NAS scale (issue 5): the schema-3 index (`LmdbIndex`: codes in
+RAM, a fused scan or multi-index hashing chosen by a cost model) vs a numba linear scan over the
+same codes in RAM vs FAISS IndexBinaryMultiHash, on the same queries; insert rate, bytes per
+file on disk, and the all-pairs edge finding of a first scan (what grouping needs).
 
-Two code sets of n codes each (default 1M, --quick 100k):
+Two code sets of n codes each (--n, default 1M; 10M takes ~20 min per set, mostly inserts):
   random    uniform random 128-bit codes;
   lbph      codes with the bit statistics of real LBPH fingerprints: the corpus photos and
             in-memory transformed copies of a sample of them are fingerprinted; the stored set
@@ -9,14 +11,33 @@ Two code sets of n codes each (default 1M, --quick 100k):
             by flipping k random bits, k drawn from the real original->copy distances) + codes
             whose bits are drawn independently with the real per-bit frequencies.
 Queries: perturbed stored codes (hits), fresh codes (mostly misses) and, for lbph, held-out
-real copies with their real 8 dihedral variants. Single-code queries and 8-variant queries
-(range_search_many; the other methods loop or batch the 8 codes).
+real copies with their real 8 dihedral variants. Each query is one code ("single") and its 8
+dihedral variants ("variants", one `range_search_many` call), at the radii of the default
+config: act 16, rotated 20, report 28. Built sets are cached under --cache (not in the repo).
 
-Every method's answer is checked against the linear scan (identical id sets, else the
-mismatches are printed and the exit status is 1). Insert time (put_many, 10k records per
-batch, synthetic paths) and LMDB bytes per file are reported too.
+Methods (interleaved per query, shuffled order):
+  linear     `dedupd.kernels.within_radius` (numba popcount) over the (n, 2) codes, once per
+             variant: the bar of issue 5 (the reference for exactness);
+  ours       `LmdbIndex.range_search_many` as shipped (search_mode "auto");
+  ours-scan  the same index forced to its fused scan; ours-mih forced to probe its MIH tables;
+  faiss      IndexBinaryMultiHash(128, nhash=8, b=16), nflip = r // 8 (pigeonhole-exact),
+             range_search(r + 1) (FAISS counts d < radius), one thread; all variants in one call.
+Every answer is checked against `linear` (same id set, else the mismatches are printed and the
+exit status is 1). A slow method stops being timed for a case after --case-budget seconds and
+--min-queries queries.
 
-Run:  /tmp/venv/bin/python bench/index.py [--n 1000000] [--queries 200] [--quick] [--corpus PATH]
+Inserts: `put_many` of 10k records (synthetic paths, sha256 content hashes) into a fresh
+LmdbIndex; files/s counts the put_many calls only (building the FileRecord objects is timed
+apart). Bytes per file: LMDB pages per table (`stats()`); "without paths" removes the `paths`
+table and the path strings stored inside the `files` records (their exact byte count).
+
+Edges (--edges N): the all-pairs edge finding of a first scan, timed on N stored files against
+the full index and extrapolated to all n: as the daemon does it now (`daemon.scan._find_edges`:
+one `range_search_many` of the 8 variants at the report radius per file), the same with the
+rotated variants at the rotated radius (`grouping.admit` drops them beyond it), and batched
+(`range_search_many` over 1,000 files' variants at once).
+
+Run:  /tmp/venv/bin/python bench/index.py [--n 1000000] [--queries 100] [--sets random,lbph] [--quick]
 """
 
 from __future__ import annotations
@@ -27,15 +48,19 @@ import resource
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 import common
 from common import median, note, percentile, print_table, rounded
 
-RADII = (4, 8, 12, 16, 24, 28)  # 28: the product's provisional report threshold
+ACT, ROTATED, REPORT = 16, 20, 28  # daemon/config/schema.py defaults (thresholds.act, rotated, report)
+RADII = (ACT, ROTATED, REPORT)
 BATCH = 10_000
 BITS = 128
+EDGE_BATCH = 1_000  # files whose variants go into one batched range_search_many
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "dedupd-bench-index"
 
 
 # -- codes ---------------------------------------------------------------------------------------
@@ -184,19 +209,62 @@ def build_lbph(rng, n: int, n_queries: int, real: dict) -> dict:
     return {"codes": codes, "queries": variants, "kinds": kinds, "info": info}
 
 
-# -- stores --------------------------------------------------------------------------------------
+# -- the code sets, cached ----------------------------------------------------------------------
 
-def records(codes: np.ndarray, start: int, stop: int):
+def cached(path: Path, build):
+    """The arrays (and JSON-able `info`) of `build()`, stored at `path` (.npz) after the first build."""
+    import json
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files if k != "info_json"}
+            out["info"] = json.loads(str(z["info_json"])) if "info_json" in z.files else {}
+        return out
+    out = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in out.items() if k != "info"}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, info_json=json.dumps(out.get("info", {}), default=str), **arrays)
+    os.replace(tmp, path)
+    return out
+
+
+def make_set(name: str, n: int, n_queries: int, seed: int, cache: Path, corpus: Path, n_orig: int) -> dict:
+    rng = np.random.default_rng([seed, n, n_queries, 0 if name == "random" else 1])
+    if name == "random":
+        def build():
+            out = build_random(rng, n, n_queries)
+            out["p"] = np.full(BITS, 0.5)
+            return out
+    elif name == "lbph":
+        def build():
+            real = cached(cache / f"real-{n_orig}.npz", lambda: real_fingerprints(corpus, n_orig, 2))
+            out = build_lbph(rng, n, n_queries, real)
+            out["p"] = bit_stats(np.concatenate([real["orig_codes"], real["copy_codes"]]))["p"]
+            return out
+    else:
+        raise SystemExit(f"unknown set {name!r} (random, lbph)")
+    note(f"[{name}] code set: {cache}/{name}-{n}-{n_queries}-{seed}.npz")
+    data = cached(cache / f"{name}-{n}-{n_queries}-{seed}.npz", build)
+    data["kinds"] = [str(k) for k in data["kinds"]]
+    return data
+
+
+# -- inserts and bytes ---------------------------------------------------------------------------
+
+def records(codes: np.ndarray, start: int, stop: int) -> tuple[list, int]:
+    """FileRecords for rows [start, stop) and the bytes of their paths."""
     from dedupd.index.records import FileRecord
-    out = []
+    out, path_bytes = [], 0
     for i in range(start, stop):
         w0, w1 = codes[i]
+        path = f"/srv/photos/synthetic/{i // 1000:04d}/IMG_{i:07d}.jpg"
+        path_bytes += len(path)
         out.append(FileRecord(
-            file_id=0, path=f"/srv/photos/synthetic/{i // 1000:04d}/IMG_{i:07d}.jpg", dev=2049, ino=1_000_000 + i,
+            file_id=0, path=path, dev=2049, ino=1_000_000 + i,
             size=2_000_000 + i % 997, mtime_ns=1_600_000_000_000_000_000 + i, ctime_ns=1_600_000_000_000_000_000 + i,
             width=4000, height=3000, format="jpeg", content_hash=hashlib.sha256(i.to_bytes(8, "little")).digest(),
             code=(int(w0), int(w1)), algo="lbph", algo_version=1, quality=40.0))
-    return out
+    return out, path_bytes
 
 
 def rss_mb() -> float:
@@ -204,157 +272,128 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def insert(codes: np.ndarray, tmpdir: str, use_memory: bool) -> tuple[dict, dict]:
-    """Insert all codes into LmdbIndex, then into MemoryIndex, batch by batch.
+def open_index(path: str):
+    from dedupd.index import LmdbIndex
+    return LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1)  # m automatic, as the daemon
 
-    Not interleaved: the MemoryIndex holds millions of Python objects, which would slow the
-    garbage collector (and so the LMDB inserts) if both were filled side by side.
-    """
-    from dedupd.index import LmdbIndex, MemoryIndex
-    lmdb_path = os.path.join(tmpdir, "index")
-    stores = {"lmdb": LmdbIndex.open(lmdb_path, code_bits=128, m=8, algo="lbph", algo_version=1)}
-    if use_memory:
-        stores["memory"] = MemoryIndex(code_bits=128, m=8, algo="lbph", algo_version=1)
-    secs = {k: [] for k in stores}
+
+def insert(codes: np.ndarray, path: str) -> tuple[object, dict]:
+    """Fill a fresh LmdbIndex with every code, BATCH records per put_many."""
+    idx = open_index(path)
     n = len(codes)
-    rss0 = rss_mb()
-    for name, store in stores.items():
-        if name == "memory":
-            rss0 = rss_mb()
-        for b, s in enumerate(range(0, n, BATCH)):
-            batch = records(codes, s, min(n, s + BATCH))
-            t0 = time.perf_counter()
-            stored = store.put_many(batch)
-            secs[name].append(time.perf_counter() - t0)
-            if stored[0].file_id != s + 1 or stored[-1].file_id != s + len(batch):
-                raise AssertionError(f"{name}: unexpected ids {stored[0].file_id}..{stored[-1].file_id} for rows {s}..")
-            if (b + 1) % 25 == 0:
-                note(f"  {name}: inserted {s + len(batch):,} / {n:,} ({sum(secs[name]):.0f} s)")
-    mem_rss = rss_mb() - rss0 if use_memory else 0.0  # the MemoryIndex's growth
-    t0 = time.perf_counter()
-    faiss_index = faiss_build(codes)
-    faiss_secs = time.perf_counter() - t0
-    st = stores["lmdb"].stats()
-    data = os.path.join(lmdb_path, "data.mdb")
-    stores["lmdb"].close()  # LMDB forbids a second environment on the same file in one process
-    per_table = table_bytes(lmdb_path, n)
-    stores["lmdb"] = LmdbIndex.open(lmdb_path, code_bits=128, m=8, algo="lbph", algo_version=1)
-    ins = {"n": n, "batch": BATCH,
-           "seconds": {k: round(sum(v), 2) for k, v in secs.items()} | {"faiss": round(faiss_secs, 2)},
-           "us_per_record": {k: rounded(1e6 * sum(v) / n) for k, v in secs.items()} | {"faiss": rounded(1e6 * faiss_secs / n)},
-           "batch_p50_s": {k: rounded(median(v)) for k, v in secs.items()},
-           "batch_first_last_s": {k: f"{v[0]:.2f} / {v[-1]:.2f}" for k, v in secs.items()},
-           "lmdb_used_bytes_per_file": rounded(st["used_bytes"] / n),
-           "lmdb_file_bytes_per_file": rounded(os.stat(data).st_size / n),
-           "lmdb_allocated_bytes_per_file": rounded(os.stat(data).st_blocks * 512 / n),
-           "lmdb_table_bytes_per_file": per_table,
-           "lmdb_entries": st["entries"]}
-    if use_memory:
-        ins["memory_rss_mb"] = round(mem_rss, 1)
-    stores["faiss"] = faiss_index
-    return stores, ins
+    put_s, make_s, path_bytes = [], 0.0, 0
+    for b, s in enumerate(range(0, n, BATCH)):
+        t0 = time.perf_counter()
+        batch, pb = records(codes, s, min(n, s + BATCH))
+        t1 = time.perf_counter()
+        stored = idx.put_many(batch)
+        put_s.append(time.perf_counter() - t1)
+        make_s += t1 - t0
+        path_bytes += pb
+        if stored[0].file_id != s + 1 or stored[-1].file_id != s + len(batch):
+            raise AssertionError(f"unexpected ids {stored[0].file_id}..{stored[-1].file_id} for rows {s}..")
+        if (b + 1) % 50 == 0:
+            note(f"  inserted {s + len(batch):,} / {n:,} ({sum(put_s):.0f} s in put_many, {n and (s + len(batch)) / sum(put_s):,.0f}/s)")
+    st = idx.stats()
+    tables = st["table_bytes"]
+    used = st["used_bytes"]
+    return idx, {
+        "n": n, "batch": BATCH, "put_many_s": round(sum(put_s), 2), "records_s": round(make_s, 2),
+        "files_per_s": round(n / sum(put_s)), "batch_p50_s": rounded(median(put_s)),
+        "batch_p99_s": rounded(percentile(put_s, 99)), "first_last_batch_s": [rounded(put_s[0]), rounded(put_s[-1])],
+        "bytes_per_file": {
+            "used": rounded(used / n), "data_mdb": rounded(st["file_bytes"] / n),
+            "without_paths": rounded((used - tables["paths"] - path_bytes) / n),
+            "path_strings_in_records": rounded(path_bytes / n),
+            "search_structures": rounded(tables["codes"] / n),
+            "tables": {k: rounded(v / n) for k, v in tables.items() if v},
+        },
+    }
 
 
-def table_bytes(path: str, n: int) -> dict:
-    """Pages used by each named LMDB table, in bytes per file (read-only look at the environment)."""
-    import lmdb
-    env = lmdb.open(path, readonly=True, lock=False, max_dbs=64, subdir=True)
-    try:
-        out, mih = {}, 0.0
-        with env.begin() as txn:
-            names = [k.decode() for k, _ in txn.cursor()]
-        for name in names:
-            db = env.open_db(name.encode(), create=False)
-            with env.begin() as txn:
-                s = txn.stat(db)
-            b = s["psize"] * (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) / n
-            if name.startswith("mih"):
-                mih += b
-            else:
-                out[name] = rounded(b)
-        out["mih (all tables)"] = rounded(mih)
-        return out
-    finally:
-        env.close()
-
-
-def faiss_build(codes: np.ndarray):
+def faiss_build(codes: np.ndarray) -> tuple[object, dict]:
     import faiss
+    faiss.omp_set_num_threads(1)  # every method answers one query on one core
+    rss0, t0 = rss_mb(), time.perf_counter()
     idx = faiss.IndexBinaryMultiHash(BITS, 8, 16)
     idx.add(np.ascontiguousarray(codes, dtype="<u8").view(np.uint8))
-    return idx
+    return idx, {"build_s": round(time.perf_counter() - t0, 2), "rss_mb": round(rss_mb() - rss0, 1)}
 
 
 # -- queries -------------------------------------------------------------------------------------
 
-def searchers(stores: dict, codes: np.ndarray) -> dict:
-    """name -> fn(queries (k, 2) uint64, radius) -> list of k sorted id lists (ids are 1-based rows)."""
+def searchers(idx, faiss_index, codes: np.ndarray) -> dict:
+    """name -> fn(queries (k, 2) uint64, radius) -> k sorted id lists (ids are 1-based rows)."""
     from dedupd.kernels import within_radius
 
     def linear(qs, r):
         return [(within_radius(q, codes, r) + 1).tolist() for q in qs]
 
-    def store(idx):
+    def ours(mode):
         def search(qs, r):
-            res = idx.range_search(qs[0], r) if len(qs) == 1 else None
-            res = [res] if res is not None else idx.range_search_many(qs, r)
+            idx.search_mode = mode
+            try:
+                res = idx.range_search_many(qs, r)
+            finally:
+                del idx.search_mode  # back to the class default, "auto"
             return [sorted(i for i, _ in hits) for hits in res]
         return search
 
     def faiss_search(qs, r):
-        f = stores["faiss"]
-        f.nflip = r // 8  # pigeonhole: one of the 8 16-bit substrings is within r // 8
-        lims, _, ids = f.range_search(np.ascontiguousarray(qs, dtype="<u8").view(np.uint8), r + 1)  # faiss: d < radius
+        faiss_index.nflip = r // 8  # pigeonhole: one of the 8 16-bit substrings is within r // 8
+        lims, _, ids = faiss_index.range_search(np.ascontiguousarray(qs, dtype="<u8").view(np.uint8), r + 1)
         return [sorted((ids[lims[i]:lims[i + 1]] + 1).tolist()) for i in range(len(qs))]
 
-    def forced_mih(qs, r):  # the same LMDB index with the planner told to always probe the MIH tables
-        idx = stores["lmdb"]
-        idx.scan_costs = (float("inf"), float("inf"), 0.0)
-        try:
-            return lmdb_auto(qs, r)
-        finally:
-            del idx.scan_costs  # back to the class default
-
-    lmdb_auto = store(stores["lmdb"])
-    out = {"linear": linear, "lmdb": lmdb_auto}
-    if hasattr(type(stores["lmdb"]), "scan_costs"):
-        out["lmdb-mih"] = forced_mih
-    if "memory" in stores:
-        out["memory"] = store(stores["memory"])
-    out["faiss"] = faiss_search
+    out = {"linear": linear, "ours": ours("auto"), "ours-scan": ours("scan"), "ours-mih": ours("mih")}
+    if faiss_index is not None:
+        out["faiss"] = faiss_search
     return out
 
 
-def run_queries(data: dict, fns: dict, budget: float, min_queries: int) -> tuple[dict, list, dict]:
-    """Interleaved: for each query, the (radius, mode) cases in a shuffled order, and for each case
-    every method in a shuffled order. (A fixed rotation would let "lmdb-mih" run right after "lmdb"
-    on the same keys 4 times out of 5, and profit from the pages and CPU caches it just warmed.) The linear scan (the reference) answers every query; another method
-    stops being run for a case once it has answered `min_queries` queries and spent `budget`
-    seconds on that case."""
+def last_plan(idx) -> str:
+    """The path the index's code table took on its last search ("scan" or "mih"; bench-only peek)."""
+    table = getattr(getattr(idx, "_codes", None), "_table", None)
+    return getattr(table, "last_plan", "?")
+
+
+def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int) -> dict:
+    """For each query, the (radius, mode) cases in a shuffled order and, per case, every method in
+    a shuffled order (a fixed order would let one method profit from caches another warmed).
+    `linear` answers every query; another method stops after `min_queries` and `budget` seconds."""
     shuffle = np.random.default_rng(7)
     cases = [(r, mode) for r in RADII for mode in ("single", "variants")]
     names = list(fns)
-    times = {(m, r, mode): [] for m in names for r in RADII for mode in ("single", "variants")}
-    hits = {(r, mode): [] for r in RADII for mode in ("single", "variants")}
+    times = {(m, c): [] for m in names for c in cases}
+    hits = {c: [] for c in cases}
+    plans = {c: {} for c in cases}
     mismatches = []
     for qi, variants in enumerate(data["queries"]):
         for ci in shuffle.permutation(len(cases)):
-            r, mode = cases[ci]
-            qs = variants[:1] if mode == "single" else variants
-            order = [names[i] for i in shuffle.permutation(len(names))]
+            r, mode = case = cases[ci]
+            qs = np.ascontiguousarray(variants[:1] if mode == "single" else variants)
             answers = {}
-            for m in order:
-                spent = times[(m, r, mode)]
+            for m in (names[i] for i in shuffle.permutation(len(names))):
+                spent = times[(m, case)]
                 if m != "linear" and len(spent) >= min_queries and sum(spent) >= budget:
                     continue
                 t0 = time.perf_counter()
                 answers[m] = fns[m](qs, r)
-                times[(m, r, mode)].append(time.perf_counter() - t0)
-            hits[(r, mode)].append(sum(len(a) for a in answers["linear"]))
+                spent.append(time.perf_counter() - t0)
+                if m == "ours":
+                    p = last_plan(idx)
+                    plans[case][p] = plans[case].get(p, 0) + 1
+            hits[case].append(sum(len(a) for a in answers["linear"]))
             mismatches += compare(answers, qi, data["kinds"][qi], r, mode)
-        if (qi + 1) % 50 == 0:
+        if (qi + 1) % 25 == 0:
             note(f"  queries {qi + 1} / {len(data['queries'])}")
-    return times, mismatches, hits
+    table = {}
+    for (m, (r, mode)), ts in times.items():
+        if ts:
+            table.setdefault(f"{r}/{mode}", {})[m] = {"p50_ms": rounded(1000 * median(ts)),
+                                                      "p99_ms": rounded(1000 * percentile(ts, 99)), "queries": len(ts)}
+    return {"latency": table, "mean_hits": {f"{r}/{mode}": rounded(float(np.mean(h))) for (r, mode), h in hits.items()},
+            "plans": {f"{r}/{mode}": p for (r, mode), p in plans.items()},
+            "mismatches": len(mismatches), "mismatch_examples": mismatches[:20]}
 
 
 def compare(answers: dict, qi: int, kind: str, r: int, mode: str) -> list[dict]:
@@ -362,89 +401,116 @@ def compare(answers: dict, qi: int, kind: str, r: int, mode: str) -> list[dict]:
     out = []
     truth = answers["linear"]
     for m, ans in answers.items():
+        if len(ans) != len(truth):
+            out.append({"method": m, "query": qi, "kind": kind, "radius": r, "mode": mode, "error": "answer count"})
         for v, (a, t) in enumerate(zip(ans, truth)):
             if a != t:
                 out.append({"method": m, "query": qi, "kind": kind, "radius": r, "mode": mode, "variant": v,
                             "missing": sorted(set(t) - set(a))[:10], "extra": sorted(set(a) - set(t))[:10]})
-        if len(ans) != len(truth):
-            out.append({"method": m, "query": qi, "kind": kind, "radius": r, "mode": mode, "error": "answer count"})
     return out
 
 
-def plans(stores: dict, n: int) -> dict:
-    """What the LMDB index's planner picks per radius and mode, with its codes in RAM (the writer keeps
-    them there): probe the MIH tables, or scan every code."""
-    try:
-        from dedupd.index import mih
-        costs = tuple(getattr(stores["lmdb"], "scan_costs", (1.0, 0.0)))
-        out = {}
-        for r in RADII:
-            for k, mode in ((1, "single"), (8, "variants")):
-                p = mih.plan(mih.Layout(128, 8), r, k, n, 0.0, *costs[1:])
-                out[f"{r}/{mode}"] = "scan" if p is None else f"probe {sum(mih.neighbourhood_size(16, s) for _, s in p) * k} keys"
-        return out
-    except Exception as exc:  # the planner is not ours to rely on
-        return {"error": repr(exc)}
+# -- all-pairs edge finding (a first scan's grouping input) ------------------------------------
+
+def edge_finding(idx, codes: np.ndarray, p: np.ndarray, n_files: int, seed: int) -> dict:
+    """Time the edge queries of `n_files` stored files (their code + 7 fresh variant codes with the
+    set's bit frequencies) against the full index; extrapolate to every file."""
+    rng = np.random.default_rng(seed)
+    n = len(codes)
+    rows = rng.choice(n, min(n_files, n), replace=False)
+    variants = np.concatenate([codes[rows][:, None, :], bernoulli(rng, p, 7 * len(rows)).reshape(-1, 7, 2)], axis=1)
+    per_file, split, found = [], [], 0
+    for v in variants:
+        t0 = time.perf_counter()
+        res = idx.range_search_many(v, REPORT)  # daemon.scan._find_edges today
+        t1 = time.perf_counter()
+        idx.range_search_many(v[:1], REPORT)
+        idx.range_search_many(v[1:], ROTATED)  # rotated variants only within the rotated radius
+        t2 = time.perf_counter()
+        per_file.append(t1 - t0)
+        split.append(t2 - t1)
+        found += sum(len(h) for h in res) - 1  # less the file itself
+    batched = []
+    for s in range(0, min(len(variants), 2 * EDGE_BATCH), EDGE_BATCH):
+        chunk = variants[s:s + EDGE_BATCH].reshape(-1, 2)
+        t0 = time.perf_counter()
+        idx.range_search_many(chunk, REPORT)
+        batched.append((time.perf_counter() - t0) / (len(chunk) // 8))
+    return {"files_timed": len(variants), "edges_per_file": rounded(found / len(variants)),
+            "per_file_ms": {"daemon_now": rounded(1000 * float(np.mean(per_file))),
+                            "rotated_at_rotated_radius": rounded(1000 * float(np.mean(split))),
+                            "batched_1000_files": rounded(1000 * float(np.mean(batched)))},
+            "all_files_s_at_full_size": {"daemon_now": round(n * float(np.mean(per_file)), 1),
+                                         "rotated_at_rotated_radius": round(n * float(np.mean(split)), 1),
+                                         "batched_1000_files": round(n * float(np.mean(batched)), 1)}}
 
 
-def run_set(name: str, data: dict, tmpdir: str, use_memory: bool, budget: float, min_queries: int) -> dict:
+# -- one set -------------------------------------------------------------------------------------
+
+def run_set(name: str, data: dict, tmpdir: str, args) -> dict:
     codes = np.ascontiguousarray(data["codes"], dtype=np.uint64)
     n = len(codes)
-    note(f"[{name}] inserting {n:,} codes (LMDB{' + MemoryIndex' if use_memory else ''}, batches of {BATCH:,}) ...")
-    stores, ins = insert(codes, tmpdir, use_memory)
-    fns = searchers(stores, codes)
-    for f in fns.values():  # warm: numba, LMDB pages, the code cache
-        f(data["queries"][0], 24)
-        f(data["queries"][0][:1], 4)
+    note(f"[{name}] inserting {n:,} codes into a fresh LmdbIndex (batches of {BATCH:,}) ...")
+    idx, ins = insert(codes, os.path.join(tmpdir, "index"))
+    faiss_index, faiss_info = (None, {"skipped": f"n > --faiss-max {args.faiss_max:,}"})
+    if n <= args.faiss_max:
+        note(f"[{name}] FAISS IndexBinaryMultiHash add ...")
+        faiss_index, faiss_info = faiss_build(codes)
+    q0 = np.ascontiguousarray(data["queries"][0])
+    t0 = time.perf_counter()
+    idx.range_search_many(q0, ACT)  # loads the codes into RAM and builds the MIH tables the cost model wants
+    ready = {"first_search_s": round(time.perf_counter() - t0, 2)}
+    fns = searchers(idx, faiss_index, codes)
+    for r in RADII:  # warm: numba, caches, every table layout
+        for f in fns.values():
+            f(q0, r)
+    ready["ram_bytes_per_file"] = rounded(idx.stats()["ram_bytes"] / n)
     note(f"[{name}] {len(data['queries'])} queries x {len(RADII)} radii x (single, 8 variants), interleaved ...")
-    times, mismatches, hits = run_queries(data, fns, budget, min_queries)
-    plan = plans(stores, n)
-    for s in stores.values():
-        if hasattr(s, "close"):
-            s.close()
-    q = {}
-    for (m, r, mode), ts in times.items():
-        if ts:
-            q.setdefault(f"{r}/{mode}", {})[m] = {"p50_ms": rounded(1000 * median(ts)), "p99_ms": rounded(1000 * percentile(ts, 99)),
-                                                  "queries": len(ts)}
-    mean_hits = {f"{r}/{mode}": rounded(float(np.mean(h))) for (r, mode), h in hits.items()}
-    return {"n": n, "insert": ins, "queries": q, "mean_hits": mean_hits, "plan": plan,
-            "mismatches": len(mismatches), "mismatch_examples": mismatches[:20], "info": data.get("info", {}),
-            "methods": list(fns)}
+    res = run_queries(data, fns, idx, args.case_budget, args.min_queries)
+    edges = None
+    if args.edges:
+        note(f"[{name}] edge finding: {args.edges} files against the full index ...")
+        edges = edge_finding(idx, codes, np.asarray(data["p"]), args.edges, args.seed)
+    idx.close()
+    return {"n": n, "insert": ins, "faiss": faiss_info, "ready": ready, "edges": edges,
+            "info": data.get("info", {}), "methods": list(fns), **res}
 
 
 def print_set(name: str, res: dict) -> None:
     ins = res["insert"]
     print(f"\n== {name}: n = {res['n']:,} ==")
-    if res["info"]:
-        info = res["info"]
+    info = res["info"]
+    if info:
         print(f"composition: {info['stored_real']:,} real codes, {info['cluster_centres']:,} cluster centres + "
               f"{info['cluster_members']:,} members (flips: median {info['distance_median']} bits), "
               f"{info['independent']:,} independent codes with the real per-bit frequencies")
-        print(f"LBPH bits over the {info['photos']} corpus photos: P(bit=1) in [{info['bit_p_min']}, {info['bit_p_max']}]; "
-              f"constant bits {info['constant_bits']}; (bit, p) outside [0.35, 0.65]: {info['bits_outside_0.35_0.65']}")
-        print("pairs of photos with an identical code byte, observed/expected for independent balanced bits, "
-              f"bytes 0..15: {info['byte_collision_ratio_photos']}")
-        print(f"  (the stored synthetic set: {info['byte_collision_ratio_stored']})")
-    rows = [[m, ins["seconds"].get(m), ins["us_per_record"].get(m), ins["batch_p50_s"].get(m, "-"),
-             ins.get("batch_first_last_s", {}).get(m, "-")] for m in ins["seconds"]]
-    print_table(["store", "insert s", "us/record", "batch p50 s", "first/last batch s"], rows,
-                title="insert (10k records per put_many; LMDB first, then MemoryIndex; FAISS add of the raw codes)")
-    extra = f", MemoryIndex RSS +{ins['memory_rss_mb']} MB" if "memory_rss_mb" in ins else ""
-    print(f"LMDB bytes per file: used {ins['lmdb_used_bytes_per_file']}, file {ins['lmdb_file_bytes_per_file']}, "
-          f"allocated {ins['lmdb_allocated_bytes_per_file']}{extra}")
-    print("  per table (bytes/file): " + ", ".join(f"{k} {v}" for k, v in ins["lmdb_table_bytes_per_file"].items()))
+    b = ins["bytes_per_file"]
+    print(f"insert: {ins['files_per_s']:,} files/s in put_many ({ins['put_many_s']} s; building the records "
+          f"{ins['records_s']} s apart); batch p50 {ins['batch_p50_s']} s, p99 {ins['batch_p99_s']} s")
+    print(f"bytes/file on disk: used {b['used']} (data.mdb {b['data_mdb']}); without paths {b['without_paths']} "
+          f"(paths table {b['tables'].get('paths')} + path strings {b['path_strings_in_records']} removed); "
+          f"search structures (codes) {b['search_structures']}")
+    print("  per table: " + ", ".join(f"{k} {v}" for k, v in b["tables"].items()))
+    print(f"first search (codes into RAM + MIH build) {res['ready']['first_search_s']} s; "
+          f"RAM {res['ready']['ram_bytes_per_file']} B/file; FAISS {res['faiss']}")
     methods = res["methods"]
-    len_q = max(v["queries"] for per in res["queries"].values() for v in per.values())
+    len_q = max(v["queries"] for per in res["latency"].values() for v in per.values())
     rows = []
-    for key, per in res["queries"].items():
+    for key, per in res["latency"].items():
         r, mode = key.split("/")
-        rows.append([r, mode, res["mean_hits"][key], res["plan"].get(key, "")]
+        lin = per["linear"]["p50_ms"]
+        ours = per.get("ours", {}).get("p50_ms")
+        rows.append([r, mode, res["mean_hits"][key], ",".join(f"{k}:{v}" for k, v in res["plans"][key].items()),
+                     f"{lin / ours:.1f}x" if ours else "-"]
                     + [f"{per[m]['p50_ms']:.3g} / {per[m]['p99_ms']:.3g}" + ("" if per[m]["queries"] == len_q else f" ({per[m]['queries']}q)")
                        if m in per else "-" for m in methods])
-    print_table(["radius", "query", "hits", "lmdb plan"] + [f"{m} p50/p99 ms" for m in methods], rows,
-                title="query latency (ms), single code vs the 8 dihedral variants")
+    print_table(["radius", "query", "hits", "ours plan", "linear/ours p50"] + [f"{m} p50/p99 ms" for m in methods], rows,
+                title="query latency (ms), one code vs its 8 dihedral variants")
     print(f"p99 over {len_q} queries; (Nq): a slow method timed on its first N queries only (time budget per case)")
+    if res["edges"]:
+        e = res["edges"]
+        print(f"edge finding ({e['files_timed']} files timed, {e['edges_per_file']} edges/file): per file ms "
+              f"{e['per_file_ms']}; all {res['n']:,} files at full index size, s: {e['all_files_s_at_full_size']}")
     print(f"exactness vs linear scan: {res['mismatches']} mismatching answers")
     for mm in res["mismatch_examples"]:
         print(f"  MISMATCH {mm}")
@@ -453,60 +519,42 @@ def print_set(name: str, res: dict) -> None:
 def main(argv=None) -> int:
     p = common.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=None, help="codes per set (default 1,000,000; --quick 100,000)")
-    p.add_argument("--queries", type=int, default=None, help="queries per set (default 150; --quick 40)")
+    p.add_argument("--queries", type=int, default=None, help="queries per set (default 100; --quick 30)")
     p.add_argument("--originals", type=int, default=None, help="photos whose transformed copies give real codes (default 60; --quick 15)")
-    p.add_argument("--memory-max", type=int, default=1_000_000, help="skip MemoryIndex above this n (default 1,000,000)")
-    p.add_argument("--memory-sets", default="random", help="sets that also fill a MemoryIndex (default: random; 'all' or 'none')")
-    p.add_argument("--case-budget", type=float, default=8.0,
-                   help="seconds a method may spend on one (radius, mode) case before it is skipped for the remaining queries (default 8)")
+    p.add_argument("--case-budget", type=float, default=6.0,
+                   help="seconds a method may spend on one (radius, mode) case before it is skipped for the remaining queries (default 6)")
     p.add_argument("--min-queries", type=int, default=10, help="queries every method answers in every case (default 10)")
     p.add_argument("--sets", default="random,lbph", help="comma-separated: random, lbph")
+    p.add_argument("--faiss-max", type=int, default=10_000_000, help="skip FAISS above this n")
+    p.add_argument("--edges", type=int, default=None, help="files whose edge finding is timed (default 300; 0: skip)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"where built code sets are kept (default {DEFAULT_CACHE})")
     p.add_argument("--tmpdir", default=None, help="where the temporary LMDB goes (default: the system temp dir)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     corpus = common.check_corpus(args.corpus)
     n = args.n or (100_000 if args.quick else 1_000_000)
-    n_queries = args.queries or (40 if args.quick else 150)
+    n_queries = args.queries or (30 if args.quick else 100)
     n_orig = args.originals or (15 if args.quick else 60)
-    set_names = args.sets.split(",")
-    memory_sets = set(set_names if args.memory_sets == "all" else [] if args.memory_sets == "none" else args.memory_sets.split(","))
-    use_memory = n <= args.memory_max
-    skipped = []
-    if not use_memory:
-        skipped.append(f"MemoryIndex: n = {n:,} > --memory-max {args.memory_max:,}")
-    else:
-        skipped += [f"MemoryIndex not built for set {s!r} (--memory-sets {args.memory_sets})" for s in set_names if s not in memory_sets]
-
-
-    import faiss
-    faiss.omp_set_num_threads(1)  # every method answers one query on one core
+    args.edges = (100 if args.quick else 300) if args.edges is None else args.edges
+    from dedupd.index.search_kernels import warm as warm_index
     from dedupd.kernels import warm
     warm()
-    rng = np.random.default_rng(args.seed)
+    warm_index()
     started = time.perf_counter()
     results = {}
-    real = None
-    for name in set_names:
-        if name == "random":
-            data = build_random(rng, n, n_queries)
-        elif name == "lbph":
-            if real is None:
-                note(f"fingerprinting the corpus photos and transformed copies of {n_orig} of them ...")
-                real = real_fingerprints(corpus, n_orig, 2)
-            data = build_lbph(rng, n, n_queries, real)
-        else:
-            raise SystemExit(f"unknown set {name!r}")
+    for name in args.sets.split(","):
+        data = make_set(name, n, n_queries, args.seed, args.cache, corpus, n_orig)
         with tempfile.TemporaryDirectory(prefix="dedupd-bench-index-", dir=args.tmpdir) as tmp:
-            results[name] = run_set(name, data, tmp, use_memory and name in memory_sets, args.case_budget, args.min_queries)
+            results[name] = run_set(name, data, tmp, args)
+        del data
         print_set(name, results[name])
     total = time.perf_counter() - started
-    for s in skipped:
-        print(f"note: {s}")
-    print(f"total {total:.0f} s; faiss with 1 OpenMP thread; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"total {total:.0f} s; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+          f"load average at the end {os.getloadavg()}")
     common.emit_json({"bench": "index", "quick": args.quick, "n": n, "queries": n_queries, "radii": list(RADII),
                       "case_budget_s": args.case_budget, "min_queries": args.min_queries,
                       "machine": common.machine(), "versions": common.versions("numpy", "numba", "lmdb", "faiss"),
-                      "skipped": skipped, "seconds": round(total, 1), "sets": results})
+                      "seconds": round(total, 1), "sets": results})
     return 1 if any(r["mismatches"] for r in results.values()) else 0
 
 
