@@ -32,13 +32,16 @@ from .errors import IndexFailure, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
 from .edges import Edge, check_edge
-from .lmdb_tables import Writer, content_ids, edges_of, put_edge, read_record
+from .lmdb_tables import (Writer, content_ids, edges_of, path_keys, paths_under, put_edge, read_record,
+                          records_by_path)
 from .records import FileRecord
 
 T = TypeVar("T")
 DEFAULT_MAP_SIZE = 1 << 30
 MAX_MAP_SIZE = 1 << 44
 ITER_BATCH = 512
+PATH_BATCH = 4096  # paths looked up per read transaction (`by_paths`)
+SCAN_BATCH = 65_536  # records read per read transaction by `paths_under` (only their paths)
 
 
 class LmdbIndex(lmdb_env.EnvOwner):
@@ -178,6 +181,33 @@ class LmdbIndex(lmdb_env.EnvOwner):
             return rec if rec is not None and rec.path == path else None
 
         return self._read("by_path", txn_fn)
+
+    def by_paths(self, paths: Iterable[str]) -> dict[str, FileRecord]:
+        """{path: record} for those of `paths` that are indexed (see `Index`): the lookups of
+        `PATH_BATCH` paths share one read transaction and two `getmulti` calls."""
+        self._live_env()  # a closed index refuses even an empty batch, as `MemoryIndex` does
+        keyed, out = path_keys(paths), {}
+        for i in range(0, len(keyed), PATH_BATCH):
+            chunk = keyed[i:i + PATH_BATCH]
+            out.update(self._read("by_paths", lambda txn: records_by_path(txn, self._t, chunk)))
+        return out
+
+    def paths_under(self, prefixes: Iterable[str]) -> dict[int, str]:
+        """{file id: path} of the records whose path starts with one of `prefixes` (see
+        `Index`): a pass over every record that reads only its path, `SCAN_BATCH` records
+        per read transaction."""
+        self._live_env()
+        prefixes = tuple(prefixes)
+        raw = tuple(os.fsencode(p) for p in prefixes)  # a str prefix's bytes prefix its path's bytes
+        out: dict[int, str] = {}
+        start: bytes | None = b""
+        while raw and start is not None:
+            found, start = self._read("paths_under", lambda txn: paths_under(txn, self._t, start, raw, SCAN_BATCH))
+            for fid, path_bytes in found.items():
+                path = os.fsdecode(path_bytes)
+                if path.startswith(prefixes):  # not always the converse: a prefix may end inside a character
+                    out[fid] = path
+        return out
 
     def by_inode(self, dev: int, ino: int) -> list[FileRecord]:
         if not (0 <= dev <= U64_MAX and 0 <= ino <= U64_MAX):

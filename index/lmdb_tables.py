@@ -9,6 +9,10 @@ end of the transaction and the in-RAM code table replays after the commit.
 
 from __future__ import annotations
 
+import os
+import struct
+from typing import Iterable
+
 from . import codec
 from .base import U64_MAX, IndexMeta, check_record, is_searchable
 from .errors import IndexFailure, PathConflict, RecordNotFound
@@ -20,6 +24,12 @@ NEXT_ID = b"next_id"
 PATHS, INODES, CONTENT = 0, 1, 2  # positions in `handles(tables)`
 CONTENT_BUFFER_MIN = 65_536  # `content_new` entries before a move into `content` is considered
 Entry = tuple[int, bytes, bytes]  # (table position, key, value)
+# where a stored record keeps its path (`record_path`): codec's header ends with the lengths
+# of path, format, content_hash, algo, state (u32 + 4 x u8) and error (u16); the path follows it
+_RECORD_VERSION = bytes((codec.RECORD_V2,))
+_HEAD_SIZE = codec._HEAD.size
+_PATH_LEN = struct.Struct("<I")
+_PATH_LEN_AT = _HEAD_SIZE - 4 - 4 * 1 - 2
 
 
 def handles(tables: Tables) -> list:
@@ -40,6 +50,66 @@ def read_record(txn, tables: Tables, file_id: int) -> FileRecord | None:
         return None
     raw = txn.get(codec.id_key(file_id), db=tables.files)
     return None if raw is None else codec.decode_record(raw, file_id)
+
+
+def path_keys(paths: Iterable[str]) -> list[tuple[bytes, tuple[str, ...]]]:
+    """(path key, the paths with that key) of `paths`, in key order: the order of the
+    `paths` table, so that a batch of lookups walks its pages forward (a directory's
+    files share a key prefix and so a few pages). Several paths per key only on a
+    hash collision (2**-128 for a pair, but then every path is still answered exactly)."""
+    by_key: dict[bytes, tuple[str, ...]] = {}
+    for p in paths:
+        key = codec.path_key(p)
+        held = by_key.get(key, ())
+        if p not in held:
+            by_key[key] = held + (p,)
+    return sorted(by_key.items())
+
+
+def records_by_path(txn, tables: Tables, keyed: list[tuple[bytes, tuple[str, ...]]]) -> dict[str, FileRecord]:
+    """{path: record} for the keyed paths (from `path_keys`) that a record holds exactly:
+    one `getmulti` over `paths`, one over `files` in id order."""
+    with txn.cursor(db=tables.paths) as cur:
+        hits = cur.getmulti([key for key, _ in keyed])
+    if not hits:
+        return {}
+    wanted = dict(keyed)
+    key_of = {fid: key for key, fid in hits}
+    with txn.cursor(db=tables.files) as cur:
+        rows = cur.getmulti(sorted(key_of))
+    out = {}
+    for fid, raw in rows:
+        rec = codec.decode_record(raw, codec.key_id(fid))
+        if rec.path in wanted[key_of[fid]]:  # the key is a hash: the record must hold the path itself
+            out[rec.path] = rec
+    return out
+
+
+def record_path(raw: bytes, fid: bytes) -> bytes:
+    """The path bytes of a stored record, without decoding the rest of it (a pass over every
+    record for a path prefix reads only this). Follows `codec`'s layout: the header
+    ends with the six field lengths, path first, and the path is the first field after it;
+    anything but a current record goes through `decode_record`, which raises `IndexCorrupt`."""
+    if raw[:1] != _RECORD_VERSION or len(raw) < _HEAD_SIZE:
+        return os.fsencode(codec.decode_record(raw, codec.key_id(fid)).path)
+    n = _PATH_LEN.unpack_from(raw, _PATH_LEN_AT)[0]
+    return raw[_HEAD_SIZE:_HEAD_SIZE + n]
+
+
+def paths_under(txn, tables: Tables, start: bytes, prefixes: tuple[bytes, ...], limit: int) -> tuple[dict[int, bytes], bytes | None]:
+    """Records from id key `start` on whose path bytes start with one of `prefixes`, reading at
+    most `limit` records: ({id: path bytes}, the id key to go on from, or None at the end)."""
+    out: dict[int, bytes] = {}
+    cur = txn.cursor(db=tables.files)
+    if not cur.set_range(start):
+        return out, None
+    for n, (fid, raw) in enumerate(cur):
+        if n == limit:
+            return out, fid
+        path = record_path(raw, fid)
+        if path.startswith(prefixes):
+            out[codec.key_id(fid)] = path
+    return out, None
 
 
 class Writer:

@@ -140,6 +140,20 @@ class MemoryIndex:
         fid = self._paths.get(path)
         return None if fid is None else self._files[fid]
 
+    def by_paths(self, paths: Iterable[str]) -> dict[str, FileRecord]:
+        self._check_open()
+        out = {}
+        for path in paths:
+            fid = self._paths.get(path)
+            if fid is not None:
+                out[path] = self._files[fid]
+        return out
+
+    def paths_under(self, prefixes: Iterable[str]) -> dict[int, str]:
+        self._check_open()
+        wanted = tuple(prefixes)
+        return {fid: rec.path for fid, rec in sorted(self._files.items()) if wanted and rec.path.startswith(wanted)}
+
     def by_inode(self, dev: int, ino: int) -> list[FileRecord]:
         self._check_open()
         return [self._files[i] for i in sorted(self._inodes.get((dev, ino), ()))]
