@@ -68,6 +68,7 @@ def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted
         quality=float(fp.quality),
         has_exif=decoded.info.has_exif,
         chroma=decoded.chroma,
+        encoding=decoded.info.encoding,
     )
     return Fingerprinted(record, fp.variants, thumbnail(decoded.gray))
 

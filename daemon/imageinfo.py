@@ -9,6 +9,7 @@ Only the header is parsed; pixel data is never touched here.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 from dedupd.daemon.errors import CorruptImage, TruncatedImage, UnsupportedFormat
@@ -24,6 +25,12 @@ class ImageInfo:
     height: int
     orientation: int = 1  # EXIF orientation 1..8 (1 = upright)
     has_exif: bool = False
+    # JPEG only: a 32-bit fingerprint of how the file was quantized (its quantization tables
+    # and the components' sampling factors); 0 = unknown or not a JPEG. Two JPEGs with the
+    # same value were encoded at the same fidelity, so a difference in their sizes says
+    # something about their content (noise, an edit), not about their quality: the keep
+    # policy does not let the bigger one win on bytes per pixel (dedupd.daemon.keep).
+    encoding: int = 0
 
     @property
     def pixels(self) -> int:
@@ -79,6 +86,7 @@ def _heif(b: bytes, path: str) -> ImageInfo:
 
 def _jpeg(b: bytes) -> ImageInfo:
     pos, orientation, has_exif = 2, 1, False
+    tables = []  # DQT payloads before the frame header, in file order
     while True:
         while b[pos] != 0xFF:  # tolerate fill bytes between segments
             pos += 1
@@ -94,12 +102,25 @@ def _jpeg(b: bytes) -> ImageInfo:
         segment = b[pos + 2 : pos + length]
         if marker == 0xE1 and segment.startswith(b"Exif\x00\x00"):
             orientation, has_exif = _exif_summary(segment[6:])
+        if marker == 0xDB:
+            tables.append(segment)
         if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             height, width = struct.unpack(">HH", segment[1:5])
-            return ImageInfo("jpeg", width, height, orientation, has_exif)
+            return ImageInfo("jpeg", width, height, orientation, has_exif, _encoding(tables, segment))
         if marker in (0xDA, 0xD9):
             raise ValueError("no frame header before scan data")
         pos += length
+
+
+def _encoding(tables: list[bytes], frame: bytes) -> int:
+    """CRC-32 of the quantization tables and, per component, its sampling factors and
+    table number (never 0: 0 means unknown). The Huffman tables and baseline/progressive
+    are left out on purpose: they change the size of the same pixels, not the pixels."""
+    if not tables:
+        return 0
+    count = frame[5]
+    components = b"".join(frame[6 + 3 * i + 1 : 6 + 3 * i + 3] for i in range(count))
+    return zlib.crc32(components, zlib.crc32(b"".join(tables))) or 1
 
 
 def _png(b: bytes) -> ImageInfo:

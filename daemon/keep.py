@@ -17,6 +17,12 @@ there and the next rule decides (`oldest`, usually). "Within 10 %" is not transi
 a plain sort key cannot express it: `KeepKey.among` compares each file with its peers
 (the copies it competes with, e.g. its neighbours in the near-duplicate graph); a file
 within the tolerance of the best of its peers ranks as that best.
+
+Two JPEGs quantized alike (the same `FileRecord.encoding`: the same quantization tables and
+sampling) were saved at the same fidelity, so a difference in their bytes per pixel is
+content, not quality: noise added to a copy makes it 1.1-4x larger (docs/accuracy.md §4),
+and without this rule the noisy copy was the keeper of 95 of 120 noise pairs. Such a file
+ranks as the best of its peers with the same encoding, and the next rule decides.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class KeepKey:
     bpp_tie: float = BPP_TIE
     # the best bytes per pixel among a record's peers (0.0: none known)
     ceiling: Callable[[FileRecord], float] = field(default=lambda r: 0.0, compare=False)
+    # the best bytes per pixel among a record's peers quantized alike (0.0: none known)
+    alike: Callable[[FileRecord], float] = field(default=lambda r: 0.0, compare=False)
 
     def __post_init__(self):
         unknown = [r for r in self.rules if r not in _RULES]
@@ -112,13 +120,16 @@ class KeepKey:
             return head[i]
 
         best: dict[int, float] = {}
+        alike: dict[int, float] = {}
         for i, near in peers.items():
-            rivals = [j for j in near if j in records and rank(j) == rank(i)]
-            best[i] = max((bytes_per_pixel(records[j]) for j in rivals), default=0.0)
-        return replace(self, ceiling=lambda r: best.get(r.file_id, 0.0))
+            rivals = [records[j] for j in near if j in records and rank(j) == rank(i)]
+            best[i] = max((bytes_per_pixel(r) for r in rivals), default=0.0)
+            if i in records and records[i].encoding:
+                alike[i] = max((bytes_per_pixel(r) for r in rivals if r.encoding == records[i].encoding), default=0.0)
+        return replace(self, ceiling=lambda r: best.get(r.file_id, 0.0), alike=lambda r: alike.get(r.file_id, 0.0))
 
     def _bpp(self, r: FileRecord) -> float:
-        own, best = bytes_per_pixel(r), self.ceiling(r)
+        own, best = max(bytes_per_pixel(r), self.alike(r)), self.ceiling(r)
         return -best if own < best <= own * (1.0 + self.bpp_tie) else -own
 
 
@@ -148,7 +159,10 @@ def best_copy(records: Sequence[FileRecord], key: KeepKey) -> FileRecord:
     for r in records:
         k = key.before_bpp(r)
         best[k] = max(best.get(k, 0.0), bytes_per_pixel(r))
-    return min(records, key=replace(key, ceiling=lambda r: best[key.before_bpp(r)]))
+        if r.encoding:
+            best[k, r.encoding] = max(best.get((k, r.encoding), 0.0), bytes_per_pixel(r))
+    return min(records, key=replace(key, ceiling=lambda r: best[key.before_bpp(r)],
+                                    alike=lambda r: best.get((key.before_bpp(r), r.encoding), 0.0)))
 
 
 def may_replace(keeper: FileRecord, member: FileRecord) -> bool:

@@ -17,9 +17,12 @@ from .errors import IndexCorrupt, InvalidRecord
 from .records import FileRecord
 
 RECORD_V2 = 2  # v2 added chroma
+RECORD_V3 = 3  # v3 added encoding (v2 records still decode, with encoding 0)
 # version, flags, dev, ino, size, mtime_ns, ctime_ns, width, height, algo_version,
 # quality, chroma, code word 0, code word 1, then lengths: path, format, content_hash, algo, state, error
-_HEAD = struct.Struct("<BBQQQqqIIIddQQIBBBBH")
+_HEAD_V2 = struct.Struct("<BBQQQqqIIIddQQIBBBBH")
+# v3: the same with encoding (u32) after code word 1; the lengths stay last, the path first after them
+_HEAD = struct.Struct("<BBQQQqqIIIddQQIIBBBBH")
 _HAS_CODE, _HAS_EXIF = 1, 2
 _ID = struct.Struct(">Q")
 _INODE = struct.Struct(">QQ")
@@ -51,9 +54,9 @@ def encode_record(rec: FileRecord) -> bytes:
     flags = (_HAS_CODE if rec.code is not None else 0) | (_HAS_EXIF if rec.has_exif else 0)
     w0, w1 = rec.code if rec.code is not None else (0, 0)
     try:
-        head = _HEAD.pack(RECORD_V2, flags, rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
+        head = _HEAD.pack(RECORD_V3, flags, rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
                           rec.width, rec.height, rec.algo_version, rec.quality, rec.chroma, int(w0), int(w1),
-                          len(path), len(fmt), len(chash), len(algo), len(state), len(error))
+                          rec.encoding, len(path), len(fmt), len(chash), len(algo), len(state), len(error))
     except (struct.error, TypeError, ValueError) as e:
         raise InvalidRecord(f"cannot encode record for {rec.path!r}: {e}") from None
     return b"".join((head, path, fmt, chash, algo, state, error))
@@ -62,17 +65,19 @@ def encode_record(rec: FileRecord) -> bytes:
 def decode_record(data: bytes, file_id: int) -> FileRecord:
     """The record stored as `data` under `file_id`. Raises `IndexCorrupt` on anything else."""
     data = bytes(data)
-    if not data or data[0] != RECORD_V2:
+    head = {RECORD_V3: _HEAD, RECORD_V2: _HEAD_V2}.get(data[0]) if data else None
+    if head is None:
         raise IndexCorrupt(f"record {file_id}: unknown record version {data[:1]!r}")
-    if len(data) < _HEAD.size:
+    if len(data) < head.size:
         raise IndexCorrupt(f"record {file_id}: truncated ({len(data)} bytes)")
     (_, flags, dev, ino, size, mtime, ctime, width, height, algo_version, quality, chroma, w0, w1,
-     *lens) = _HEAD.unpack_from(data)
-    if sum(lens) != len(data) - _HEAD.size or flags & ~(_HAS_CODE | _HAS_EXIF):
+     *lens) = head.unpack_from(data)
+    encoding = lens.pop(0) if head is _HEAD else 0
+    if sum(lens) != len(data) - head.size or flags & ~(_HAS_CODE | _HAS_EXIF):
         raise IndexCorrupt(f"record {file_id}: bad lengths or flags")
     if not flags & _HAS_CODE and (w0 or w1):
         raise IndexCorrupt(f"record {file_id}: code words without a code")
-    fields, pos = [], _HEAD.size
+    fields, pos = [], head.size
     for n in lens:
         fields.append(data[pos:pos + n])
         pos += n
@@ -86,6 +91,7 @@ def decode_record(data: bytes, file_id: int) -> FileRecord:
         ctime_ns=ctime, width=width, height=height, format=texts[0], content_hash=chash,
         code=(w0, w1) if flags & _HAS_CODE else None, algo=texts[1], algo_version=algo_version,
         quality=quality, chroma=chroma, has_exif=bool(flags & _HAS_EXIF), state=texts[2], error=texts[3],
+        encoding=encoding,
     )
 
 

@@ -26,7 +26,7 @@ CONTENT_BUFFER_MIN = 65_536  # `content_new` entries before a move into `content
 Entry = tuple[int, bytes, bytes]  # (table position, key, value)
 # where a stored record keeps its path (`record_path`): codec's header ends with the lengths
 # of path, format, content_hash, algo, state (u32 + 4 x u8) and error (u16); the path follows it
-_RECORD_VERSION = bytes((codec.RECORD_V2,))
+_RECORD_VERSION = bytes((codec.RECORD_V3,))
 _HEAD_SIZE = codec._HEAD.size
 _PATH_LEN = struct.Struct("<I")
 _PATH_LEN_AT = _HEAD_SIZE - 4 - 4 * 1 - 2

@@ -39,6 +39,7 @@ class FileRecord:
     state: str = STATE_OK
     error: str = ""  # error kind when state == "error"
     chroma: float = 0.0  # mean colourfulness (max - min of B, G, R) of a small rendering; ~0 = greyscale
+    encoding: int = 0  # JPEG: fingerprint of its quantization (dedupd.daemon.imageinfo); 0 = unknown / not JPEG
 
     @property
     def pixels(self) -> int:

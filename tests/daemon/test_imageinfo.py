@@ -67,3 +67,18 @@ def test_huge_claimed_size_is_read_without_decoding():
     png[16:24] = (60000).to_bytes(4, "big") * 2
     info = read_info(bytes(png))
     assert info.pixels == 60000 * 60000
+
+
+def test_jpeg_encoding_names_the_quantization_not_the_content(coffee):
+    """Same tables and sampling: same value, whatever the pixels or the scan layout; another
+    quality or chroma sampling: another value; not a JPEG: 0 (unknown)."""
+    def jpeg(img, *params):
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92, *params])
+        return read_info(buf.tobytes()).encoding
+
+    q92 = jpeg(coffee)
+    assert q92 != 0
+    assert jpeg(255 - coffee) == q92 == jpeg(coffee, cv2.IMWRITE_JPEG_PROGRESSIVE, 1)
+    assert read_info(encode(coffee, ".jpg", 75)).encoding not in (0, q92)
+    assert jpeg(coffee, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444) not in (0, q92)
+    assert read_info(encode(coffee, ".png")).encoding == 0

@@ -140,3 +140,30 @@ def test_bytes_per_pixel_within_ten_percent_is_a_tie(tmp_path):
 def test_the_shipped_default_order():
     assert DEFAULT_KEEP == ("most_pixels", "lossless", "has_exif", "bytes_per_pixel", "oldest", "path_priority",
                             "shortest_path")
+
+
+def test_a_noisier_copy_quantized_alike_does_not_win_on_bytes(tmp_path):
+    """Noise added to a copy saved at the original's quality makes it much larger; with the
+    same quantization that is content, not fidelity: the original (older) is kept. A copy
+    quantized differently (q75) still loses on bytes, and a 4:4:4 re-save at the same tables
+    counts as a different encoding."""
+    import numpy as np
+
+    from testimages import encode
+
+    _, pixels = astronaut_copies()
+    noisy = np.clip(pixels + np.random.default_rng(7).normal(0, 10, pixels.shape), 0, 255).astype(np.uint8)
+    rs = real_records(tmp_path, {"original.jpg": (encode(pixels, ".jpg", 92), 1_600_000_000),
+                                 "noisy.jpg": (encode(noisy, ".jpg", 92), 1_700_000_000),
+                                 "q75.jpg": (encode(pixels, ".jpg", 75), 1_500_000_000)})
+    original, noisy_copy, q75 = rs["original.jpg"], rs["noisy.jpg"], rs["q75.jpg"]
+    assert original.encoding and original.encoding == noisy_copy.encoding != q75.encoding
+    assert noisy_copy.size > 1.3 * original.size
+    key = keep_key(DEFAULT_KEEP)
+    assert best_copy([original, noisy_copy], key) == original
+    assert best_copy([original, noisy_copy, q75], key) == original
+    by_id = {r.file_id: r for r in rs.values()}
+    assert min(rs.values(), key=key.among(by_id, {i: list(by_id) for i in by_id})) == original
+    # without the encodings (e.g. records written before they existed) bytes decide, as before
+    blind = [r.with_(encoding=0) for r in (original, noisy_copy)]
+    assert best_copy(blind, key).path == noisy_copy.path

@@ -30,13 +30,26 @@ def records(draw) -> FileRecord:
         code=None if error else draw(st.none() | st.tuples(U64, U64)),
         algo=draw(st.sampled_from(["lbph", "phash", ""])), algo_version=draw(U32),
         quality=draw(st.floats(allow_nan=False)), chroma=draw(st.floats(allow_nan=False)), has_exif=draw(st.booleans()),
-        state="error" if error else "ok", error=draw(TEXT) if error else "",
+        state="error" if error else "ok", error=draw(TEXT) if error else "", encoding=draw(U32),
     )
 
 
 @given(records())
 def test_round_trip(rec):
     assert decode_record(encode_record(rec), rec.file_id) == rec
+
+
+@given(records())
+def test_a_version_2_record_decodes_with_encoding_unknown(rec):
+    """Records written before `encoding` existed (v2: the same header without it) still read."""
+    from dedupd.index.codec import _HEAD, _HEAD_V2, RECORD_V2
+
+    raw = encode_record(rec)
+    fields = list(_HEAD.unpack_from(raw))
+    del fields[14]  # encoding
+    fields[0] = RECORD_V2
+    old = _HEAD_V2.pack(*fields) + raw[_HEAD.size:]
+    assert decode_record(old, rec.file_id) == rec.with_(encoding=0)
 
 
 @given(records(), st.data())
