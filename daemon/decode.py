@@ -3,10 +3,12 @@
 JPEG is decoded in the DCT domain at 1/2, 1/4 or 1/8 scale (the largest reduction that
 keeps the short side >= MIN_SIDE pixels); at 1/8 a progressive JPEG is decoded from its DC
 scans alone (`dedupd.daemon.jpeg_dc`: bit-identical pixels, 3-8x faster). MIN_SIDE is 128, not the 64 a 64x64 hash
-would need: the pixel-level verification compares pairs at up to 256 px, and a 1/8
-decode of a small JPEG differs from an area-downscaled full decode by up to 15 grey
-levels in fine texture (measured; docs/accuracy.md). On >= 4 MP photos 1/8 still keeps
-the short side >= 187 px, so their decode cost is unchanged.
+would need: the pixel-level verification compares pairs at up to 256 px, and a reduced
+decode whose short side falls below 128 px is far from an area-downscaled full decode
+(99th percentile of |difference|, median over the corpus JPEGs: 14 grey levels at 1/8 and
+10 at 1/4 below 128 px, against 1 grey level for every reduction that keeps >= 128 px;
+`bench/decode_scale.py`). On >= 4 MP photos 1/8 still keeps the short side >= 187 px, so
+their decode cost is unchanged.
 
 Colour is decoded too (in libjpeg it costs the same as greyscale: entropy decoding
 dominates, measured 0.98-1.03x on the wallpapers) so that `chroma` can tell a greyscale
