@@ -4,6 +4,11 @@ Every image kernel and all of its helpers live in this one module on purpose: nu
 on-disk cache (`cache=True`) is invalidated by edits to the module that holds a kernel,
 not by edits to modules it calls into.
 
+Every image kernel reads the picture only through `area_numerators` (the exact area
+resize): `lbph_blocks_area`, `phash_block_area`, `dhash_code_area` and `ahash_code_area`
+take its result N and the pixel count, so the numpy twin `dedupd.kernels.area` can compute
+N in a decode worker process without numba, and the codes cannot tell the difference.
+
 Exactness. Everything up to the DCT is integer arithmetic, so a picture and its rotated
 or mirrored copy go through bit-identical intermediate values and the numpy reference can
 reproduce them bit for bit:
@@ -28,6 +33,7 @@ from numba import boolean, float64, int64, njit, types, uint8, uint64
 
 _OPTS = {"nogil": True, "cache": True}
 GRAY = types.Array(uint8, 2, "C", readonly=True)  # also accepts writable arrays
+SUMS = types.Array(int64, 2, "C", readonly=True)  # area sums N (an `area.AreaInput` keeps them read-only)
 
 QUANTUM_SCALE = 65536.0  # coefficients are rounded to multiples of 1 / QUANTUM_SCALE
 BLUR_LEVELS = 256  # the blurred image is kept in units of 1 / BLUR_LEVELS grey level
@@ -113,7 +119,7 @@ def area_numerators(img, out_h, out_w):
 # ---------------------------------------------------------------- blur, LBP, pooling
 
 
-@njit(int64[:, ::1](int64[:, ::1], int64), **_OPTS)
+@njit(int64[:, ::1](SUMS, int64), **_OPTS)
 def _blur_quantize(n, denom):
     """round_half_up(BLUR_LEVELS * blur(n / denom)); blur = [1,2,1]/4 on both axes, replicate border."""
     h, w = n.shape
@@ -292,21 +298,24 @@ def pack_variants(blocks, top_bits, skip_dc, perm, sign):
 
 
 @njit(
-    types.Tuple((float64[:, :, ::1], int64[::1], float64))(GRAY, float64[:, ::1], float64[:, ::1], int64, boolean, int64),
+    types.Tuple((float64[:, :, ::1], int64[::1], float64))(SUMS, int64, float64[:, ::1], float64[:, ::1], int64, boolean, int64),
     **_OPTS,
 )
-def lbph_blocks(gray, m, mt, tau, reflect, margin):
+def lbph_blocks_area(n, denom, m, mt, tau, reflect, margin):
     """(quantized 8x8 DCT blocks [global, texture], bit-63 values [brightness, 0], quality).
 
-    m: the first 8 rows of the 32-point DCT (global part). Texture part: LBP with
-    s_p = neighbour >= centre + tau (tau in 1/256 grey level), replicate or reflect-101 border,
-    `margin` pixels of the 64x64 code image dropped on every side before the 2x2 pooling;
-    mt: the first 8 rows of the (32 - margin)-point DCT. LBPH v1 is (tau, reflect, margin) = (0, False, 0).
+    n: the 64x64 area sums of the image (`area_numerators(gray, 64, 64)`), denom: its pixel
+    count (n / denom is the resized image). m: the first 8 rows of the 32-point DCT (global
+    part). Texture part: LBP with s_p = neighbour >= centre + tau (tau in 1/256 grey level),
+    replicate or reflect-101 border, `margin` pixels of the 64x64 code image dropped on every
+    side before the 2x2 pooling; mt: the first 8 rows of the (32 - margin)-point DCT. LBPH v1
+    is (tau, reflect, margin) = (0, False, 0).
     """
     if m.shape[1] != SIDE // 2 or mt.shape[1] != SIDE // 2 - margin or margin < 0:
         raise ValueError("DCT matrix sizes do not match the pooled images")
-    sy, sx = gray.shape
-    q = _blur_quantize(area_numerators(gray, SIDE, SIDE), sy * sx)
+    if n.shape[0] != SIDE or n.shape[1] != SIDE or denom < 1:
+        raise ValueError("LBPH needs the 64x64 area sums and a positive pixel count")
+    q = _blur_quantize(n, denom)
     blocks = np.empty((2, 8, 8), np.float64)
     blocks[0] = _dct_block(_pool2(q, 0, 1.0 / (4 * BLUR_LEVELS)), m)
     blocks[1] = _dct_block(_pool2(_lbp_riu2(q, tau, reflect), margin, 0.25), mt)
@@ -325,24 +334,25 @@ def lbph_blocks(gray, m, mt, tau, reflect, margin):
 # ---------------------------------------------------------------- classic 64-bit hashes
 
 
-@njit(float64[:, :, ::1](GRAY, float64[:, ::1]), **_OPTS)
-def phash_block(gray, m):
-    """Quantized 8x8 DCT block (with DC) of the 32x32 area resize, shape (1, 8, 8)."""
-    sy, sx = gray.shape
-    n = area_numerators(gray, 32, 32)
+@njit(float64[:, :, ::1](SUMS, int64, float64[:, ::1]), **_OPTS)
+def phash_block_area(n, denom, m):
+    """Quantized 8x8 DCT block (with DC) of the 32x32 area resize n / denom, shape (1, 8, 8)."""
+    if n.shape[0] != 32 or n.shape[1] != 32 or denom < 1:
+        raise ValueError("pHash needs the 32x32 area sums and a positive pixel count")
     px = np.empty((32, 32), np.float64)
     for y in range(32):
         for x in range(32):
-            px[y, x] = n[y, x] / (sy * sx)
+            px[y, x] = n[y, x] / denom
     out = np.empty((1, 8, 8), np.float64)
     out[0] = _dct_block(px, m)
     return out
 
 
-@njit(uint64[::1](GRAY), **_OPTS)
-def dhash_code(gray):
-    """Bit row*8+col = px[row, col+1] > px[row, col] on the 8 high x 9 wide area resize."""
-    n = area_numerators(gray, 8, 9)
+@njit(uint64[::1](SUMS), **_OPTS)
+def dhash_code_area(n):
+    """Bit row*8+col = px[row, col+1] > px[row, col] on the 8 high x 9 wide area sums n."""
+    if n.shape[0] != 8 or n.shape[1] != 9:
+        raise ValueError("dHash needs the 8x9 area sums")
     word = np.uint64(0)
     for r in range(8):
         for c in range(8):
@@ -353,10 +363,11 @@ def dhash_code(gray):
     return out
 
 
-@njit(uint64[::1](GRAY), **_OPTS)
-def ahash_code(gray):
-    """Bit row*8+col = px > mean on the 8x8 area resize (compared exactly as 64*N > sum N)."""
-    n = area_numerators(gray, 8, 8)
+@njit(uint64[::1](SUMS), **_OPTS)
+def ahash_code_area(n):
+    """Bit row*8+col = px > mean on the 8x8 area sums n (compared exactly as 64*N > sum N)."""
+    if n.shape[0] != 8 or n.shape[1] != 8:
+        raise ValueError("aHash needs the 8x8 area sums")
     total = n.sum()
     word = np.uint64(0)
     for r in range(8):

@@ -1,4 +1,10 @@
-"""The fingerprint algorithms by name, and `fingerprint`, the one entry point the daemon calls.
+"""The fingerprint algorithms by name, and the two entry points the daemon calls:
+`fingerprint(gray, algo)` and `fingerprint_area(area_input, algo)`.
+
+Every algorithm reads its image only through exact area resizes (`dedupd.kernels.area`):
+`fingerprint` measures the grey image (numba resize) and hands the `AreaInput` to
+`fingerprint_area`, so an `AreaInput` made elsewhere (a decode worker process, numpy
+resize) gives the same `Fingerprint` bit for bit.
 
 Every stored fingerprint carries (algo, version): a change to a kernel that alters any
 code must bump that algorithm's version so old and new codes are never compared.
@@ -11,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from dedupd.kernels import classic, lbph
+from dedupd.kernels import area, classic, lbph
+from dedupd.kernels.area import AreaInput, BadAreaInput
 from dedupd.kernels.errors import UnknownAlgorithm
 
 
@@ -22,17 +29,34 @@ class Algorithm:
     bits: int  # meaningful bits of the (2,) code: 128 for lbph/lbph1 (bit 63 of word 1 reserved, always 0), 64 for the others
     hash: Callable[[np.ndarray], np.ndarray]  # gray -> (2,) uint64
     variants: Callable[[np.ndarray], np.ndarray] | None  # gray -> (8, 2) uint64, or None if unsupported
-    # gray -> (variants, quality) in one pass, when the algorithm has one (the LBPH definitions)
-    with_variants: Callable[[np.ndarray], tuple[np.ndarray, float]] | None = None
+    # AreaInput -> ((8, 2) variants, or (1, 2) when unsupported; quality): what `fingerprint_area` runs
+    from_area: Callable[[AreaInput], tuple[np.ndarray, float]]
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        """The area resizes `from_area` reads (`area.SIZES`): what a decode worker measures."""
+        return area.sizes_for(self.name)
+
+
+def _phash_area(a: AreaInput) -> tuple[np.ndarray, float]:
+    return classic.phash_variants_area(a), lbph.quality_area(a)
+
+
+def _dhash_area(a: AreaInput) -> tuple[np.ndarray, float]:
+    return classic.dhash_area(a).reshape(1, 2), lbph.quality_area(a)
+
+
+def _ahash_area(a: AreaInput) -> tuple[np.ndarray, float]:
+    return classic.ahash_area(a).reshape(1, 2), lbph.quality_area(a)
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "lbph": Algorithm("lbph", lbph.LBPH_VERSION, 128, lbph.lbph, lbph.lbph_variants, lbph.lbph_with_variants),
+    "lbph": Algorithm("lbph", lbph.LBPH_VERSION, 128, lbph.lbph, lbph.lbph_variants, lbph.lbph_with_variants_area),
     # LBPH version 1, kept for comparisons (benchmarks, `fingerprint(gray, "lbph1")`); not a config choice
-    "lbph1": Algorithm("lbph1", lbph.V1.version, 128, lbph.V1.hash, lbph.V1.variants, lbph.V1.with_variants),
-    "phash": Algorithm("phash", 1, 64, classic.phash, classic.phash_variants),
-    "dhash": Algorithm("dhash", 1, 64, classic.dhash, None),
-    "ahash": Algorithm("ahash", 1, 64, classic.ahash, None),
+    "lbph1": Algorithm("lbph1", lbph.V1.version, 128, lbph.V1.hash, lbph.V1.variants, lbph.V1.with_variants_area),
+    "phash": Algorithm("phash", 1, 64, classic.phash, classic.phash_variants, _phash_area),
+    "dhash": Algorithm("dhash", 1, 64, classic.dhash, None, _dhash_area),
+    "ahash": Algorithm("ahash", 1, 64, classic.ahash, None, _ahash_area),
 }
 
 
@@ -55,12 +79,17 @@ def get(algo: str) -> Algorithm:
 def fingerprint(gray: np.ndarray, algo: str = "lbph") -> Fingerprint:
     """Fingerprint of an upright 2-D uint8 grey image (BadImage if it is not one)."""
     alg = get(algo)
-    gray = lbph.as_gray(gray)
-    if alg.with_variants is not None:  # one pass gives code, variants and quality
-        variants, q = alg.with_variants(gray)
-    else:
-        variants = alg.variants(gray) if alg.variants is not None else alg.hash(gray).reshape(1, 2)
-        q = lbph.quality(gray)
+    return fingerprint_area(lbph.measure(gray, *alg.sizes), alg.name)
+
+
+def fingerprint_area(area_input: AreaInput, algo: str = "lbph") -> Fingerprint:
+    """Fingerprint of the upright grey image whose area sums `area_input` holds (see
+    `dedupd.kernels.area`); equal to `fingerprint(gray, algo)` bit for bit. MissingAreaSums
+    if it lacks a resize `algo` reads (`Algorithm.sizes`)."""
+    alg = get(algo)
+    if not isinstance(area_input, AreaInput):
+        raise BadAreaInput(f"expected an AreaInput, got {type(area_input).__name__}")
+    variants, q = alg.from_area(area_input)
     code = variants[0].copy()
     code.flags.writeable = False  # a Fingerprint is a value: its arrays are read-only
     variants.flags.writeable = False

@@ -39,25 +39,18 @@ from __future__ import annotations
 import numpy as np
 
 from dedupd.kernels import _jit
+from dedupd.kernels.area import LBPH_SIZE, MAX_PIXELS, AreaInput, area_input, as_gray  # noqa: F401 (MAX_PIXELS, as_gray: public here)
 from dedupd.kernels.dihedral import coefficient_tables
-from dedupd.kernels.errors import BadImage
 
 LBPH_VERSION = 2
-
-MAX_PIXELS = 1 << 40  # keeps the exact integer arithmetic of the resize and blur inside int64
 
 _PERM, _SIGN = coefficient_tables(8)
 _PERM_ID, _SIGN_ID = _PERM[:1].copy(), _SIGN[:1].copy()
 
 
-def as_gray(gray: np.ndarray) -> np.ndarray:
-    """`gray` as a C-contiguous 2-D uint8 array (no copy when it already is one), or BadImage."""
-    arr = np.asarray(gray)
-    if arr.ndim != 2 or arr.dtype != np.uint8:
-        raise BadImage(f"expected a 2-D uint8 grey image, got a {arr.ndim}-D {arr.dtype} array")
-    if arr.size == 0 or arr.size > MAX_PIXELS:
-        raise BadImage(f"image of {arr.shape[0]}x{arr.shape[1]} pixels cannot be hashed")
-    return np.ascontiguousarray(arr)
+def measure(gray: np.ndarray, *sizes: tuple[int, int]) -> AreaInput:
+    """The `AreaInput` of `gray` at `sizes`, by the numba resize (what every kernel here reads of gray)."""
+    return area_input(gray, sizes, _jit.area_numerators)
 
 
 class Definition:
@@ -66,6 +59,9 @@ class Definition:
     tau: s_p = neighbour >= centre + tau / 256 grey level (tau an integer, in units of 1/256);
     reflect: reflect-101 border for the LBP instead of replicate; margin: LBP code-image pixels
     dropped on every side before pooling ((64 - 2 margin) / 2-point DCT for the texture word).
+
+    Each method taking `gray` has an `_area` twin taking its `AreaInput` (with the 64x64
+    sums) instead; the gray one measures the image and calls the twin, so both agree bit for bit.
     """
 
     def __init__(self, version: int, tau: int, reflect: bool = False, margin: int = 0):
@@ -78,19 +74,26 @@ class Definition:
     def __repr__(self) -> str:
         return f"Definition(version={self.version}, tau={self.tau}, reflect={self.reflect}, margin={self.margin})"
 
+    def blocks_area(self, area: AreaInput) -> tuple[np.ndarray, np.ndarray, float]:
+        return _jit.lbph_blocks_area(area.numerators(LBPH_SIZE), area.denominator, self._m, self._mt,
+                                     self.tau, self.reflect, self.margin)
+
     def blocks(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        return _jit.lbph_blocks(as_gray(gray), self._m, self._mt, self.tau, self.reflect, self.margin)
+        return self.blocks_area(measure(gray, LBPH_SIZE))
 
     def hash(self, gray: np.ndarray) -> np.ndarray:
         blocks, top, _ = self.blocks(gray)
         return _jit.pack_variants(blocks, top, True, _PERM_ID, _SIGN_ID)[0]
 
     def variants(self, gray: np.ndarray) -> np.ndarray:
-        blocks, top, _ = self.blocks(gray)
-        return _jit.pack_variants(blocks, top, True, _PERM, _SIGN)
+        return self.with_variants(gray)[0]
 
     def with_variants(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
-        blocks, top, q = self.blocks(gray)
+        return self.with_variants_area(measure(gray, LBPH_SIZE))
+
+    def with_variants_area(self, area: AreaInput) -> tuple[np.ndarray, float]:
+        """(the (8, 2) codes of the eight variants, quality) from the 64x64 area sums."""
+        blocks, top, q = self.blocks_area(area)
         return _jit.pack_variants(blocks, top, True, _PERM, _SIGN), q
 
 
@@ -115,10 +118,20 @@ def lbph_variants(gray: np.ndarray) -> np.ndarray:
 
 
 def lbph_with_variants(gray: np.ndarray) -> tuple[np.ndarray, float]:
-    """(lbph_variants(gray), quality(gray)) from one pass: what `fingerprint` uses."""
+    """(lbph_variants(gray), quality(gray)) from one pass."""
     return CURRENT.with_variants(gray)
+
+
+def lbph_with_variants_area(area: AreaInput) -> tuple[np.ndarray, float]:
+    """`lbph_with_variants` of the image whose 64x64 area sums `area` holds: what `fingerprint` uses."""
+    return CURRENT.with_variants_area(area)
 
 
 def quality(gray: np.ndarray) -> float:
     """Standard deviation of the blurred 64x64 image B (0 = flat; a flat image's hash means nothing)."""
-    return float(CURRENT.blocks(gray)[2])
+    return quality_area(measure(gray, LBPH_SIZE))
+
+
+def quality_area(area: AreaInput) -> float:
+    """`quality` from the 64x64 area sums."""
+    return float(CURRENT.blocks_area(area)[2])

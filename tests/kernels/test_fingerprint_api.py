@@ -121,7 +121,8 @@ def test_every_kernel_is_nogil_cached_and_compiled_once():
     from dedupd.kernels import _jit
 
     hm = sys.modules["dedupd.kernels.hamming"]  # the package attribute `hamming` is the function
-    kernels_ = [_jit.area_numerators, _jit.lbph_blocks, _jit.pack_variants, _jit.phash_block, _jit.dhash_code, _jit.ahash_code]
+    kernels_ = [_jit.area_numerators, _jit.lbph_blocks_area, _jit.pack_variants, _jit.phash_block_area, _jit.dhash_code_area,
+                _jit.ahash_code_area]
     kernels_ += [hm.hamming, hm.hamming_many, hm.within_radius, hm.hamming_many_multi]
     for k in kernels_:
         assert k.targetoptions.get("nogil") is True, k.__name__

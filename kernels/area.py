@@ -1,0 +1,228 @@
+"""The exact integer area resize in plain numpy, and `AreaInput`: all a fingerprint reads of an image.
+
+Every fingerprint algorithm reads its grey image only through exact area resizes (LBPH
+and every algorithm's `quality`: 64x64; pHash 32x32; dHash 8 high x 9 wide; aHash 8x8)
+plus the pixel count. `AreaInput` carries exactly that, so a decode worker process can
+hand the fingerprint's whole input to the scanning process in a few tens of KB instead
+of the decoded picture (SAFETY.md rule 22), and `dedupd.kernels.fingerprint_area` turns
+it into the same `Fingerprint` that `fingerprint(gray)` gives, bit for bit.
+
+This module imports numpy and our errors only, never numba: the decode workers import it
+without loading the numba kernels (`dedupd.daemon.decode_worker._without_kernels`).
+
+Definition (the same as `_jit.area_numerators` and `reference.area_sum`): resizing
+H x W to h x w, output cell (i, j) covers [i*H/h, (i+1)*H/h) x [j*W/w, (j+1)*W/w) of the
+input; N[i, j] = (H*W) * (exact average of the input over the cell), an integer because
+the overlap of output cell i with input pixel y along an axis, in units of 1/h pixel, is
+an integer. N / (H*W) is the resized image; shrinking and enlarging use the one formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from dedupd.kernels.errors import BadImage, KernelError, UnknownAlgorithm
+
+MAX_PIXELS = 1 << 40  # keeps the exact integer arithmetic of the resize and blur inside int64
+
+LBPH_SIZE = (64, 64)  # LBPH (both versions) and every algorithm's quality
+PHASH_SIZE = (32, 32)
+DHASH_SIZE = (8, 9)  # 8 high, 9 wide: each bit compares horizontal neighbours
+AHASH_SIZE = (8, 8)
+
+# The area resizes each fingerprint algorithm reads (`dedupd.kernels.ALGORITHMS` holds the
+# same names; a test keeps the two in step). LBPH_SIZE is in every entry: it gives quality.
+SIZES: dict[str, tuple[tuple[int, int], ...]] = {
+    "lbph": (LBPH_SIZE,),
+    "lbph1": (LBPH_SIZE,),
+    "phash": (LBPH_SIZE, PHASH_SIZE),
+    "dhash": (LBPH_SIZE, DHASH_SIZE),
+    "ahash": (LBPH_SIZE, AHASH_SIZE),
+}
+
+# int64 elements of one working tile (8 MiB); a tile's temporaries stay within a few times
+# this whatever the image size, so a 10000x10000 image never becomes an 800 MB int64 array.
+TILE_ELEMENTS = 1 << 20
+TILE_COLUMNS = 1 << 15  # widest tile: a 1 x 10^8 picture is cut into columns too
+
+
+class MissingAreaSums(KernelError):
+    """The area input lacks a resize the fingerprint algorithm needs."""
+
+
+class BadAreaInput(KernelError, ValueError):
+    """The area input is not a consistent set of exact area sums."""
+
+
+def as_gray(gray: np.ndarray) -> np.ndarray:
+    """`gray` as a C-contiguous 2-D uint8 array (no copy when it already is one), or BadImage."""
+    arr = np.asarray(gray)
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise BadImage(f"expected a 2-D uint8 grey image, got a {arr.ndim}-D {arr.dtype} array")
+    if arr.size == 0 or arr.size > MAX_PIXELS:
+        raise BadImage(f"image of {arr.shape[0]}x{arr.shape[1]} pixels cannot be hashed")
+    return np.ascontiguousarray(arr)
+
+
+def sizes_for(algo: str) -> tuple[tuple[int, int], ...]:
+    """The area resizes (h, w) that algorithm `algo` reads; UnknownAlgorithm if there is none."""
+    try:
+        return SIZES[algo]
+    except KeyError:
+        raise UnknownAlgorithm(f"unknown fingerprint algorithm {algo!r}; known: {', '.join(SIZES)}") from None
+
+
+# ---------------------------------------------------------------- the resize
+
+
+def _axis_shares(a: np.ndarray, axis: int, start: int, src: int, dst: int) -> tuple[int, np.ndarray]:
+    """Resize one axis of `a` (pixels start .. start + a.shape[axis] - 1 of an axis of `src`
+    pixels, resized to `dst`): (i0, S), where S along `axis` holds these pixels' share of the
+    sums of output cells i0, i0 + 1, ... (every cell they overlap), in units of 1/dst pixel.
+
+    Positions along the axis are in units of 1/dst pixel: input pixel j covers
+    [j*dst, (j+1)*dst), output cell i covers [i*src, (i+1)*src). With t clamped to this
+    slice and k = t // dst, the integral of the pixels up to t is dst * (sum of the whole
+    pixels before k) + (t % dst) * pixel[k], so a cell's share is dst * (the whole pixels
+    between its two ends) plus the partial pixel at its upper end minus the one at its
+    lower end. All integers, the same formula for shrinking and enlarging.
+
+    The whole pixels of every cell are summed in one vectorized reduction: each cell's run
+    is gathered into a (cells, longest run) block, shorter runs padded with their first
+    pixel, which is then taken off again (numpy's `reduceat` was 5x slower here).
+    """
+    a = np.moveaxis(a, axis, 0)
+    count = a.shape[0]
+    i0 = start * dst // src
+    i1 = ((start + count) * dst - 1) // src  # the last cell this slice overlaps
+    ends = np.clip(np.arange(i0, i1 + 2, dtype=np.int64) * src, start * dst, (start + count) * dst)
+    k, frac = ends // dst - start, ends % dst
+    first, runs = k[:-1], k[1:] - k[:-1]  # cell m's whole pixels: first[m] .. first[m] + runs[m] - 1
+    longest = int(runs.max())
+    # Every value below is at most 255 * dst * (longest + 1) times the largest input value / 255:
+    # a uint8 slice whose cells are short enough stays in int32 (half the memory traffic).
+    small = a.dtype == np.uint8 and 255 * dst * (longest + 2) < 2**31
+    acc = np.int32 if small else np.int64
+    step = np.arange(longest, dtype=np.int64)
+    gather = np.where(step < runs[:, None], first[:, None] + step, first[:, None])  # pad with the first pixel
+    out = np.take(a, gather, axis=0).sum(axis=1, dtype=acc)
+    out *= dst
+    at_k = np.take(a, np.minimum(k, count - 1), axis=0).astype(acc)  # frac is 0 where k == count
+    bcast = (-1,) + (1,) * (a.ndim - 1)
+    # upper end's partial pixel in, lower end's partial pixel and the padding out
+    out += frac[1:].astype(acc).reshape(bcast) * at_k[1:]
+    out -= (frac[:-1] + dst * (longest - runs)).astype(acc).reshape(bcast) * at_k[:-1]
+    return int(i0), np.moveaxis(out, 0, axis)
+
+
+def area_numerators(gray: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """N (out_h, out_w) int64 with N / (H*W) = the area resize of gray, exactly.
+
+    Bit-identical to `_jit.area_numerators` (integer arithmetic, every size, up- and
+    downscaling). The image is processed in tiles of at most TILE_ELEMENTS pixels (and
+    TILE_COLUMNS columns): each tile's share of N is a vertical pass (`_axis_shares` over its
+    rows, giving at most out_h + 1 rows) then a horizontal one; shares add up exactly. So
+    the temporaries hold O(TILE_ELEMENTS + out_h * TILE_COLUMNS) int64 values, whatever
+    the image size.
+    """
+    gray = as_gray(gray)
+    out_h, out_w = int(out_h), int(out_w)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"cannot resize to {out_h}x{out_w}")
+    sy, sx = gray.shape
+    out = np.zeros((out_h, out_w), np.int64)
+    cols = min(sx, TILE_COLUMNS)
+    rows = max(1, TILE_ELEMENTS // cols)
+    for r0 in range(0, sy, rows):
+        for c0 in range(0, sx, cols):
+            y0, vertical = _axis_shares(gray[r0 : r0 + rows, c0 : c0 + cols], 0, r0, sy, out_h)
+            x0, share = _axis_shares(vertical, 1, c0, sx, out_w)
+            out[y0 : y0 + share.shape[0], x0 : x0 + share.shape[1]] += share
+    return out
+
+
+# ---------------------------------------------------------------- the value
+
+
+@dataclass(frozen=True, eq=False)
+class AreaInput:
+    """What the fingerprint kernels read of an upright grey image of `shape` (H, W): for each
+    size (h, w) in `sums`, N = `area_numerators(gray, h, w)`; N / (H*W) is that resize.
+
+    Built through `__init__` only (unpickling too, see `__reduce__`), which checks that
+    every array is an int64 (h, w) array of values in [0, 255*H*W] whose cells add up to
+    the same pixel total at every size, and stores read-only C-contiguous copies.
+    """
+
+    shape: tuple[int, int]
+    sums: Mapping[tuple[int, int], np.ndarray]
+
+    def __post_init__(self) -> None:
+        try:
+            sy, sx = (int(v) for v in self.shape)
+        except (TypeError, ValueError):
+            raise BadAreaInput(f"shape must be (height, width), got {self.shape!r}") from None
+        if sy < 1 or sx < 1 or sy * sx > MAX_PIXELS:
+            raise BadAreaInput(f"an image of {sy}x{sx} pixels cannot be hashed")
+        if not self.sums:
+            raise BadAreaInput("an area input needs at least one resize")
+        sums, totals = {}, set()
+        for size, n in self.sums.items():
+            h, w = (int(v) for v in size)
+            arr = np.asarray(n)
+            if arr.dtype != np.int64 or arr.shape != (h, w) or h < 1 or w < 1:
+                raise BadAreaInput(f"the {h}x{w} sums must be a ({h}, {w}) int64 array, got {arr.shape} {arr.dtype}")
+            if arr.min() < 0 or arr.max() > 255 * sy * sx:
+                raise BadAreaInput(f"the {h}x{w} sums lie outside [0, 255*{sy}*{sx}]")
+            total, rem = divmod(int(arr.sum()), h * w)  # = the sum of all pixels, at every size
+            if rem:
+                raise BadAreaInput(f"the {h}x{w} sums do not add up to a whole pixel total")
+            totals.add(total)
+            arr = np.array(arr, dtype=np.int64, order="C")  # our own copy: nobody else can change it
+            arr.flags.writeable = False
+            sums[(h, w)] = arr
+        if len(totals) != 1:
+            raise BadAreaInput(f"the sums of {len(sums)} sizes disagree on the pixel total")
+        object.__setattr__(self, "shape", (sy, sx))
+        object.__setattr__(self, "sums", sums)
+
+    def __reduce__(self):
+        return (AreaInput, (self.shape, dict(self.sums)))
+
+    @property
+    def denominator(self) -> int:
+        """H*W: every N divided by this is the resized image."""
+        return self.shape[0] * self.shape[1]
+
+    def numerators(self, size: tuple[int, int]) -> np.ndarray:
+        """The read-only (h, w) int64 sums for `size`, or MissingAreaSums."""
+        try:
+            return self.sums[tuple(size)]
+        except KeyError:
+            have = ", ".join(f"{h}x{w}" for h, w in self.sums)
+            raise MissingAreaSums(f"the area input has the {have} resize(s), not {size[0]}x{size[1]}") from None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(n.nbytes for n in self.sums.values())
+
+
+Numerators = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def area_input(gray: np.ndarray, sizes, numerators: Numerators = area_numerators) -> AreaInput:
+    """The `AreaInput` of `gray` with the resizes `sizes` (BadImage if gray is not a grey image).
+
+    `numerators` computes each N: this module's numpy version by default (the decode
+    workers), or the identical numba kernel (`dedupd.kernels` in the scanning process).
+    """
+    gray = as_gray(gray)
+    return AreaInput(gray.shape, {tuple(s): numerators(gray, s[0], s[1]) for s in sizes})
+
+
+def area_input_for(gray: np.ndarray, algo: str, numerators: Numerators = area_numerators) -> AreaInput:
+    """The `AreaInput` that fingerprint algorithm `algo` needs of `gray`."""
+    return area_input(gray, sizes_for(algo), numerators)
