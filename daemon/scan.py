@@ -4,14 +4,18 @@ Stages, each counted in the `ScanReport`:
 1. walk: every wanted file under each available root (a missing root is reported as
    unavailable and its records are left alone: SAFETY.md rule 18);
 2. classify: unchanged (same dev, ino, size, mtime_ns: nothing is read), renamed or
-   hard-linked (same inode as a known record: the fingerprint is reused), or to do;
+   hard-linked (same inode as a known record: the fingerprint is reused), or to do; the
+   records of a directory's files are looked up together (`Index.by_paths`);
 3. fingerprint the to-do files: read, hash and decode in the decode worker processes
    (`dedupd.daemon.decode_pool`, SAFETY.md rule 22), fingerprint in a thread pool (the
    numba kernels release the GIL); only this thread writes to the index;
 4. link: each new fingerprint is looked up with its dihedral variants and the pairs
    within the report radius are stored as edges;
-5. sweep: records under the scanned paths whose file is gone are removed (a named file
-   costs one lookup; only a directory is compared with every record);
+5. sweep: records under the scanned paths whose file is gone are removed: a named file
+   costs one lookup; a directory costs nothing when every record of the index was seen
+   (a full scan that found nothing gone), else one pass over the records' paths
+   (`Index.paths_under`: path keys are hashed per directory, so a folder's subtree is
+   not a key range);
 6. group: star clustering, redone only for the components the changed files are in
    (`dedupd.daemon.regroup`); the snapshot is stored for `dedupctl groups`.
 
@@ -36,8 +40,9 @@ from dedupd.daemon.grouping import Group, Thresholds, better_edge
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census
-from dedupd.daemon.walk import Excluder, FileRef, walk
+from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
 from dedupd.index.edges import Edge
+from dedupd.index.errors import RecordNotFound
 from dedupd.index.records import STATE_OK, FileRecord
 from dedupd.kernels import ALGORITHMS
 
@@ -92,6 +97,7 @@ class Scanner:
         self.decoder = decoder if decoder is not None else shared_decoder(config.worker_count, config.pixel_limit)
         self.groups = GroupCache(index, config, self.thresholds)
         self.census: Census | None = None  # read from the index at the first run
+        self._seen: set[int] = set()  # during a run: ids of the records of the files seen so far
         self.on_tick: Callable[[], None] = lambda: None  # called every batch: the service's liveness beat
         self.should_stop: Callable[[], bool] = lambda: False  # checked every batch: SIGTERM ends a scan early
 
@@ -102,33 +108,37 @@ class Scanner:
         report = ScanReport()
         if self.census is None:
             self.census = Census.of_index(self.index)
-        roots = [os.path.abspath(p) for p in paths] if paths else [r.path for r in self.config.roots]
+        roots = outermost([os.path.abspath(p) for p in paths]) if paths else [r.path for r in self.config.roots]
         todo: list[FileRef] = []
-        seen_ids: set[int] = set()
+        self._seen = seen_ids = set()  # ids of the records of files seen (`_delete` takes ids out)
         scanned_roots = []
         for root in roots:
             report.roots.append(root)
             if os.path.isfile(root) and not os.path.islink(root):  # one file named on the command line
-                refs = [FileRef.from_stat(root, os.lstat(root))] if self.excluder.wanted_file(os.path.basename(root)) else []
+                wanted = self.excluder.wanted_file(os.path.basename(root))
+                batches = [(os.path.dirname(root), [FileRef.from_stat(root, os.lstat(root))] if wanted else [])]
             elif os.path.isdir(root) and not os.path.islink(root):
-                refs = walk(root, self.excluder, lambda p, k: self._skipped(report, k))
+                batches = walk_dirs(root, self.excluder, lambda p, k: self._skipped(report, k))
             elif paths and root not in self.root_paths:
-                refs = []  # a path that is gone (or is no longer a file): its records are swept
+                batches = []  # a path that is gone (or is no longer a file): its records are swept
             else:
                 report.unavailable.append(root)
                 continue
             scanned_roots.append(root)
-            for ref in refs:
-                report.seen += 1
-                if report.seen % 1000 == 0:
-                    self._tick()
-                record = self._classify(ref, report)
-                if record is None:
-                    todo.append(ref)
-                else:
-                    seen_ids.add(record.file_id)
+            for _, refs in batches:
+                known = self.index.by_paths([ref.path for ref in refs]) if refs else {}
+                for ref in refs:
+                    report.seen += 1
+                    if report.seen % 1000 == 0:
+                        self._tick()
+                    record = self._classify(ref, known, report)
+                    if record is None:
+                        todo.append(ref)
+                    else:
+                        seen_ids.add(record.file_id)
         seen_ids.update(self._fingerprint_all(todo, report))
         report.removed = self._sweep(scanned_roots, seen_ids)
+        self._seen = set()
         groups = self.regroup()
         report.groups = len(groups)
         report.seconds = round(time.monotonic() - started, 3)
@@ -162,9 +172,10 @@ class Scanner:
     def _skipped(self, report: ScanReport, kind: str) -> None:
         (report.errors if kind in SKIP_KINDS_THAT_ARE_ERRORS else report.skipped)[kind] += 1
 
-    def _classify(self, ref: FileRef, report: ScanReport) -> FileRecord | None:
-        """The up-to-date record for `ref` if no decode is needed, else None."""
-        existing = self.index.by_path(ref.path)
+    def _classify(self, ref: FileRef, known: dict[str, FileRecord], report: ScanReport) -> FileRecord | None:
+        """The up-to-date record for `ref` if no decode is needed, else None. `known`: the
+        records of `ref`'s directory's files (`by_paths`), kept true by the writes made here."""
+        existing = known.get(ref.path)
         if existing is not None and existing.same_stat(ref.dev, ref.ino, ref.size, ref.mtime_ns) and self._current(existing):
             report.unchanged += 1
             if existing.state != STATE_OK:
@@ -181,6 +192,7 @@ class Scanner:
             self._delete([existing])  # the name now holds another inode
         if not os.path.lexists(donor.path):  # the donor's old name is gone: a rename
             report.renamed += 1
+            known.pop(donor.path, None)  # the old name holds no record now (its file vanished after the walk)
             self.groups.touch([donor.file_id])
             return self.index.put(donor.with_(path=ref.path, ctime_ns=ref.ctime_ns))
         report.linked += 1  # a second name of the same inode: a hard link
@@ -232,8 +244,9 @@ class Scanner:
     def _store(self, batch: list[Fingerprinted], report: ScanReport, pool: ThreadPoolExecutor) -> list[int]:
         """Write a batch of fingerprints (one transaction), then find, verify and store their edges."""
         records = []
+        known = self.index.by_paths([item.record.path for item in batch])
         for item in batch:
-            existing = self.index.by_path(item.record.path)
+            existing = known.get(item.record.path)
             if existing is not None:
                 self.census.remove(existing)
                 self.groups.touch([existing.file_id], neighbours=True)  # a new code drops its edges
@@ -289,26 +302,51 @@ class Scanner:
 
     def _sweep(self, roots: list[str], seen_ids: set[int]) -> int:
         """Remove records under the scanned paths whose files were not seen. A path that
-        is (or was) a file costs one lookup; directories are compared with every record
-        (the index has no path order to range over)."""
+        is (or was) a file costs one lookup. Under directories: nothing to look at when
+        every record of the index was seen (`seen_ids` holds only live ids: `_delete`
+        takes ids out), else the ids under them from one pass over the records' paths."""
         gone, dirs = [], []
+        named = self.index.by_paths(roots)
         for path in roots:
-            record = self.index.by_path(path)
+            record = named.get(path)
             if record is not None:
                 if record.file_id not in seen_ids:
                     gone.append(record)
             elif not os.path.isfile(path):  # a directory, or a vanished path that may have been one
                 dirs.append(path.rstrip(os.sep) + os.sep)
-        if dirs:
-            prefixes = tuple(dirs)
-            gone += [r for r in self.index.iter_records() if r.file_id not in seen_ids and r.path.startswith(prefixes)]
+        if dirs and len(self.index) > len(seen_ids):
+            for fid in self.index.paths_under(dirs):
+                if fid not in seen_ids:
+                    try:
+                        gone.append(self.index.get(fid))
+                    except RecordNotFound:  # cannot happen on the one writing thread; nothing to remove then
+                        pass
         return self._delete(gone)
 
     def _delete(self, records: list[FileRecord]) -> int:
         if not records:
             return 0
+        self._seen.difference_update(r.file_id for r in records)
         self.groups.touch([r.file_id for r in records], neighbours=True)
         for r in records:
             self.census.remove(r)
         return self.index.delete_many([r.file_id for r in records])
 
+
+
+def outermost(paths: list[str]) -> list[str]:
+    """`paths` sorted, without duplicates and without those inside another of them that
+    is a directory (walked in full: a settled folder and a file in it are looked at once).
+    A path under one that is now a file or gone stays: only its own scan sweeps it."""
+    chosen = set(paths)
+    walked = {p for p in chosen if os.path.isdir(p) and not os.path.islink(p)}
+
+    def inside_walked(path: str) -> bool:
+        parent = os.path.dirname(path)
+        while parent != path:
+            if parent in walked:
+                return True
+            path, parent = parent, os.path.dirname(parent)
+        return False
+
+    return sorted(p for p in chosen if not inside_walked(p))

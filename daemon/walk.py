@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
@@ -33,24 +34,39 @@ SkipHandler = Callable[[str, str], None]
 
 
 class Excluder:
-    """Decides from a name alone whether a directory or file is excluded."""
+    """Decides from a name alone whether a directory or file is excluded.
+
+    Each pattern list is matched with one regular expression (the patterns' `fnmatch`
+    translations joined): a walk asks once for every name it sees."""
 
     def __init__(self, patterns: Iterable[str], extensions: Iterable[str]):
+        patterns = list(patterns)
         self.dir_patterns = tuple(p.rstrip("/") for p in patterns if p.endswith("/"))
         self.any_patterns = tuple(p for p in patterns if not p.endswith("/"))
         self.extensions = tuple(e.lower() for e in extensions)
+        self._dir_match = _any_of(self.dir_patterns + self.any_patterns)
+        self._file_match = _any_of(self.any_patterns)
 
     def skip_dir(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in self.dir_patterns + self.any_patterns)
+        return self._dir_match(name)
 
     def wanted_file(self, name: str) -> bool:
-        if any(fnmatch.fnmatchcase(name, p) for p in self.any_patterns):
-            return False
-        return name.lower().endswith(self.extensions)
+        return name.lower().endswith(self.extensions) and not self._file_match(name)
 
 
-def walk(root: str, excluder: Excluder, on_skip: SkipHandler = lambda p, k: None) -> Iterator[FileRef]:
-    """Yield every wanted regular file under `root` (depth first, sorted for determinism)."""
+def _any_of(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a name matches any of `patterns` (`fnmatch.fnmatchcase` semantics)."""
+    if not patterns:
+        return lambda name: False
+    match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
+    return lambda name: match(name) is not None
+
+
+def walk_dirs(root: str, excluder: Excluder,
+              on_skip: SkipHandler = lambda p, k: None) -> Iterator[tuple[str, list[FileRef]]]:
+    """Yield (directory, its wanted regular files) for every directory under `root`, `root`
+    first (depth first, names sorted for determinism; a directory without wanted files is
+    yielded with an empty list). A scan looks up one directory's files together."""
     stack = [root]
     while stack:
         directory = stack.pop()
@@ -63,7 +79,7 @@ def walk(root: str, excluder: Excluder, on_skip: SkipHandler = lambda p, k: None
         except OSError:
             on_skip(directory, "unreadable_dir")
             continue
-        subdirs = []
+        subdirs, files = [], []
         for entry in entries:
             try:
                 if entry.is_symlink():
@@ -75,11 +91,18 @@ def walk(root: str, excluder: Excluder, on_skip: SkipHandler = lambda p, k: None
                 elif excluder.wanted_file(entry.name):
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISREG(st.st_mode):
-                        yield FileRef.from_stat(entry.path, st)
+                        files.append(FileRef.from_stat(entry.path, st))
                     else:
                         on_skip(entry.path, "not_regular")
             except FileNotFoundError:
                 on_skip(entry.path, "vanished")
             except OSError:
                 on_skip(entry.path, "unreadable")
+        yield directory, files
         stack.extend(reversed(subdirs))
+
+
+def walk(root: str, excluder: Excluder, on_skip: SkipHandler = lambda p, k: None) -> Iterator[FileRef]:
+    """Yield every wanted regular file under `root` (depth first, sorted for determinism)."""
+    for _, files in walk_dirs(root, excluder, on_skip):
+        yield from files

@@ -1,8 +1,12 @@
+import fnmatch
 import os
 import socket
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dedupd.daemon.config.schema import DEFAULT_EXCLUDE, DEFAULT_EXTENSIONS
-from dedupd.daemon.walk import Excluder, walk
+from dedupd.daemon.walk import Excluder, walk, walk_dirs
 
 EXCLUDER = Excluder(DEFAULT_EXCLUDE, DEFAULT_EXTENSIONS)
 
@@ -75,3 +79,27 @@ def test_non_utf8_names_survive(tmp_path):
         f.write(b"x")
     found, _ = run(tmp_path)
     assert found == [os.fsdecode(b"caf\xe9.jpg")]
+
+
+def test_walk_dirs_yields_each_directory_with_its_own_files(tmp_path):
+    for name in ("a.jpg", "notes.txt", "sub/b.png", "sub/c.jpg", "sub/deeper/d.gif", "empty/x.txt", "@eaDir/e.jpg"):
+        touch(tmp_path / name)
+    got = [(os.path.relpath(d, tmp_path), [os.path.basename(f.path) for f in files])
+           for d, files in walk_dirs(str(tmp_path), EXCLUDER)]
+    assert got == [(".", ["a.jpg"]), ("empty", []), ("sub", ["b.png", "c.jpg"]), ("sub/deeper", ["d.gif"])]
+    assert [f for _, files in walk_dirs(str(tmp_path), EXCLUDER) for f in files] == list(walk(str(tmp_path), EXCLUDER))
+
+
+PATTERN = st.text("ab*?[]!.-/", min_size=1, max_size=6)
+
+
+@settings(max_examples=300)
+@given(patterns=st.lists(PATTERN, max_size=5), name=st.text("ab.-[]!*?", max_size=8), ext=st.sampled_from(["", ".jpg", ".JPG", ".png"]))
+def test_excluder_decides_as_fnmatch_does_pattern_by_pattern(patterns, name, ext):
+    """The joined regular expressions against the oracle: `fnmatchcase` per pattern."""
+    ex = Excluder(patterns, [".jpg"])
+    name += ext
+    dir_patterns = [p.rstrip("/") for p in patterns if p.endswith("/")]
+    any_patterns = [p for p in patterns if not p.endswith("/")]
+    assert ex.skip_dir(name) == any(fnmatch.fnmatchcase(name, p) for p in dir_patterns + any_patterns)
+    assert ex.wanted_file(name) == (name.lower().endswith(".jpg") and not any(fnmatch.fnmatchcase(name, p) for p in any_patterns))

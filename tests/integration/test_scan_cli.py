@@ -149,3 +149,94 @@ def test_progress_bar_is_drawn_on_a_terminal():
     quiet = io.StringIO()
     Progress("x", 3, stream=quiet).advance()  # StringIO is not a terminal: nothing drawn
     assert quiet.getvalue() == ""
+
+
+# -- the sweep at scale: which records a scan removes, and what it reads to find them --------
+
+def _tiny_library(tmp_path, names):
+    """Tiny files under photos/ and a record for each that matches its stat (a scan finds
+    them unchanged and decodes nothing), plus two records outside the root."""
+    import hashlib
+
+    from dedupd.daemon.config import load_config
+    from dedupd.daemon.scan import Scanner
+    from dedupd.daemon.state import open_index
+    from dedupd.index.records import FileRecord
+    from dedupd.kernels import ALGORITHMS
+
+    root = tmp_path / "photos"
+    cfg = tmp_path / "dedupd.yaml"
+    cfg.write_text(f"state_dir: {tmp_path / 'state'}\nroots: [{{path: {root}}}]\nworkers: 1\n")
+    config = load_config(str(cfg))
+    algo = ALGORITHMS[config.algorithm]
+    items = []
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\xff\xd8 tiny")
+        st = os.lstat(path)
+        items.append((str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+    items += [("/elsewhere/x.jpg", (1, 1, 10, 5)), ("/elsewhere/y.jpg", (1, 2, 10, 5))]  # files of no root
+    index = open_index(config)
+    index.put_many([FileRecord(0, p, dev, ino, size, mtime, mtime, 10, 10, "jpeg", hashlib.sha256(p.encode()).digest(),
+                               (i + 1, 0), algo.name, algo.version, 0.5) for i, (p, (dev, ino, size, mtime)) in enumerate(items)])
+    return root, config, index, Scanner(config, index, progress=False)
+
+
+NAMES = ["a.jpg", "b.jpg", "sub/c.jpg", "sub/d.jpg", "sub/deeper/e.jpg", "other/f.jpg", "other b/g.jpg"]
+
+
+class _CountingPathsUnder:
+    def __init__(self, index):
+        self.index, self.calls = index, 0
+
+    def __getattr__(self, name):
+        return getattr(self.index, name)
+
+    def __len__(self):
+        return len(self.index)
+
+    def paths_under(self, prefixes):
+        self.calls += 1
+        return self.index.paths_under(prefixes)
+
+
+def test_sweep_removes_deleted_files_and_folders_and_keeps_records_outside_the_roots(tmp_path):
+    root, config, index, scanner = _tiny_library(tmp_path, NAMES)
+    with index:
+        assert scanner.run().unchanged == len(NAMES) and len(index) == len(NAMES) + 2
+        (root / "b.jpg").unlink()
+        shutil.rmtree(root / "sub")  # a folder that vanished: its records are found by their paths
+        report = scanner.run()
+        assert report.removed == 4 and report.unchanged == len(NAMES) - 4
+        left = sorted(r.path for r in index.iter_records())
+        assert left == sorted([str(root / n) for n in ("a.jpg", "other/f.jpg", "other b/g.jpg")] +
+                              ["/elsewhere/x.jpg", "/elsewhere/y.jpg"])
+        assert scanner.census.files == len(left)  # the census followed the removals
+
+
+def test_a_full_rescan_that_saw_every_record_reads_no_paths(tmp_path):
+    root, config, index, _ = _tiny_library(tmp_path, NAMES)
+    from dedupd.daemon.scan import Scanner
+
+    with index:
+        index.delete_many([r.file_id for r in index.iter_records() if r.path.startswith("/elsewhere/")])
+        spy = _CountingPathsUnder(index)
+        scanner = Scanner(config, spy, progress=False)
+        assert scanner.run().removed == 0 and spy.calls == 0  # every record seen: nothing can be gone
+        (root / "other b/g.jpg").unlink()
+        assert scanner.run().removed == 1 and spy.calls == 1  # one seen fewer: the paths are read once
+        assert scanner.run([str(root / "sub")]).removed == 0 and spy.calls == 2  # a named folder: a partial scan
+
+
+def test_a_named_folder_and_a_file_in_it_are_looked_at_once(tmp_path):
+    from dedupd.daemon.scan import outermost
+
+    root, config, index, scanner = _tiny_library(tmp_path, NAMES)
+    with index:
+        sub = str(root / "sub")
+        report = scanner.run([sub, str(root / "sub/c.jpg"), sub + "/deeper", str(root / "other b/g.jpg"), str(root / "other")])
+        assert report.seen == 5 and report.unchanged == 5  # c, d, e under sub; f; g (not under "other")
+    gone = str(root / "gone")
+    assert outermost([sub, sub + "/c.jpg", gone, gone + "/x.jpg", "/a b", "/a/x"]) == sorted(
+        [sub, gone, gone + "/x.jpg", "/a b", "/a/x"])  # a gone folder may have been a file: its names stay
