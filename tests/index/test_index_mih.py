@@ -125,6 +125,24 @@ def test_scan_kernels_equal_brute_force():
     assert scan_rows(w0, w1, 0, len(codes), q0, q1, -1).tolist() == []
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 64])
+def test_scan_takes_any_number_of_queries(k):
+    """The scan runs queries four at a time and the rest one by one: every count gives the
+    rows within the radius of at least one query, block edges (2048 rows) included."""
+    rng = np.random.default_rng(k)
+    codes = rng.integers(0, 2**64, (4500, 2), dtype=np.uint64)
+    queries = codes[rng.integers(0, len(codes), k)] ^ (rng.integers(0, 2**64, (k, 2), dtype=np.uint64)
+                                                      & rng.integers(0, 2**64, (k, 2), dtype=np.uint64)
+                                                      & rng.integers(0, 2**64, (k, 2), dtype=np.uint64))
+    w0, w1 = words(codes)
+    q0, q1 = words(queries)
+    d = np.min([hamming_many_numpy(q, codes) for q in queries], axis=0)
+    for radius in (0, 16, 28, 50):
+        expect = np.flatnonzero(d <= radius).tolist()
+        assert scan_rows(w0, w1, 0, len(codes), q0, q1, radius).tolist() == expect
+        assert scan_rows(w0, w1, 2047, 4097, q0, q1, radius).tolist() == [i for i in expect if 2047 <= i < 4097]
+
+
 def test_numba_and_numpy_distances_agree():
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 2**64, (500, 2), dtype=np.uint64)
