@@ -34,6 +34,7 @@ THUMB_SIDE = 256  # verification thumbnails are kept at most this large (long si
 COMPARE_SIDE = 256
 BLOCKS = 16
 MIN_GAIN, MAX_GAIN = 0.8, 1.25
+MIN_FIT_PIXELS = 256  # unclipped pixels needed to fit the exposure on them alone
 TRIMS = (0.005, 0.01, 0.015, 0.02)  # fraction cut off every side while searching alignment
 _TOLERANCE_KERNEL = np.ones((3, 3), np.uint8)
 
@@ -146,7 +147,7 @@ def _blur(img: np.ndarray) -> np.ndarray:
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares y ~ gain * x + offset over pixels clipped in neither image."""
     mask = (x > 3) & (x < 252) & (y > 3) & (y < 252)
-    if mask.sum() < 0.2 * x.size:
+    if mask.sum() < max(MIN_FIT_PIXELS, 0.02 * x.size):
         mask = np.ones_like(x, dtype=bool)
     xm, ym = x[mask], y[mask]
     var = float(xm.var())

@@ -90,3 +90,19 @@ def test_symmetric(name, edit):
     img = photo(name)
     a, b = thumb(encode(img, ".png")), thumb({**SAME, **DIFFERENT}[edit](img))
     assert verify_pair(a, b).same == verify_pair(b, a).same
+
+
+def test_a_brightened_cutout_on_white_passes():
+    """A product shot on a white background (~80 % of the pixels clipped at 255), brightened
+    by 8 % and re-saved: the exposure is fitted on the unclipped pixels however few, not on
+    the whole frame, whose white hides the gain (fitted 1.015 instead of 1.08, worst block
+    10.5 grey levels; 3 of 369 corpus photos failed that way)."""
+    src = photo("astronaut")
+    img = np.full((400, 600, 3), 255, np.uint8)
+    img[100:300, 150:450] = cv2.resize(src, (300, 200), interpolation=cv2.INTER_AREA)
+    brighter = np.clip(img.astype(np.float32) * 1.08 + 0.5, 0, 255).astype(np.uint8)
+    a = thumbnail(decode_image(encode(img, ".jpg", 92)).gray)
+    b = thumbnail(decode_image(encode(brighter, ".jpg", 92)).gray)
+    assert ((a > 251) | (b > 251)).mean() > 0.7
+    verdict = verify_pair(b, a)
+    assert verdict.same and 1.04 < verdict.gain < 1.12
