@@ -364,6 +364,7 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int) -> 
     cases = [(r, mode) for r in RADII for mode in ("single", "variants")]
     names = list(fns)
     times = {(m, c): [] for m in names for c in cases}
+    cpu = {(m, c): [] for m in names for c in cases}  # thread CPU time: what a query costs without the neighbours' share
     hits = {c: [] for c in cases}
     plans = {c: {} for c in cases}
     mismatches = []
@@ -376,9 +377,10 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int) -> 
                 spent = times[(m, case)]
                 if m != "linear" and len(spent) >= min_queries and sum(spent) >= budget:
                     continue
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 answers[m] = fns[m](qs, r)
                 spent.append(time.perf_counter() - t0)
+                cpu[(m, case)].append(time.thread_time() - c0)
                 if m == "ours":
                     p = last_plan(idx)
                     plans[case][p] = plans[case].get(p, 0) + 1
@@ -389,8 +391,11 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int) -> 
     table = {}
     for (m, (r, mode)), ts in times.items():
         if ts:
+            cs = cpu[(m, (r, mode))]
             table.setdefault(f"{r}/{mode}", {})[m] = {"p50_ms": rounded(1000 * median(ts)),
-                                                      "p99_ms": rounded(1000 * percentile(ts, 99)), "queries": len(ts)}
+                                                      "p99_ms": rounded(1000 * percentile(ts, 99)),
+                                                      "cpu_p50_ms": rounded(1000 * median(cs)),
+                                                      "cpu_p99_ms": rounded(1000 * percentile(cs, 99)), "queries": len(ts)}
     return {"latency": table, "mean_hits": {f"{r}/{mode}": rounded(float(np.mean(h))) for (r, mode), h in hits.items()},
             "plans": {f"{r}/{mode}": p for (r, mode), p in plans.items()},
             "mismatches": len(mismatches), "mismatch_examples": mismatches[:20]}
@@ -498,14 +503,17 @@ def print_set(name: str, res: dict) -> None:
     rows = []
     for key, per in res["latency"].items():
         r, mode = key.split("/")
-        lin = per["linear"]["p50_ms"]
-        ours = per.get("ours", {}).get("p50_ms")
+        lin, ours = per["linear"], per.get("ours")
         rows.append([r, mode, res["mean_hits"][key], ",".join(f"{k}:{v}" for k, v in res["plans"][key].items()),
-                     f"{lin / ours:.1f}x" if ours else "-"]
+                     f"{lin['p50_ms'] / ours['p50_ms']:.1f}x / {lin['cpu_p50_ms'] / ours['cpu_p50_ms']:.1f}x" if ours else "-"]
                     + [f"{per[m]['p50_ms']:.3g} / {per[m]['p99_ms']:.3g}" + ("" if per[m]["queries"] == len_q else f" ({per[m]['queries']}q)")
                        if m in per else "-" for m in methods])
-    print_table(["radius", "query", "hits", "ours plan", "linear/ours p50"] + [f"{m} p50/p99 ms" for m in methods], rows,
-                title="query latency (ms), one code vs its 8 dihedral variants")
+    print_table(["radius", "query", "hits", "ours plan", "linear/ours p50 wall / CPU"] + [f"{m} p50/p99 ms" for m in methods],
+                rows, title="query latency (ms, wall clock), one code vs its 8 dihedral variants")
+    rows = [[*key.split("/")] + [f"{per[m]['cpu_p50_ms']:.3g} / {per[m]['cpu_p99_ms']:.3g}" if m in per else "-" for m in methods]
+            for key, per in res["latency"].items()]
+    print_table(["radius", "query"] + [f"{m} CPU p50/p99 ms" for m in methods], rows,
+                title="the same queries in thread CPU time (excludes time the query waited for a core)")
     print(f"p99 over {len_q} queries; (Nq): a slow method timed on its first N queries only (time budget per case)")
     if res["edges"]:
         e = res["edges"]
