@@ -6,12 +6,14 @@ rounds, medians. Two file sets, measured separately: large JPEGs (the corpus
 
   ours         dedupd.daemon.fingerprinting.fingerprint_file(ref, "lbph", 100_000_000, decoder):
                read + sha256 + reduced-scale JPEG decode (a progressive JPEG at 1/8 from its
-               DC scans) + EXIF orientation in a decode worker process (decode_pool.
-               ProcessDecoder, --workers processes, SAFETY.md rule 22), then LBPH with its
-               8 dihedral variants and the verification thumbnail in the calling thread
+               DC scans) + EXIF orientation + the exact 64x64 area sums (numpy,
+               kernels/area.py) + the verification thumbnail in a decode worker process
+               (decode_pool.ProcessDecoder, --workers processes, SAFETY.md rule 22), then
+               LBPH with its 8 dihedral variants from the sums in the calling thread
                (2 x --workers threads, as a scan runs it) -- the per-file work of a scan.
-  ours-threads the same with the decode in the calling thread (ThreadDecoder, --workers
-               threads): no isolation, the cost of the worker processes is ours/ours-threads.
+  ours-threads the same with the decode, sums and thumbnail in the calling thread
+               (ThreadDecoder, --workers threads): no isolation, the cost of the worker
+               processes is ours/ours-threads.
   decode-only  read the bytes + decode_image (the same reduced decode), no hashing.
   imagehash    imagehash.phash(PIL.Image.open(path)): Pillow full decode, no EXIF transpose.
   pdq          pdqhash.compute on an OpenCV full colour decode (cv2.imread), an extra anchor.

@@ -1,10 +1,13 @@
-"""The part of a file's fingerprinting that touches untrusted bytes: read, hash, decode.
+"""The part of a file's fingerprinting that touches untrusted bytes: read, hash, decode,
+and reduce the picture to what the scanning process needs.
 
 This is what a decode worker process runs (`dedupd.daemon.decode_worker`, SAFETY.md
 rule 22), so it imports no numba kernel and no index: a worker starts in ~0.4 s and
-holds ~50 MB, and the fingerprint of the decoded pixels is computed by the caller
-(`dedupd.daemon.fingerprinting`). Every per-file problem is raised as a typed
-`FileProblem`; nothing here changes a file.
+holds ~50 MB. The decoded picture never leaves it: `decode_file` returns the exact area
+sums the fingerprint reads (`dedupd.kernels.area.AreaInput`, 32 KB for LBPH) and the
+verification thumbnail (at most 256 px), whatever the size of the image, and the
+scanning process computes the fingerprint from the sums (`dedupd.daemon.fingerprinting`).
+Every per-file problem is raised as a typed `FileProblem`; nothing here changes a file.
 """
 
 from __future__ import annotations
@@ -17,18 +20,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedupd.daemon.decode import Decoded, check_pixels, decode_image
+from dedupd.daemon.decode import check_pixels, decode_image
 from dedupd.daemon.errors import ChangedWhileReading, EmptyFile, FileProblem, Unreadable, Vanished
 from dedupd.daemon.heif import is_heif
-from dedupd.daemon.imageinfo import HEADER_BYTES, read_info
+from dedupd.daemon.imageinfo import HEADER_BYTES, ImageInfo, read_info
 from dedupd.daemon.verify import thumbnail
+from dedupd.kernels.area import AreaInput, area_input_for, sizes_for
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO swapped in must not hang us
 
 
 @dataclass(frozen=True)
 class DecodedFile:
-    """One file read through one descriptor: its stat as read, sha256, and upright pixels."""
+    """One file read through one descriptor: its stat as read, sha256, header facts, and
+    what the scanning process needs of its upright pixels, never the pixels themselves:
+    `area`, the exact area sums of the fingerprint algorithm it was decoded for, and
+    `thumb`, its upright grey verification thumbnail (`dedupd.daemon.verify.thumbnail`)."""
 
     dev: int
     ino: int
@@ -36,15 +43,24 @@ class DecodedFile:
     mtime_ns: int
     ctime_ns: int
     content_hash: bytes
-    decoded: Decoded
+    info: ImageInfo
+    chroma: float  # `decode.Decoded.chroma`: ~0 for a greyscale picture
+    area: AreaInput
+    thumb: np.ndarray
 
 
-def decode_file(path: str, pixel_limit: int) -> DecodedFile:
-    """Read, hash and decode `path`. Raises a `FileProblem` for any per-file problem."""
+def decode_file(path: str, pixel_limit: int, algo: str) -> DecodedFile:
+    """Read, hash and decode `path`, and measure it for fingerprint algorithm `algo`.
+
+    Raises a `FileProblem` for any per-file problem; UnknownAlgorithm (not a per-file
+    problem) for an `algo` without area sizes, before anything is read."""
+    sizes_for(algo)
     data, st = read_whole(path, pixel_limit)
     decoded = decode_image(data, path, pixel_limit)
-    return DecodedFile(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                       hashlib.sha256(data).digest(), decoded)
+    content_hash = hashlib.sha256(data).digest()
+    del data  # the bytes can go before the sums and the thumbnail are made
+    return DecodedFile(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, content_hash,
+                       decoded.info, decoded.chroma, area_input_for(decoded.gray, algo), thumbnail(decoded.gray))
 
 
 def load_thumb(path: str, size: int, mtime_ns: int, content_hash: bytes, pixel_limit: int) -> np.ndarray | None:

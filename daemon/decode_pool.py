@@ -10,7 +10,10 @@ that dies mid-file (a decoder crash, the OOM killer) is replaced and the file co
 scan or the daemon, and an error record is never acted on.
 
 `ThreadDecoder` decodes in the calling thread instead (no isolation, no time limit):
-what dedupd did before, kept for measurements (docs/performance.md, Pipeline).
+what dedupd did before, kept for measurements (docs/performance.md, Pipeline) and for a
+scan that cannot start processes. Both return the same `decode_job.DecodedFile`: the
+area sums the fingerprint reads and the verification thumbnail, never the decoded
+picture, so a decompression bomb within the pixel limit stays in the worker.
 
 Jobs go to the workers in batches of up to `batch` (one pipe round trip for several
 small files); answers come back one per file, so the time limit is per file.
@@ -33,6 +36,7 @@ import numpy as np
 from dedupd.daemon.decode_job import DecodedFile, decode_file, load_thumb
 from dedupd.daemon.decode_worker import memory_for
 from dedupd.daemon.errors import FileProblem
+from dedupd.kernels.area import sizes_for
 from dedupd.kernels.errors import DedupdError
 
 DEFAULT_TIMEOUT = 60.0  # seconds for one file; a 100 MP PNG decodes in ~2 s on a loaded 2-core VM
@@ -71,8 +75,8 @@ class ThreadDecoder:
     def __init__(self, pixel_limit: int):
         self.pixel_limit = pixel_limit
 
-    def decode(self, path: str) -> DecodedFile:
-        return decode_file(path, self.pixel_limit)
+    def decode(self, path: str, algo: str) -> DecodedFile:
+        return decode_file(path, self.pixel_limit, algo)
 
     def thumb(self, path: str, size: int, mtime_ns: int, content_hash: bytes) -> np.ndarray | None:
         return load_thumb(path, size, mtime_ns, content_hash, self.pixel_limit)
@@ -118,9 +122,12 @@ class ProcessDecoder:
 
     # -- the calling side -----------------------------------------------------------------
 
-    def decode(self, path: str) -> DecodedFile:
-        """Read, hash and decode `path` in a worker; raises a `FileProblem`."""
-        return self.submit("decode", (path, self.pixel_limit)).result()
+    def decode(self, path: str, algo: str) -> DecodedFile:
+        """Read, hash, decode and measure `path` for fingerprint algorithm `algo` in a worker
+        (`decode_job.decode_file`); raises a `FileProblem`. An unknown `algo` raises
+        UnknownAlgorithm here, before it could reach a worker."""
+        sizes_for(algo)
+        return self.submit("decode", (path, self.pixel_limit, algo)).result()
 
     def thumb(self, path: str, size: int, mtime_ns: int, content_hash: bytes) -> np.ndarray | None:
         """`decode_job.load_thumb` in a worker; None for any per-file problem."""

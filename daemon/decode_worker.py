@@ -9,7 +9,9 @@ pipe descriptors it talks over. Before it reads any job it
 - caps its address space (RLIMIT_AS) at what it uses after start-up plus
   `memory_for(pixel_limit)`: a decode that needs more fails inside this process
   (`decode_memory`), never in the daemon;
-- skips the numba kernels (it only decodes; see `_without_kernels`).
+- skips the numba kernels (see `_without_kernels`): it measures the decoded picture with
+  the numpy area resize (`dedupd.kernels.area`), so it sends back the fingerprint's exact
+  input and the verification thumbnail, never the image (`decode_job.DecodedFile`).
 
 Protocol (multiprocessing `Connection` messages): the worker sends ("ready", pid,
 address space limit); then for every list of jobs [(job id, kind, args), ...] it
@@ -40,7 +42,7 @@ def memory_for(pixel_limit: int) -> int:
 def _without_kernels() -> None:
     """Register the package `dedupd.kernels` without running its __init__, which loads
     every numba kernel (2 s, ~100 MB): the worker needs only `dedupd.kernels.errors`,
-    the root of the typed errors it raises."""
+    the root of the typed errors it raises, and the numpy-only `dedupd.kernels.area`."""
     if "dedupd.kernels" not in sys.modules:
         spec = importlib.util.find_spec("dedupd.kernels")
         sys.modules["dedupd.kernels"] = importlib.util.module_from_spec(spec)

@@ -1,9 +1,11 @@
 """Turn one file into a `FileRecord`: read it once, hash its bytes, decode, fingerprint.
 
 `fingerprint_file` is what a scan's fingerprinting threads run. The untrusted part (read,
-sha256, decode: `dedupd.daemon.decode_job`) runs in a decode worker process when a
-`decoder` is given (`dedupd.daemon.decode_pool`, SAFETY.md rule 22), else in this thread;
-the fingerprint of the decoded pixels is computed here (numba kernels release the GIL).
+sha256, decode, and the reduction of the picture to its exact area sums and verification
+thumbnail: `dedupd.daemon.decode_job`) runs in a decode worker process when a `decoder`
+is given (`dedupd.daemon.decode_pool`, SAFETY.md rule 22), else in this thread; the
+fingerprint is computed here from the sums (`dedupd.kernels.fingerprint_area`, numba
+kernels that release the GIL), so this process never holds a full-size decoded image.
 It never raises for a per-file problem: a file that cannot be read or decoded becomes an
 error record (state "error", the problem's kind), so it is counted, never acted on, and
 not decoded again until it changes.
@@ -18,10 +20,10 @@ import numpy as np
 from dedupd.daemon.decode_job import DecodedFile, decode_file, read_whole  # noqa: F401 (read_whole: public here)
 from dedupd.daemon.decode_job import load_thumb as _load_thumb
 from dedupd.daemon.errors import FileProblem
-from dedupd.daemon.verify import thumbnail, verify_pair
+from dedupd.daemon.verify import verify_pair
 from dedupd.daemon.walk import FileRef
 from dedupd.index.records import STATE_ERROR, FileRecord
-from dedupd.kernels import fingerprint
+from dedupd.kernels import fingerprint_area
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def fingerprint_file(ref: FileRef, algo: str, pixel_limit: int, decoder=None) ->
     """The record of `ref`; `decoder` (a `decode_pool` decoder) reads and decodes it, by
     default in this thread."""
     try:
-        got = decoder.decode(ref.path) if decoder is not None else decode_file(ref.path, pixel_limit)
+        got = decoder.decode(ref.path, algo) if decoder is not None else decode_file(ref.path, pixel_limit, algo)
     except FileProblem as problem:
         return Fingerprinted(error_record(ref, problem.kind), None)
     return fingerprint_decoded(ref.path, got, algo)
@@ -47,9 +49,9 @@ def error_record(ref: FileRef, kind: str) -> FileRecord:
 
 def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted:
     """Fingerprint, variants, thumbnail and record of a file read and decoded as `got`."""
-    decoded = got.decoded
-    fp = fingerprint(decoded.gray, algo)
-    width, height = decoded.info.display_size
+    fp = fingerprint_area(got.area, algo)
+    info = got.info
+    width, height = info.display_size
     record = FileRecord(
         file_id=0,
         path=path,
@@ -60,17 +62,17 @@ def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted
         ctime_ns=got.ctime_ns,
         width=width,
         height=height,
-        format=decoded.info.format,
+        format=info.format,
         content_hash=got.content_hash,
         code=(int(fp.code[0]), int(fp.code[1])),
         algo=fp.algo,
         algo_version=fp.version,
         quality=float(fp.quality),
-        has_exif=decoded.info.has_exif,
-        chroma=decoded.chroma,
-        encoding=decoded.info.encoding,
+        has_exif=info.has_exif,
+        chroma=got.chroma,
+        encoding=info.encoding,
     )
-    return Fingerprinted(record, fp.variants, thumbnail(decoded.gray))
+    return Fingerprinted(record, fp.variants, got.thumb)
 
 
 def load_thumb(record: FileRecord, pixel_limit: int, decoder=None) -> np.ndarray | None:

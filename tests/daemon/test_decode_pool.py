@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 
 import cv2
 import numpy as np
 import pytest
 
+from dedupd.daemon.decode import decode_image
+from dedupd.daemon.decode_job import DecodedFile
 from dedupd.daemon.decode_pool import ProcessDecoder, ThreadDecoder
 from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
+from dedupd.daemon.verify import THUMB_SIDE, thumbnail
 from dedupd.daemon.walk import FileRef
+from dedupd.kernels import fingerprint, fingerprint_area
+from dedupd.kernels.errors import UnknownAlgorithm
 from testimages import encode, photo, resize, write
 
 LIMIT = 100_000_000
@@ -39,6 +45,34 @@ def test_workers_give_the_records_threads_give(pool, tmp_path):
     a, b = (fingerprint_file(ref(p), "lbph", LIMIT, pool).record for p in paths[:2])
     assert check_pair(a, a, None, None, LIMIT, pool)  # thumbnails re-read by a worker
     assert not check_pair(a, b, None, None, LIMIT, pool)
+
+
+@pytest.mark.parametrize("algo", ["lbph", "phash", "dhash"])
+def test_a_worker_sends_the_area_sums_and_the_thumbnail_never_the_image(pool, tmp_path, algo):
+    """SAFETY.md rule 22: what comes back of a 1600x2400 PNG is a few tens of KB whatever
+    its size, and it fingerprints exactly as the decoded picture itself would."""
+    big = write(tmp_path / "big.png", encode(resize(photo("coffee"), 4), ".png"))
+    gray = decode_image(big.read_bytes()).gray
+    assert gray.shape == (1600, 2400)
+    got = pool.decode(str(big), algo)
+    assert isinstance(got, DecodedFile) and got.area.shape == gray.shape
+    assert len(pickle.dumps(got)) < 100_000  # what crosses the pipe (the grey image alone is 3.8 MB)
+    assert max(got.thumb.shape) == THUMB_SIDE and np.array_equal(got.thumb, thumbnail(gray))
+    want = fingerprint(gray, algo)
+    have = fingerprint_area(got.area, algo)
+    assert (have.code.tobytes(), have.variants.tobytes(), have.quality) == (want.code.tobytes(), want.variants.tobytes(), want.quality)
+    in_thread = ThreadDecoder(LIMIT).decode(str(big), algo)
+    assert in_thread.area.sums.keys() == got.area.sums.keys()
+    assert all(np.array_equal(in_thread.area.sums[k], got.area.sums[k]) for k in got.area.sums)
+
+
+def test_an_unknown_algorithm_never_reaches_a_worker(pool, tmp_path):
+    p = write(tmp_path / "a.jpg", encode(photo("coffee"), ".jpg"))
+    pids = pool.pids()
+    for decoder in (pool, ThreadDecoder(LIMIT)):
+        with pytest.raises(UnknownAlgorithm):
+            decoder.decode(str(p), "md5")
+    assert pool.pids() == pids and fingerprint_file(ref(p), "lbph", LIMIT, pool).record.state == "ok"
 
 
 def test_problems_come_back_typed_and_the_worker_lives_on(pool, tmp_path):

@@ -3,9 +3,12 @@ import os
 import numpy as np
 import pytest
 
+from dedupd.daemon.decode import decode_image
 from dedupd.daemon.errors import ChangedWhileReading
 from dedupd.daemon.fingerprinting import fingerprint_file, read_whole
+from dedupd.daemon.verify import thumbnail
 from dedupd.daemon.walk import FileRef
+from dedupd.kernels import ALGORITHMS, fingerprint
 from testimages import encode, photo, with_exif_orientation
 
 LIMIT = 100_000_000
@@ -24,6 +27,24 @@ def test_a_photo_becomes_a_full_record(tmp_path):
     assert r.state == "ok" and r.format == "jpeg" and (r.width, r.height) == (512, 512) and r.has_exif
     assert r.size == len(data) and len(r.content_hash) == 32 and r.algo == "lbph" and r.quality > 10
     assert result.variants.shape == (8, 2) and tuple(int(x) for x in result.variants[0]) == r.code
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_the_record_is_the_fingerprint_of_the_upright_decoded_picture(tmp_path, algo):
+    """The file is reduced to area sums and a thumbnail before it is fingerprinted; the
+    record is still exactly the fingerprint of the decoded picture (here a 451x300 JPEG
+    decoded at 1/2 and turned upright from EXIF orientation 6: 226 high, 150 wide)."""
+    p = tmp_path / "chelsea.jpg"
+    data = with_exif_orientation(encode(photo("chelsea"), ".jpg", 90), 6)
+    p.write_bytes(data)
+    gray = decode_image(data).gray
+    assert gray.shape == (226, 150)  # turned upright
+    result = fingerprint_file(ref(p), algo, LIMIT)
+    fp = fingerprint(gray, algo)
+    assert result.record.code == tuple(int(x) for x in fp.code) and result.record.quality == fp.quality
+    assert (result.record.algo, result.record.algo_version) == (fp.algo, fp.version)
+    assert np.array_equal(result.variants, fp.variants)
+    assert np.array_equal(result.thumb, thumbnail(gray))
 
 
 @pytest.mark.parametrize(
