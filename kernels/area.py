@@ -20,6 +20,7 @@ an integer. N / (H*W) is the resized image; shrinking and enlarging use the one 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Mapping
 
 import numpy as np
@@ -102,8 +103,8 @@ def _axis_shares(a: np.ndarray, axis: int, start: int, src: int, dst: int) -> tu
     k, frac = ends // dst - start, ends % dst
     first, runs = k[:-1], k[1:] - k[:-1]  # cell m's whole pixels: first[m] .. first[m] + runs[m] - 1
     longest = int(runs.max())
-    # Every value below is at most 255 * dst * (longest + 1) times the largest input value / 255:
-    # a uint8 slice whose cells are short enough stays in int32 (half the memory traffic).
+    # From uint8 pixels, no value below exceeds 255 * dst * (longest + 1) (the padded run sum
+    # times dst, plus or minus a partial pixel): when that fits, int32 halves the memory traffic.
     small = a.dtype == np.uint8 and 255 * dst * (longest + 2) < 2**31
     acc = np.int32 if small else np.int64
     step = np.arange(longest, dtype=np.int64)
@@ -154,7 +155,8 @@ class AreaInput:
 
     Built through `__init__` only (unpickling too, see `__reduce__`), which checks that
     every array is an int64 (h, w) array of values in [0, 255*H*W] whose cells add up to
-    the same pixel total at every size, and stores read-only C-contiguous copies.
+    the same pixel total at every size, and stores read-only C-contiguous copies in a
+    read-only mapping.
     """
 
     shape: tuple[int, int]
@@ -187,7 +189,7 @@ class AreaInput:
         if len(totals) != 1:
             raise BadAreaInput(f"the sums of {len(sums)} sizes disagree on the pixel total")
         object.__setattr__(self, "shape", (sy, sx))
-        object.__setattr__(self, "sums", sums)
+        object.__setattr__(self, "sums", MappingProxyType(sums))
 
     def __reduce__(self):
         return (AreaInput, (self.shape, dict(self.sums)))

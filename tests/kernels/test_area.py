@@ -96,6 +96,8 @@ def test_area_input_is_a_read_only_value_that_survives_pickle():
     assert a.nbytes == (64 * 64 + 32 * 32) * 8
     for size, n in a.sums.items():
         assert not n.flags.writeable and np.array_equal(n, _jit.area_numerators(g, *size))
+    with pytest.raises(TypeError):
+        a.sums[(8, 8)] = _jit.area_numerators(g, 8, 8)  # the mapping is read-only too
     b = pickle.loads(pickle.dumps(a))
     assert b.shape == a.shape and all(np.array_equal(b.sums[s], a.sums[s]) for s in a.sums)
     assert not b.numerators((64, 64)).flags.writeable  # rebuilt through __init__: checked and read-only again
