@@ -22,6 +22,14 @@ rounds, medians. Two file sets, measured separately: large JPEGs (the corpus
 Each file's own time (in its worker thread) is recorded too, to split the large set into
 baseline and progressive JPEGs.
 
+Then, per set, where a file's CPU time goes on each side of the decode worker's pipe (one
+thread, CPU time of that thread, interleaved rounds): "now" = the worker's job
+(decode_job.decode_file: read, sha256, decode, area sums, thumbnail, pickled) and the
+scanning process's part (unpickle, fingerprint_area, record); "grey" = the split before the
+worker kept the image (the worker read, hashed, decoded and pickled the grey image; the
+scanning process unpickled it, ran LBPH on it and made the thumbnail). Also the bytes that
+cross the pipe per file.
+
 Then a whole `dedupctl scan` of the corpus photos (Scanner.run into a fresh index: walk,
 fingerprint, link, verify, group, store) against fingerprinting the same files alone
 (`ours`), interleaved, same decoder.
@@ -141,6 +149,55 @@ def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) 
     }
 
 
+def pipe_split(paths: list[str], repeats: int) -> dict:
+    """CPU ms per file in a decode worker and in the scanning process, now and as it was with
+    the grey image crossing the pipe, plus KB per file crossing it (see the module doc)."""
+    import hashlib
+    import pickle
+
+    from dedupd.daemon.decode import decode_image
+    from dedupd.daemon.decode_job import decode_file, read_whole
+    from dedupd.daemon.fingerprinting import fingerprint_decoded
+    from dedupd.daemon.verify import thumbnail
+    from dedupd.kernels import fingerprint
+
+    def grey_worker(path):
+        data, _ = read_whole(path, PIXEL_LIMIT)
+        hashlib.sha256(data).digest()
+        return pickle.dumps(decode_image(data, path, PIXEL_LIMIT), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def grey_caller(blob, path):
+        gray = pickle.loads(blob).gray
+        fingerprint(gray, "lbph")
+        thumbnail(gray)
+
+    def now_worker(path):
+        return pickle.dumps(decode_file(path, PIXEL_LIMIT, "lbph"), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def now_caller(blob, path):
+        fingerprint_decoded(path, pickle.loads(blob), "lbph")
+
+    sides = {"grey": (grey_worker, grey_caller), "now": (now_worker, now_caller)}
+    cpu = {f"{v}/{side}": [] for v in sides for side in ("worker", "caller")}
+    sent = {v: 0 for v in sides}
+    for r in range(repeats):
+        for v in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+            work, use = sides[v]
+            w = c = 0.0
+            for path in paths:
+                t0 = time.thread_time()
+                blob = work(path)
+                t1 = time.thread_time()
+                use(blob, path)
+                w, c = w + t1 - t0, c + time.thread_time() - t1
+                if r == 0:
+                    sent[v] += len(blob)
+            cpu[f"{v}/worker"].append(1000 * w / len(paths))
+            cpu[f"{v}/caller"].append(1000 * c / len(paths))
+    return {"cpu_ms_per_file": {k: rounded(median(v)) for k, v in cpu.items()},
+            "kb_per_file": {v: rounded(sent[v] / len(paths) / 1024) for v in sides}}
+
+
 def scan_vs_fingerprinting(corpus, fns: dict, decoder, workers: int, repeats: int) -> dict:
     """Seconds of a whole scan of corpus/photos into a fresh index vs `ours` on the same files."""
     import shutil
@@ -229,6 +286,9 @@ def main(argv=None) -> int:
     common.warm_page_cache(common.list_images(corpus / "photos"))
 
     results = {name: run_set(name, paths, fns, args.workers, repeats) for name, paths in sets.items()}
+    for name, paths in sets.items():
+        note(f"[{name}] CPU per file on each side of the pipe ...")
+        results[name]["pipe_split"] = pipe_split(paths, repeats)
     scan = scan_vs_fingerprinting(corpus, fns, decoder, args.workers, repeats)
     decoder.close()
 
@@ -248,6 +308,11 @@ def main(argv=None) -> int:
                 [[n, kind, k["files"]] + [k["ms_per_file"][m] for m in fns]
                  for n, r in results.items() for kind, k in r["thread_ms_per_file_by_kind"].items()],
                 title="mean per-file time in its worker thread (median over rounds), by file kind")
+    print_table(["set", "split", "worker CPU ms", "scanning process CPU ms", "KB through the pipe"],
+                [[n, v, r["pipe_split"]["cpu_ms_per_file"][f"{v}/worker"], r["pipe_split"]["cpu_ms_per_file"][f"{v}/caller"],
+                  r["pipe_split"]["kb_per_file"][v]] for n, r in results.items() for v in ("grey", "now")],
+                title="per file, one thread: the worker's job and the scanning process's part (grey = the grey image "
+                      "crossed the pipe; now = area sums + thumbnail)")
     print_table(["files", "scan s", "fingerprinting alone s", "scan / fingerprinting"],
                 [[scan["files"], scan["scan_s"], scan["fingerprint_s"], f"{scan['scan/fingerprint']:.2f}x"]],
                 title="a whole scan of corpus/photos vs fingerprinting its files (median of interleaved rounds)")
