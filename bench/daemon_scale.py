@@ -36,7 +36,7 @@ from common import note, print_table
 
 SETTLE = 0.5
 DEFAULT_CACHE = "/tmp/dedupd-bench-cache"
-SYNTH_VERSION = 1  # bump when what `_build_index` writes changes: cached indexes are then rebuilt
+SYNTH_VERSION = 3  # bump when what `_build_index` writes changes: cached indexes are then rebuilt
 
 
 def _build_index(config, n: int) -> dict:
@@ -44,14 +44,14 @@ def _build_index(config, n: int) -> dict:
     from dedupd.daemon.regroup import GroupCache
     from dedupd.daemon.grouping import Thresholds
     from dedupd.daemon.state import open_index
-    from dedupd.daemon.status import CENSUS_KEY, Census
+    from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 
     t0 = time.perf_counter()
     with open_index(config) as index:
         fill_s = synth.fill(index, synth.synthetic_items(n, "/srv/elsewhere"), n,
                             on_batch=lambda k: k % 100_000 == 0 and note(f"  {k:,} records ({k / (time.perf_counter() - t0):,.0f}/s)"))
         groups = GroupCache(index, config, Thresholds.from_config(config)).full()
-        index.replace_groups([g.to_json() for g in groups])
+        store_groups(index, groups)  # what Scanner.save_groups stores
         census = Census()
         for i in range(n):
             census.formats[synth.FORMATS[i % len(synth.FORMATS)]] += 1

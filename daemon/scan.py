@@ -17,7 +17,8 @@ Stages, each counted in the `ScanReport`:
    (`Index.paths_under`: path keys are hashed per directory, so a folder's subtree is
    not a key range);
 6. group: star clustering, redone only for the components the changed files are in
-   (`dedupd.daemon.regroup`); the snapshot is stored for `dedupctl groups`.
+   (`dedupd.daemon.regroup`); the snapshot is stored for `dedupctl groups` (at once, or
+   when the daemon is idle: `autosave_groups`, `save_groups`).
 
 The counts by format and error kind (`dedupd.daemon.status.Census`) and the groups are
 kept up to date as records are written, so a round costs what it touched. A scan never
@@ -39,7 +40,7 @@ from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_
 from dedupd.daemon.grouping import Group, Thresholds, better_edge
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.regroup import GroupCache
-from dedupd.daemon.status import CENSUS_KEY, Census
+from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
 from dedupd.index.edges import Edge
 from dedupd.index.errors import RecordNotFound
@@ -98,6 +99,8 @@ class Scanner:
         self.groups = GroupCache(index, config, self.thresholds)
         self.census: Census | None = None  # read from the index at the first run
         self._seen: set[int] = set()  # during a run: ids of the records of the files seen so far
+        self.autosave_groups = True  # store the groups at every regroup that changed them (False: the caller calls save_groups)
+        self.groups_unsaved = False
         self.on_tick: Callable[[], None] = lambda: None  # called every batch: the service's liveness beat
         self.should_stop: Callable[[], bool] = lambda: False  # checked every batch: SIGTERM ends a scan early
 
@@ -154,8 +157,20 @@ class Scanner:
         fresh = not self.groups.ready
         groups = self.groups.update()
         if fresh or self.groups.changed or self.groups.dropped:
-            self.index.replace_groups([g.to_json() for g in groups])
+            self.groups_unsaved = True
+            if self.autosave_groups:
+                self.save_groups()
         return groups
+
+    def save_groups(self) -> bool:
+        """Store the groups and their totals (`status.store_groups`) if they changed since the
+        last store; O(groups): at a million files about a second, which the daemon keeps off
+        the path from a settled file to its action (it stores when idle)."""
+        if not self.groups_unsaved:
+            return False
+        store_groups(self.index, self.groups.all())
+        self.groups_unsaved = False
+        return True
 
     def close(self) -> None:
         """Release a decoder this scanner was given (the shared one stays for the next scanner)."""

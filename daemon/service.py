@@ -61,6 +61,10 @@ SPACE_LOW, SPACE_BACK = 8 << 20, 16 << 20  # free bytes in the state dir: a fail
 BEAT_TIMEOUT = 120.0  # seconds without a main-thread beat before the watchdog pings stop
 PURGE_EVERY = 3600.0
 ROOT_CHECK = 5.0  # seconds between checks whether an unavailable root is back
+# The groups are stored for `dedupctl groups` with the daemon down and for the status at the next
+# start. A store is O(groups) (about 1 s at a million files), so it waits until no settled path is
+# pending, at most one per SAVE_IDLE seconds, and at the latest SAVE_MAX seconds after a change; and at exit.
+SAVE_IDLE, SAVE_MAX = 10.0, 300.0
 
 
 class Service:
@@ -81,6 +85,7 @@ class Service:
         self.problem = ""  # why the daemon neither scans nor acts (a full state directory), else ""
         self.control: ControlServer | None = None
         self.index = self.journal = self.ops = None
+        self.groups_saved_at = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -101,6 +106,7 @@ class Service:
             return EXIT_STATE
         finally:
             self.notifier.stopping()
+            self._save_groups_now("at exit")
             self._close()
             log.info("dedupd: stopped")
         return EXIT_OK
@@ -139,6 +145,7 @@ class Service:
         scanner = Scanner(config, self.index, progress=False)
         scanner.on_tick = self._beat
         scanner.should_stop = self.stopping.is_set
+        scanner.autosave_groups = False  # stored when idle: `_save_groups_when_idle`
         executor = Executor(self.journal, on_own_write=self.own.add)
         self.ops = Operations(config, self.index, self.journal, scanner, executor, self.health, self.notifier)
         self.ops.own_write = self.own.add
@@ -175,6 +182,7 @@ class Service:
                 continue
             try:
                 self._work()
+                self._save_groups_when_idle()
             except ScanCancelled:
                 break
             except Exception as exc:
@@ -244,6 +252,26 @@ class Service:
         if now >= self.next_purge:
             self.ops.purge_expired()
             self.next_purge = now + PURGE_EVERY
+
+    def _save_groups_when_idle(self) -> None:
+        now = time.monotonic()
+        idle = not len(self.queue) and not self.settler.pending()
+        since = now - self.groups_saved_at
+        if self.ops.groups_unsaved and ((idle and since >= SAVE_IDLE) or since >= SAVE_MAX):
+            with self._busy("storing the groups"):
+                self.ops.save_groups()
+            self.groups_saved_at = time.monotonic()
+
+    def _save_groups_now(self, when: str) -> None:
+        """Store the groups as they are now (at exit: for `dedupctl groups` while the daemon
+        is down; before a reload). A failure is logged, not raised: the index may be what
+        stopped the daemon, and the next full scan regroups anyway."""
+        if self.ops is None:
+            return
+        try:
+            self.ops.save_groups()
+        except Exception as exc:
+            log.warning("dedupd: the groups could not be stored %s (the next full scan regroups): %s", when, exc)
 
     @contextlib.contextmanager
     def _busy(self, what: str):
@@ -315,6 +343,7 @@ class Service:
             return
         for w in self.watchers:
             w.stop()
+        self._save_groups_now("before the reload")  # the new scanner regroups from the index
         self._build(new)
         self._start_watchers()
         self.rescan_requested.set()

@@ -33,14 +33,14 @@ from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
 from .edges import Edge, check_edge
 from .lmdb_tables import (Writer, content_ids, edges_of, path_keys, paths_under, put_edge, read_record,
-                          records_by_path)
+                          records_by_id, records_by_path)
 from .records import FileRecord
 
 T = TypeVar("T")
 DEFAULT_MAP_SIZE = 1 << 30
 MAX_MAP_SIZE = 1 << 44
 ITER_BATCH = 512
-PATH_BATCH = 4096  # paths looked up per read transaction (`by_paths`)
+PATH_BATCH = 4096  # paths (`by_paths`) or ids (`get_many`) looked up per read transaction
 SCAN_BATCH = 65_536  # records read per read transaction by `paths_under` (only their paths)
 
 
@@ -173,6 +173,17 @@ class LmdbIndex(lmdb_env.EnvOwner):
         if rec is None:
             raise RecordNotFound(f"no record with file id {file_id} in the index at {self.path}")
         return rec
+
+    def get_many(self, file_ids: Iterable[int]) -> dict[int, FileRecord]:
+        """{id: record} for those of `file_ids` that are records (see `Index`): `PATH_BATCH`
+        ids per read transaction, one `getmulti` in id order."""
+        self._live_env()
+        ids = sorted({int(i) for i in file_ids if 0 <= int(i) <= U64_MAX})
+        out: dict[int, FileRecord] = {}
+        for i in range(0, len(ids), PATH_BATCH):
+            chunk = ids[i:i + PATH_BATCH]
+            out.update(self._read("get_many", lambda txn: records_by_id(txn, self._t, chunk)))
+        return out
 
     def by_path(self, path: str) -> FileRecord | None:
         def txn_fn(txn):

@@ -52,6 +52,13 @@ def read_record(txn, tables: Tables, file_id: int) -> FileRecord | None:
     return None if raw is None else codec.decode_record(raw, file_id)
 
 
+def records_by_id(txn, tables: Tables, ids: list[int]) -> dict[int, FileRecord]:
+    """{id: record} for those of `ids` (ascending, in range) that are stored: one `getmulti`."""
+    with txn.cursor(db=tables.files) as cur:
+        rows = cur.getmulti([codec.id_key(i) for i in ids])
+    return {fid: codec.decode_record(raw, fid) for fid, raw in ((codec.key_id(k), raw) for k, raw in rows)}
+
+
 def path_keys(paths: Iterable[str]) -> list[tuple[bytes, tuple[str, ...]]]:
     """(path key, the paths with that key) of `paths`, in key order: the order of the
     `paths` table, so that a batch of lookups walks its pages forward (a directory's

@@ -135,6 +135,10 @@ class MemoryIndex:
         except KeyError:
             raise RecordNotFound(f"no record with file id {file_id}") from None
 
+    def get_many(self, file_ids: Iterable[int]) -> dict[int, FileRecord]:
+        self._check_open()
+        return {i: self._files[i] for i in sorted({int(i) for i in file_ids}) if i in self._files}
+
     def by_path(self, path: str) -> FileRecord | None:
         self._check_open()
         fid = self._paths.get(path)

@@ -1,6 +1,7 @@
-"""Batched path lookups: `by_paths` answers what `by_path` answers for each path, and
-`paths_under` what a comparison of every record's path with the prefixes finds, on
-both implementations (the brute-force oracles are `by_path` and `iter_records`)."""
+"""Batched lookups: `by_paths` answers what `by_path` answers for each path, `get_many`
+what `get` answers for each id, and `paths_under` what a comparison of every record's
+path with the prefixes finds, on both implementations (the brute-force oracles are
+`by_path`, `get` and `iter_records`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedupd.index import FileRecord, IndexFailure, LmdbIndex, MemoryIndex
+from dedupd.index import FileRecord, IndexFailure, LmdbIndex, MemoryIndex, RecordNotFound
 from dedupd.index import codec, lmdb_index, lmdb_tables
 
 DIRS = ["/r", "/r/a", "/r/a/b", "/r/ab", "/s", "/r/caf\udce9"]  # the last: a non-UTF-8 byte (surrogateescape)
@@ -57,6 +58,27 @@ def test_by_paths_answers_what_by_path_answers(stored, asked):
                 ix.close()
 
 
+@settings(max_examples=40)
+@given(stored=stored_paths, deleted=st.lists(st.integers(0, len(PATHS)), max_size=5),
+       asked=st.lists(st.integers(-2, len(PATHS) + 3), max_size=30))
+def test_get_many_answers_what_get_answers(stored, deleted, asked):
+    with tempfile.TemporaryDirectory() as tmp:
+        indexes = both_indexes(tmp, stored)
+        try:
+            for ix in indexes:
+                ix.delete_many(deleted)
+                oracle = {}
+                for i in asked:
+                    try:
+                        oracle[i] = ix.get(i)
+                    except RecordNotFound:
+                        pass
+                assert ix.get_many(iter(asked)) == oracle
+        finally:
+            for ix in indexes:
+                ix.close()
+
+
 @settings(max_examples=60)
 @given(stored=stored_paths, wanted=prefixes)
 def test_paths_under_finds_what_comparing_every_path_finds(stored, wanted):
@@ -78,6 +100,7 @@ def test_lookups_cross_transaction_batches(tmp_path, monkeypatch):
     with LmdbIndex.open(tmp_path / "ix", code_bits=128, algo="lbph", algo_version=1) as ix:
         stored = ix.put_many([rec(p, i + 1) for i, p in enumerate(paths)])
         ix.delete_many([stored[5].file_id])
+        assert ix.get_many(r.file_id for r in stored) == {r.file_id: r for r in stored if r is not stored[5]}
         asked = paths + ["/d0/none.jpg"]
         assert ix.by_paths(asked) == {r.path: r for r in stored if r.file_id != stored[5].file_id}
         assert ix.paths_under(["/d1/"]) == {r.file_id: r.path for r in stored if r.path.startswith("/d1/") and r is not stored[5]}
@@ -114,6 +137,7 @@ def test_closed_index_refuses_path_lookups(tmp_path, kind):
     ix = MemoryIndex() if kind == "memory" else LmdbIndex.open(tmp_path / "ix", code_bits=128, algo="lbph", algo_version=1)
     ix.put(rec("/a"))
     ix.close()
-    for call in (lambda: ix.by_paths(["/a"]), lambda: ix.by_paths([]), lambda: ix.paths_under(["/"])):
+    for call in (lambda: ix.by_paths(["/a"]), lambda: ix.by_paths([]), lambda: ix.paths_under(["/"]),
+                 lambda: ix.get_many([1])):
         with pytest.raises(IndexFailure):
             call()

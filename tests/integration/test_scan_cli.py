@@ -240,3 +240,49 @@ def test_a_named_folder_and_a_file_in_it_are_looked_at_once(tmp_path):
     gone = str(root / "gone")
     assert outermost([sub, sub + "/c.jpg", gone, gone + "/x.jpg", "/a b", "/a/x"]) == sorted(
         [sub, gone, gone + "/x.jpg", "/a b", "/a/x"])  # a gone folder may have been a file: its names stay
+
+
+def test_status_from_the_stored_group_totals_equals_the_looked_up_one(library, capsys):
+    """The status at start reads the group totals stored with the groups; they must be what
+    the stored groups and a lookup of every group file give, and totals whose token does
+    not match the groups' (a crash between the writes) must be looked up instead."""
+    from dedupd.daemon.config import load_config
+    from dedupd.daemon.state import open_index
+    from dedupd.daemon.status import (GROUP_TOTALS_KEY, GroupTotals, collect_status, stored_totals,
+                                      totals_of_stored_groups)
+
+    tree, config_path = library
+    run(config_path, "scan", "--no-progress", capsys=capsys)
+    os.link(tree["coffee"], tree["coffee"].with_name("coffee_link.jpg"))  # a second name of the keeper frees nothing
+    shutil.copyfile(tree["coffee_exact"], tree["coffee"].with_name("coffee_exact2.jpg"))
+    run(config_path, "scan", "--no-progress", capsys=capsys)
+    config = load_config(config_path)
+    with open_index(config) as index:
+        lookups = []
+
+        class Spy:  # the index, counting path lookups
+            def __getattr__(self, name):
+                return getattr(index, name)
+
+            def __len__(self):
+                return len(index)
+
+            def by_paths(self, paths):
+                paths = list(paths)
+                lookups.append(len(paths))
+                return index.by_paths(paths)
+
+        stored = collect_status(config, Spy())
+        assert not lookups and stored_totals(index) is not None
+        size = tree["coffee_exact"].stat().st_size
+        assert stored["reclaimable_bytes"]["exact"] == 2 * size and stored["members_by_tier"]["exact"] >= 2
+        groups = list(index.iter_groups())
+        from_files = GroupTotals.of_json(groups, {p: (r.dev, r.ino, r.size) for p, r in index.by_paths(
+            [p for g in groups for p in [g["keep"]] + [m["path"] for m in g["members"]]]).items()})
+        assert from_files == stored_totals(index)
+        totals = index.get_meta(GROUP_TOTALS_KEY)
+        index.set_meta(GROUP_TOTALS_KEY, dict(totals, token="of other groups", reclaimable={"exact": 1}))
+        assert stored_totals(index) is None
+        assert totals_of_stored_groups(Spy()) == from_files and lookups
+        looked_up = collect_status(config, Spy())
+        assert {k: v for k, v in looked_up.items() if k != "index"} == {k: v for k, v in stored.items() if k != "index"}
