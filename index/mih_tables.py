@@ -1,9 +1,13 @@
 """The multi-index hashing tables over the first n rows of a `CodeTable`, in RAM.
 
-Per table a CSR bucket index: `offsets` (2**bucket_bits + 1 uint32) and `rows` (n uint32,
-ascending within a bucket). 4 bytes per row and table plus the offsets: at 1M codes and the
-layout `mih.make_layout` picks (7 tables of 18-19 bits) 28 + 9 MB. Built in one pass per
-table (`search_kernels.csr_build`); never updated in place: the `CodeTable` scans the rows
+Per table a CSR bucket index: `offsets` (2**bucket_bits + 1 uint32), `rows` (n uint32,
+ascending within a bucket) and beside each row one word of its code (`words`, uint64: the
+word with fewer of the table's own bits), so that a probe rejects almost every candidate
+from the bucket itself instead of fetching its code from anywhere in RAM (40 % faster at
+the act radius, 1M and 10M codes, docs/performance.md "Index at scale"). 12 bytes per row
+and table plus the offsets: at 1M codes and the layout `mih.make_layout` picks (7 tables of
+18-19 bits) 84 + 9 MB; at 10M (6 tables of 21-22 bits) 720 + 50 MB. Built in one pass per
+table (`search_kernels.csr_fill`); never updated in place: the `CodeTable` scans the rows
 added or changed since the build and rebuilds the tables when those grow too many.
 """
 
@@ -33,17 +37,21 @@ class MihTables:
         self.row_base = np.arange(layout.m, dtype=np.int64) * n
         self.offsets = np.zeros(sum(sizes) or 1, np.uint32)  # filled in place: no second copy at build
         self.rows = np.empty(layout.m * n, np.uint32)
+        self.words = np.empty(layout.m * n, np.uint64)
+        self.inline_w1 = inline_word_1(layout)
         self.occupancy = []
         for j, kb in enumerate(layout.bucket_bits):
             keys = bucket_keys(w0, w1, np.uint64(layout.mask0[j]), np.uint64(layout.mask1[j]), kb)
             offsets = self.offsets[self.off_base[j]:self.off_base[j] + sizes[j]]
-            csr_fill(keys, offsets, self.rows[j * n:(j + 1) * n])
+            rows = self.rows[j * n:(j + 1) * n]
+            csr_fill(keys, offsets, rows)
+            np.take(w1 if self.inline_w1[j] else w0, rows, out=self.words[j * n:(j + 1) * n])
             self.occupancy.append(float(collision_sum(offsets)) / max(n, 1))
         self.sizes = mih.sizes_table(layout.widths)
 
     @property
     def nbytes(self) -> int:
-        return self.offsets.nbytes + self.rows.nbytes
+        return self.offsets.nbytes + self.rows.nbytes + self.words.nbytes
 
     @property
     def usable(self) -> bool:
@@ -72,11 +80,19 @@ class MihTables:
         bucket_mask = np.array([(1 << b) - 1 for b in layout.bucket_bits], dtype=np.uint64)
         out = np.empty(1024, np.int64)
         while True:
-            found = mih_probe(self.offsets, self.off_base, self.rows, self.row_base, w0, w1, qsubs, masks,
-                              mask_base, count, bucket_mask, q0, q1, int(radius), out)
+            found = mih_probe(self.offsets, self.off_base, self.rows, self.words, self.inline_w1, self.row_base,
+                              w0, w1, qsubs, masks, mask_base, count, bucket_mask, q0, q1, int(radius), out)
             if found <= len(out):
                 return out[:found]
             out = np.empty(found, np.int64)
+
+
+def inline_word_1(layout: mih.Layout) -> np.ndarray:
+    """Per table, whether the word kept beside its rows is word 1 (else word 0): the word holding
+    fewer of the table's own bits, among the words that have live bits at all (64-bit codes: 0)."""
+    word1_live = layout.dead1 != mih.WORD
+    return np.array([word1_live and bin(m0).count("1") >= bin(m1).count("1")
+                     for m0, m1 in zip(layout.mask0, layout.mask1)], dtype=np.bool_)
 
 
 @lru_cache(maxsize=64)

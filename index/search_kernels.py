@@ -180,37 +180,46 @@ def collision_sum(offsets):
     return total
 
 
-@njit(int64(_U32, _TABLES, _U32, _TABLES, _WORDS, _WORDS, _SUBS, _WORDS, _TABLES, _RANGES,
+_FLAGS = types.Array(types.boolean, 1, "C", readonly=True)
+
+
+@njit(int64(_U32, _TABLES, _U32, _WORDS, _FLAGS, _TABLES, _WORDS, _WORDS, _SUBS, _WORDS, _TABLES, _RANGES,
              _WORDS, _WORDS, _WORDS, int64, int64[::1]), **_OPTS)
-def mih_probe(offsets, off_base, rows, row_base, w0, w1, qsubs, masks, mask_base, mask_count,
+def mih_probe(offsets, off_base, rows, words, inline_w1, row_base, w0, w1, qsubs, masks, mask_base, mask_count,
               bucket_mask, q0, q1, radius, out):
     """Count of rows (possibly repeated) within `radius` of a query, found through the tables;
     the first len(out) of them are written to `out` (call again with a bigger `out` if short).
 
     For query k and table j, every key `(qsubs[k, j] ^ masks[mask_base[j] + t]) & bucket_mask[j]`
-    for t < mask_count[k, j] is looked up in table j (offsets from off_base[j], rows from
-    row_base[j]) and each row under it is verified with the full distance.
+    for t < mask_count[k, j] is looked up in table j (offsets from off_base[j]; rows and words
+    from row_base[j]) and each row under it is verified with the full distance. `words[p]` is
+    one word of the code of `rows[p]`: word 1 where `inline_w1[j]`, else word 0 (the word that
+    holds fewer of the table's own bits, so it tells most about the rest of the code). It is
+    checked first, from the bucket itself; the other word is fetched (a cache miss: the
+    row's code is anywhere in RAM) only for the few candidates that pass.
     """
     count = 0
     cap = out.shape[0]
-    for k in range(qsubs.shape[0]):
-        a = q0[k]
-        b = q1[k]
-        for j in range(qsubs.shape[1]):
+    for j in range(qsubs.shape[1]):
+        other = w0 if inline_w1[j] else w1
+        ob = off_base[j]
+        rb = row_base[j]
+        mb = mask_base[j]
+        bm = bucket_mask[j]
+        for k in range(qsubs.shape[0]):
+            a = q1[k] if inline_w1[j] else q0[k]  # the query's word matching words[]
+            b = q0[k] if inline_w1[j] else q1[k]
             qs = qsubs[k, j]
-            ob = off_base[j]
-            rb = row_base[j]
-            mb = mask_base[j]
-            bm = bucket_mask[j]
             for t in range(mask_count[k, j]):
                 key = ob + int64((qs ^ masks[mb + t]) & bm)
-                for p in range(int64(offsets[key]), int64(offsets[key + 1])):
-                    row = int64(rows[rb + p])
-                    d = int64(_pc(w0[row] ^ a))
-                    if d <= radius and d + int64(_pc(w1[row] ^ b)) <= radius:
-                        if count < cap:
-                            out[count] = row
-                        count += 1
+                for p in range(rb + int64(offsets[key]), rb + int64(offsets[key + 1])):
+                    d = int64(_pc(words[p] ^ a))
+                    if d <= radius:
+                        row = int64(rows[p])
+                        if d + int64(_pc(other[row] ^ b)) <= radius:
+                            if count < cap:
+                                out[count] = row
+                            count += 1
     return count
 
 
@@ -225,6 +234,6 @@ def warm() -> None:
     offsets, rows = np.zeros(5, np.uint32), np.empty(4, np.uint32)
     csr_fill(keys, offsets, rows)
     collision_sum(offsets)
-    mih_probe(offsets, np.zeros(1, np.int64), rows, np.zeros(1, np.int64), w, w,
+    mih_probe(offsets, np.zeros(1, np.int64), rows, w, np.zeros(1, np.bool_), np.zeros(1, np.int64), w, w,
               np.zeros((1, 1), np.uint64), w, np.zeros(1, np.int64), np.ones((1, 1), np.int64),
               np.full(1, 3, np.uint64), q[:1], q[:1], 1, np.empty(4, np.int64))

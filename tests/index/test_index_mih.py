@@ -180,3 +180,36 @@ def test_probe_output_grows_past_its_first_buffer():
     rows = tables.probe(w0, w1, q0, q1, 1, tables.radii(q0, q1, 1))
     assert sorted(set(rows.tolist())) == list(range(3000))
     assert tables.occupancy[0] > 1000  # two crowded buckets: the cost model sees it
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 2, 4]), st.integers(0, 20))
+def test_probe_is_exact_on_64_bit_codes(seed, m, radius):
+    """Word 1 of a 64-bit code is always 0: the tables keep word 0 beside their rows."""
+    rng = np.random.default_rng(seed)
+    codes = np.zeros((400, 2), dtype=np.uint64)
+    codes[:, 0] = rng.integers(0, 2**64, 400, dtype=np.uint64) & rng.integers(0, 2**64, 400, dtype=np.uint64)
+    queries = codes[rng.integers(0, 400, 3)] ^ np.array([[0, 0], [1, 0], [7 << 20, 0]], dtype=np.uint64)
+    w0, w1 = words(codes)
+    q0, q1 = words(queries)
+    tables = MihTables(w0, w1, m)
+    assert not tables.inline_w1.any()
+    radii = tables.radii(q0, q1, radius)
+    if tables.cost(radii) == float("inf"):
+        return
+    got = np.unique(tables.probe(w0, w1, q0, q1, radius, radii)).tolist()
+    d = np.min([hamming_many_numpy(q, codes) for q in queries], axis=0)
+    assert got == np.flatnonzero(d <= radius).tolist()
+
+
+def test_tables_keep_the_word_with_fewer_of_their_bits_beside_each_row():
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 2**64, (2000, 2), dtype=np.uint64)
+    w0, w1 = words(codes)
+    tables = MihTables(w0, w1, 4)  # 128 live bits: tables 0-1 cut word 0, tables 2-3 word 1
+    assert tables.inline_w1.tolist() == [True, True, False, False]
+    n = len(codes)
+    for j in range(4):
+        rows = tables.rows[j * n:(j + 1) * n]
+        assert (tables.words[j * n:(j + 1) * n] == (w1 if tables.inline_w1[j] else w0)[rows]).all()
+    assert tables.nbytes == tables.offsets.nbytes + 12 * 4 * n
