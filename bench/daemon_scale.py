@@ -10,7 +10,9 @@ directory. The real `dedupd` runs with NOTIFY_SOCKET pointing at a socket of our
   ready      seconds from exec to READY=1 (target <= 5 s at 1M);
   memory     /proc/<pid>/smaps_rollup at READY and after the first round: Rss, Anonymous
              (the heap: ours) and file-backed (LMDB pages mapped from data.mdb, which the
-             kernel can drop), and the decode workers' Rss (target: daemon <= 300 MB);
+             kernel can drop, and shared libraries), Rss without data.mdb, Pss (shared
+             pages split among the processes mapping them: the decode workers map the same
+             libraries), and the decode workers' Rss (target: daemon <= 300 MB);
   new copy   an exact copy written into the root; seconds until it is a hard link of its
              keeper, and that minus the settle time (target <= 2 s).
 
@@ -122,6 +124,7 @@ def _memory(pid: int) -> dict:
             pass
     return {"rss_mb": fields.get("Rss", 0), "anonymous_mb": fields.get("Anonymous", 0),
             "file_backed_mb": fields.get("Rss", 0) - fields.get("Anonymous", 0), "lmdb_mb": lmdb_kb // 1024,
+            "rss_without_lmdb_mb": fields.get("Rss", 0) - lmdb_kb // 1024, "pss_mb": fields.get("Pss", 0),
             "workers_rss_mb": worker_rss}
 
 
@@ -212,8 +215,10 @@ def main(argv=None) -> int:
         ["first round after READY (s)", r["first_round_s"], ""],
         [f"new exact copy -> hard link, settle_seconds {SETTLE} included (s)", r["new_copy_linked_s"], "<= 2 + settle"],
     ])
-    print_table(["when", "Rss MB", "Anonymous MB", "file-backed MB", "of which LMDB data.mdb MB", "decode workers Rss MB"],
-                [[k, m["rss_mb"], m["anonymous_mb"], m["file_backed_mb"], m["lmdb_mb"], " + ".join(map(str, m["workers_rss_mb"]))]
+    print_table(["when", "Rss MB", "Anonymous MB", "file-backed MB", "of which LMDB data.mdb MB", "Rss without data.mdb MB",
+                 "Pss MB", "decode workers Rss MB"],
+                [[k, m["rss_mb"], m["anonymous_mb"], m["file_backed_mb"], m["lmdb_mb"], m["rss_without_lmdb_mb"], m["pss_mb"],
+                  " + ".join(map(str, m["workers_rss_mb"]))]
                  for k, m in ((k, r[k]) for k in ("memory_at_ready", "memory_after_first_round", "memory_after_new_copy"))],
                 title="memory (/proc/<pid>/smaps_rollup; target: daemon <= 300 MB)")
     common.emit_json({"bench": "daemon_scale", "machine": common.machine(), "results": r})

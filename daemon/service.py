@@ -65,6 +65,7 @@ ROOT_CHECK = 5.0  # seconds between checks whether an unavailable root is back
 # start. A store is O(groups) (about 1 s at a million files), so it waits until no settled path is
 # pending, at most one per SAVE_IDLE seconds, and at the latest SAVE_MAX seconds after a change; and at exit.
 SAVE_IDLE, SAVE_MAX = 10.0, 300.0
+IDLE_TICK, PENDING_TICK = 0.5, 0.1  # seconds the main loop waits for a change: nothing pending / paths settling
 
 
 class Service:
@@ -171,7 +172,8 @@ class Service:
             self._run_commands()
             if self.reload_requested.is_set():
                 self._reload()
-            for change in self.queue.get_batch(timeout=0.5):
+            # while paths settle, look again often: a file is acted on soon after its settle period ends
+            for change in self.queue.get_batch(timeout=PENDING_TICK if self.settler.pending() else IDLE_TICK):
                 if change.kind == "rescan":
                     log.warning("dedupd: %s needs a full rescan (watch overflow or error)", change.root)
                     self.rescan_requested.set()

@@ -286,3 +286,30 @@ def test_status_from_the_stored_group_totals_equals_the_looked_up_one(library, c
         assert totals_of_stored_groups(Spy()) == from_files and lookups
         looked_up = collect_status(config, Spy())
         assert {k: v for k, v in looked_up.items() if k != "index"} == {k: v for k, v in stored.items() if k != "index"}
+
+
+def test_a_daemon_scanner_stores_the_groups_only_when_asked(library):
+    """The daemon's scanner (`autosave_groups` off) keeps the stored groups as they were
+    until `save_groups`; then they and their totals are what it holds in memory."""
+    from dedupd.daemon.config import load_config
+    from dedupd.daemon.decode_pool import ThreadDecoder
+    from dedupd.daemon.scan import Scanner
+    from dedupd.daemon.state import open_index
+    from dedupd.daemon.status import GroupTotals, stored_totals
+
+    tree, config_path = library
+    config = load_config(config_path)
+    with open_index(config) as index:
+        scanner = Scanner(config, index, progress=False, decoder=ThreadDecoder(config.pixel_limit))
+        scanner.autosave_groups = False
+        groups = scanner.regroup() if scanner.run() else None
+        assert groups and scanner.groups_unsaved and list(index.iter_groups()) == [] and stored_totals(index) is None
+        assert scanner.save_groups() and not scanner.groups_unsaved and not scanner.save_groups()  # nothing new: no write
+        canon = lambda gs: sorted((g["id"], g["keep"], sorted((m["path"], m["tier"]) for m in g["members"])) for g in gs)
+        assert canon(index.iter_groups()) == canon(g.to_json() for g in groups)
+        assert stored_totals(index) == GroupTotals.of_groups(groups)
+        tree["astro_q75"].unlink()
+        scanner.run([str(tree["astro_q75"])])
+        assert scanner.groups_unsaved and str(tree["astro_q75"]) in {m["path"] for g in index.iter_groups() for m in g["members"]}
+        scanner.save_groups()
+        assert str(tree["astro_q75"]) not in {m["path"] for g in index.iter_groups() for m in g["members"]}
