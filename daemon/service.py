@@ -62,8 +62,9 @@ BEAT_TIMEOUT = 120.0  # seconds without a main-thread beat before the watchdog p
 PURGE_EVERY = 3600.0
 ROOT_CHECK = 5.0  # seconds between checks whether an unavailable root is back
 # The groups are stored for `dedupctl groups` with the daemon down and for the status at the next
-# start. A store is O(groups) (about 1 s at a million files), so it waits until no settled path is
-# pending, at most one per SAVE_IDLE seconds, and at the latest SAVE_MAX seconds after a change; and at exit.
+# start. A store is O(groups) (1-2 s at a million files): it waits until nothing has happened for
+# SAVE_IDLE seconds (a file copied right after a round is not kept waiting behind it), and runs at
+# the latest SAVE_MAX seconds after the last store; and at exit.
 SAVE_IDLE, SAVE_MAX = 10.0, 300.0
 IDLE_TICK, PENDING_TICK = 0.5, 0.1  # seconds the main loop waits for a change: nothing pending / paths settling
 
@@ -86,7 +87,7 @@ class Service:
         self.problem = ""  # why the daemon neither scans nor acts (a full state directory), else ""
         self.control: ControlServer | None = None
         self.index = self.journal = self.ops = None
-        self.groups_saved_at = time.monotonic()
+        self.groups_saved_at = self.last_activity = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -173,7 +174,10 @@ class Service:
             if self.reload_requested.is_set():
                 self._reload()
             # while paths settle, look again often: a file is acted on soon after its settle period ends
-            for change in self.queue.get_batch(timeout=PENDING_TICK if self.settler.pending() else IDLE_TICK):
+            batch = self.queue.get_batch(timeout=PENDING_TICK if self.settler.pending() else IDLE_TICK)
+            if batch:
+                self.last_activity = time.monotonic()
+            for change in batch:
                 if change.kind == "rescan":
                     log.warning("dedupd: %s needs a full rescan (watch overflow or error)", change.root)
                     self.rescan_requested.set()
@@ -242,11 +246,13 @@ class Service:
             self.rescan_requested.clear()
             with self._busy("full scan"):
                 self.ops.full_scan(self.paused.is_set)
+            self.last_activity = time.monotonic()
             self.next_full_scan = now + self.config.rescan_minutes * 60 if self.config.rescan_minutes else float("inf")
         files, dirs, gone = self.settler.ready()
         if files or dirs or gone:
             with self._busy(f"{len(files) + len(dirs) + len(gone)} settled path(s)"):
                 self.ops.incremental(files + dirs + gone, self.paused.is_set)
+            self.last_activity = time.monotonic()
         for path in self.ops.take_deferred():
             root = root_of(path, self.config.roots)
             if root is not None:
@@ -257,9 +263,8 @@ class Service:
 
     def _save_groups_when_idle(self) -> None:
         now = time.monotonic()
-        idle = not len(self.queue) and not self.settler.pending()
-        since = now - self.groups_saved_at
-        if self.ops.groups_unsaved and ((idle and since >= SAVE_IDLE) or since >= SAVE_MAX):
+        idle = not len(self.queue) and not self.settler.pending() and now - self.last_activity >= SAVE_IDLE
+        if self.ops.groups_unsaved and (idle or now - self.groups_saved_at >= SAVE_MAX):
             with self._busy("storing the groups"):
                 self.ops.save_groups()
             self.groups_saved_at = time.monotonic()
