@@ -40,11 +40,19 @@ def fingerprint_file(ref: FileRef, algo: str, pixel_limit: int, decoder=None) ->
         got = decoder.decode(ref.path, algo) if decoder is not None else decode_file(ref.path, pixel_limit, algo)
     except FileProblem as problem:
         return Fingerprinted(error_record(ref, problem.kind), None)
+    if (got.dev, got.ino) != (ref.dev, ref.ino):
+        # The name led to another file than the walk saw: replaced since, or a folder on the
+        # way swapped for a symlink to somewhere outside the root. Its bytes are not recorded
+        # under this name; the record matches no stat, so the next scan reads the name again.
+        return Fingerprinted(error_record(ref, "changed", retry=True), None)
     return fingerprint_decoded(ref.path, got, algo)
 
 
-def error_record(ref: FileRef, kind: str) -> FileRecord:
-    return FileRecord(0, ref.path, ref.dev, ref.ino, ref.size, ref.mtime_ns, ref.ctime_ns, state=STATE_ERROR, error=kind)
+def error_record(ref: FileRef, kind: str, *, retry: bool = False) -> FileRecord:
+    """The record of a file that could not be fingerprinted. With `retry` its mtime is -1,
+    which no stat has: the next scan does not take the file for unchanged."""
+    mtime_ns = -1 if retry else ref.mtime_ns
+    return FileRecord(0, ref.path, ref.dev, ref.ino, ref.size, mtime_ns, ref.ctime_ns, state=STATE_ERROR, error=kind)
 
 
 def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted:

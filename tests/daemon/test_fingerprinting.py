@@ -79,6 +79,24 @@ def test_vanished_and_replaced_by_symlink(tmp_path):
     assert fingerprint_file(r, "lbph", LIMIT).record.error == "changed"
 
 
+def test_a_folder_swapped_for_a_symlink_after_the_walk_is_not_read_through(tmp_path):
+    """The walk saw root/album/a.jpg; before the read, album became a symlink to a folder
+    outside the root holding another a.jpg. The outside file is not fingerprinted under the
+    inside name, and the record asks for a new read at the next scan (it matches no stat)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "album").mkdir(parents=True)
+    outside.mkdir()
+    (root / "album" / "a.jpg").write_bytes(encode(photo("coffee"), ".jpg"))
+    (outside / "a.jpg").write_bytes(encode(photo("astronaut"), ".jpg"))
+    walked = ref(root / "album" / "a.jpg")
+    (root / "album").rename(root / "album.old")
+    (root / "album").symlink_to(outside)
+    record = fingerprint_file(walked, "lbph", LIMIT).record
+    assert (record.state, record.error, record.code) == ("error", "changed", None)
+    assert (record.dev, record.ino) == (walked.dev, walked.ino) and record.mtime_ns == -1
+    assert not record.same_stat(walked.dev, walked.ino, walked.size, walked.mtime_ns)
+
+
 def test_a_fifo_swapped_in_does_not_hang(tmp_path):
     p = tmp_path / "x.jpg"
     p.write_bytes(b"x")
