@@ -8,6 +8,7 @@ a pattern ending in "/" matches directories only.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -66,40 +67,72 @@ def walk_dirs(root: str, excluder: Excluder,
               on_skip: SkipHandler = lambda p, k: None) -> Iterator[tuple[str, list[FileRef]]]:
     """Yield (directory, its wanted regular files) for every directory under `root`, `root`
     first (depth first, names sorted for determinism; a directory without wanted files is
-    yielded with an empty list). A scan looks up one directory's files together."""
-    stack = [root]
+    yielded with an empty list). A scan looks up one directory's files together.
+
+    Every directory is listed through a descriptor opened without following a symlink, and
+    must be the directory its parent's listing showed (device and inode): a folder swapped
+    for a symlink, or for another folder, between the two is skipped (`symlink`/`changed`),
+    never listed, so a scan cannot be led outside the root. The root itself may be a
+    symlink (an administrator's choice in the config)."""
+    stack: list[tuple[str, tuple[int, int] | None]] = [(root, None)]
     while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except FileNotFoundError:
-            on_skip(directory, "vanished")
+        directory, expected = stack.pop()
+        listed = _list(directory, expected, on_skip)
+        if listed is None:
             continue
-        except OSError:
-            on_skip(directory, "unreadable_dir")
-            continue
+        fd, entries = listed
         subdirs, files = [], []
-        for entry in entries:
-            try:
-                if entry.is_symlink():
-                    if excluder.wanted_file(entry.name):
-                        on_skip(entry.path, "symlink")  # never followed inside a root (SAFETY.md rule 6)
-                elif entry.is_dir(follow_symlinks=False):
-                    if not excluder.skip_dir(entry.name):
-                        subdirs.append(entry.path)
-                elif excluder.wanted_file(entry.name):
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode):
-                        files.append(FileRef.from_stat(entry.path, st))
-                    else:
-                        on_skip(entry.path, "not_regular")
-            except FileNotFoundError:
-                on_skip(entry.path, "vanished")
-            except OSError:
-                on_skip(entry.path, "unreadable")
+        try:
+            for entry in entries:
+                path = os.path.join(directory, entry.name)
+                try:
+                    if entry.is_symlink():
+                        if excluder.wanted_file(entry.name):
+                            on_skip(path, "symlink")  # never followed inside a root (SAFETY.md rule 6)
+                    elif entry.is_dir(follow_symlinks=False):
+                        if not excluder.skip_dir(entry.name):
+                            st = entry.stat(follow_symlinks=False)
+                            subdirs.append((path, (st.st_dev, st.st_ino)))
+                    elif excluder.wanted_file(entry.name):
+                        st = entry.stat(follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode):
+                            files.append(FileRef.from_stat(path, st))
+                        else:
+                            on_skip(path, "not_regular")
+                except FileNotFoundError:
+                    on_skip(path, "vanished")
+                except OSError:
+                    on_skip(path, "unreadable")
+        finally:
+            os.close(fd)  # after the entries' stat calls, which are relative to it
         yield directory, files
         stack.extend(reversed(subdirs))
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _list(directory: str, expected: tuple[int, int] | None, on_skip: SkipHandler) -> tuple[int, list] | None:
+    """(open descriptor, sorted entries) of `directory`, or None after reporting why not."""
+    try:
+        fd = os.open(directory, _DIR_FLAGS | (os.O_NOFOLLOW if expected is not None else 0))
+    except FileNotFoundError:
+        on_skip(directory, "vanished")
+        return None
+    except OSError as exc:
+        on_skip(directory, "symlink" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else "unreadable_dir")
+        return None
+    try:
+        st = os.fstat(fd)
+        if expected is not None and (st.st_dev, st.st_ino) != expected:
+            on_skip(directory, "changed")
+        else:
+            with os.scandir(fd) as it:
+                return fd, sorted(it, key=lambda e: e.name)
+    except OSError:
+        on_skip(directory, "unreadable_dir")
+    os.close(fd)
+    return None
 
 
 def walk(root: str, excluder: Excluder, on_skip: SkipHandler = lambda p, k: None) -> Iterator[FileRef]:

@@ -2,6 +2,8 @@ import fnmatch
 import os
 import socket
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,19 +60,40 @@ def test_special_files_are_passed_over(tmp_path):
 
 
 def test_unreadable_directory_is_reported(tmp_path, monkeypatch):
-    """EACCES from scandir (simulated: the suite may run as root, who reads everything)."""
+    """EACCES when the directory is opened (simulated: the suite may run as root, who reads everything)."""
     touch(tmp_path / "locked/a.jpg")
     touch(tmp_path / "open/b.jpg")
-    real_scandir = os.scandir
+    real_open = os.open
 
-    def scandir(path):
-        if os.path.basename(path) == "locked":
+    def fake_open(path, flags, *args, **kwargs):
+        if isinstance(path, str) and os.path.basename(path) == "locked":
             raise PermissionError(13, "Permission denied", path)
-        return real_scandir(path)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", fake_open)
     found, skipped = run(tmp_path)
     assert found == ["open/b.jpg"] and ("locked", "unreadable_dir") in skipped
+
+
+@pytest.mark.parametrize("swap", ["symlink", "other_folder"])
+def test_a_folder_swapped_after_its_parent_was_listed_is_not_walked(tmp_path, swap):
+    """The walk lists root (album is a folder), then album is swapped for a symlink to a
+    folder outside the root, or for another folder: album is skipped, nothing outside or
+    swapped in is yielded."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    touch(root / "album/mine.jpg")
+    touch(outside / "theirs.jpg")
+    skipped = []
+    walker = walk_dirs(str(root), Excluder([], [".jpg"]), lambda p, k: skipped.append((os.path.relpath(p, root), k)))
+    first, _ = next(walker)
+    assert first == str(root)
+    (root / "album").rename(tmp_path / "album.old")
+    if swap == "symlink":
+        (root / "album").symlink_to(outside)
+    else:
+        outside.rename(root / "album")
+    rest = [f.path for _, files in walker for f in files]
+    assert rest == [] and skipped == [("album", "symlink" if swap == "symlink" else "changed")]
 
 
 def test_non_utf8_names_survive(tmp_path):
