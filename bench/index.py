@@ -42,6 +42,7 @@ Run:  /tmp/venv/bin/python bench/index.py [--n 1000000] [--queries 100] [--sets 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import resource
@@ -368,6 +369,7 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int) -> 
     hits = {c: [] for c in cases}
     plans = {c: {} for c in cases}
     mismatches = []
+    pauses = gc_pauses()
     for qi, variants in enumerate(data["queries"]):
         for ci in shuffle.permutation(len(cases)):
             r, mode = case = cases[ci]
@@ -396,9 +398,30 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int) -> 
                                                       "p99_ms": rounded(1000 * percentile(ts, 99)),
                                                       "cpu_p50_ms": rounded(1000 * median(cs)),
                                                       "cpu_p99_ms": rounded(1000 * percentile(cs, 99)), "queries": len(ts)}
-    return {"latency": table, "mean_hits": {f"{r}/{mode}": rounded(float(np.mean(h))) for (r, mode), h in hits.items()},
+    gc.callbacks.remove(pauses.callback)
+    return {"latency": table, "gc": pauses.summary(),
+            "mean_hits": {f"{r}/{mode}": rounded(float(np.mean(h))) for (r, mode), h in hits.items()},
             "plans": {f"{r}/{mode}": p for (r, mode), p in plans.items()},
             "mismatches": len(mismatches), "mismatch_examples": mismatches[:20]}
+
+
+class gc_pauses:
+    """Python's cyclic GC collections while the queries run (a full collection walks every
+    tracked object of the process and lands on whichever query is running: a p99 effect)."""
+
+    def __init__(self):
+        self.start, self.seconds = None, {0: [], 1: [], 2: []}
+        gc.callbacks.append(self.callback)
+
+    def callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.start = time.perf_counter()
+        elif self.start is not None:
+            self.seconds[info["generation"]].append(time.perf_counter() - self.start)
+
+    def summary(self) -> dict:
+        return {f"gen{g}": {"count": len(v), "max_ms": rounded(1000 * max(v, default=0.0)),
+                            "total_ms": rounded(1000 * sum(v))} for g, v in self.seconds.items()}
 
 
 def compare(answers: dict, qi: int, kind: str, r: int, mode: str) -> list[dict]:
@@ -515,6 +538,7 @@ def print_set(name: str, res: dict) -> None:
     print_table(["radius", "query"] + [f"{m} CPU p50/p99 ms" for m in methods], rows,
                 title="the same queries in thread CPU time (excludes time the query waited for a core)")
     print(f"p99 over {len_q} queries; (Nq): a slow method timed on its first N queries only (time budget per case)")
+    print(f"Python GC during the queries: {res['gc']}; tracked objects {len(gc.get_objects()):,}")
     if res["edges"]:
         e = res["edges"]
         print(f"edge finding ({e['files_timed']} files timed, {e['edges_per_file']} edges/file): per file ms "
