@@ -43,7 +43,6 @@ from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
 from dedupd.index.edges import Edge
-from dedupd.index.errors import RecordNotFound
 from dedupd.index.records import STATE_OK, FileRecord
 from dedupd.kernels import ALGORITHMS
 
@@ -330,12 +329,8 @@ class Scanner:
             elif not os.path.isfile(path):  # a directory, or a vanished path that may have been one
                 dirs.append(path.rstrip(os.sep) + os.sep)
         if dirs and len(self.index) > len(seen_ids):
-            for fid in self.index.paths_under(dirs):
-                if fid not in seen_ids:
-                    try:
-                        gone.append(self.index.get(fid))
-                    except RecordNotFound:  # cannot happen on the one writing thread; nothing to remove then
-                        pass
+            unseen = [fid for fid in self.index.paths_under(dirs) if fid not in seen_ids]
+            gone += self.index.get_many(unseen).values()
         return self._delete(gone)
 
     def _delete(self, records: list[FileRecord]) -> int:
