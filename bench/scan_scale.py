@@ -12,7 +12,8 @@ edges), so a scan finds every file unchanged and reads none. Then, in one proces
   gone    one file deleted, then the full rescan again: not every record was seen, so
           the sweep reads every record's path once (`Index.paths_under`).
 
-Each is timed; then `again` runs once more under cProfile (the functions where the time goes).
+Each is timed; then `again` runs once more under cProfile, with one more file deleted so that
+the sweep's path pass shows too (the functions where the time goes).
 
 Run:  /tmp/venv/bin/python bench/scan_scale.py [--files 100000] [--workdir DIR] [--quick]
 """
