@@ -143,12 +143,12 @@ class CodeTable:
         q1 = np.ascontiguousarray(queries[:, 1], dtype=np.uint64)
         if len(self) == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        tables = self._tables_for(q0, q1, radius, mode, build_weight)
+        tables, radii = self._tables_for(q0, q1, radius, mode, build_weight)
         self.last_plan = "scan" if tables is None else "mih"
         if tables is None:
             rows = scan_rows(self._w0, self._w1, 0, self._n, q0, q1, radius)
         else:
-            rows = tables.probe(self._w0, self._w1, q0, q1, radius, tables.radii(q0, q1, radius))
+            rows = tables.probe(self._w0, self._w1, q0, q1, radius, radii)
             if self._n > tables.n or self._dirty:  # rows added or changed since the build
                 rows = np.concatenate([rows, scan_rows(self._w0, self._w1, tables.n, self._n, q0, q1, radius),
                                        scan_listed(self._w0, self._w1, np.fromiter(self._dirty, np.int64, len(self._dirty)),
@@ -156,12 +156,13 @@ class CodeTable:
             rows = np.unique(rows)
         return self._results(rows, q0, q1, radius)
 
-    def _tables_for(self, q0, q1, radius: int, mode: str, build_weight: float) -> MihTables | None:
-        """The MIH tables to probe (built or rebuilt now if worth it), or None to scan."""
+    def _tables_for(self, q0, q1, radius: int, mode: str, build_weight: float) -> tuple[MihTables | None, np.ndarray | None]:
+        """The MIH tables to probe (built or rebuilt now if worth it) and the queries' per-table
+        radii for them, or (None, None) to scan."""
         if mode not in MODES:
             raise ValueError(f"search mode must be one of {MODES}, not {mode!r}")
         if mode == "scan":
-            return None
+            return None, None
         stale = self._mih is None or (self._n - self._mih.n + len(self._dirty)) > max(STALE_MIN, self._n // 16)
         if stale and mode == "auto":
             guess = mih.make_layout(*self._live, self._n, self.m)
@@ -169,17 +170,20 @@ class CodeTable:
             keys = mih.keys_per_query(mih.sizes_table(guess.widths), mih.query_radii(guess, q0, q1, self._ref, radius))
             extra = build_weight * mih.build_cost(self._n, guess) if guess.m else float("inf")
             if mih.probe_cost(keys, occupancy) + extra >= mih.scan_cost(self._n, len(q0)):
-                return None
+                return None, None
         if stale:
             self._rebuild()
         tables = self._mih
         if not tables.usable:
-            return None
-        cost = tables.cost(tables.radii(q0, q1, radius))
+            return None, None
+        radii = tables.radii(q0, q1, radius)
+        cost = tables.cost(radii)
         if mode == "auto":
             fresh = self._n - tables.n + len(self._dirty)
-            return tables if cost + mih.scan_cost(fresh, len(q0)) < mih.scan_cost(self._n, len(q0)) else None
-        return tables if cost < float("inf") else None
+            use = cost + mih.scan_cost(fresh, len(q0)) < mih.scan_cost(self._n, len(q0))
+        else:
+            use = cost < float("inf")
+        return (tables, radii) if use else (None, None)
 
     def _rebuild(self) -> None:
         if self._dead or self._tail:
