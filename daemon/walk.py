@@ -82,9 +82,10 @@ def walk_dirs(root: str, excluder: Excluder,
             continue
         fd, entries = listed
         subdirs, files = [], []
+        prefix = directory if directory.endswith(os.sep) else directory + os.sep  # os.path.join, without its checks
         try:
             for entry in entries:
-                path = os.path.join(directory, entry.name)
+                path = prefix + entry.name
                 try:
                     if entry.is_symlink():
                         if excluder.wanted_file(entry.name):
