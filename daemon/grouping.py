@@ -48,6 +48,12 @@ ASPECT_TOLERANCE = 0.03  # |log(aspect_a / aspect_b)|: a 3 % trim passes, a 15 %
 GREY_CHROMA = 3.0  # below this mean colour spread an image counts as greyscale (measured: grey JPEGs < 1.5)
 
 
+# Two flat pictures (quality < min_quality) differ only in the 64 bits of the global word:
+# nearly black renders of different photos lie 24 bits apart upright (tests/daemon/
+# test_grouping.py), so widening the act radius to 24 (docs/accuracy.md §5) must not widen
+# what a flat pair may match at: it stays at the 16 bits it was measured at (§8, §10.5).
+FLAT_RADIUS = 16
+
 @dataclass(frozen=True)
 class Thresholds:
     act: int
@@ -177,12 +183,13 @@ def admit(edge: Edge, a: FileRecord, b: FileRecord, t: Thresholds) -> Edge | Non
     would have been stored instead). A pair with an uninformative hash (quality below
     `t.min_quality`: the texture word of a flat picture is all "flat", so only the 64 bits
     of the global word tell two of them apart) needs an upright match within the act
-    radius even to be reported, and never matches through a variant."""
+    radius, and never more than FLAT_RADIUS, even to be reported, and never matches
+    through a variant."""
     flat = min(a.quality, b.quality) < t.min_quality
     if edge.variant and (flat or not t.rotations or edge.distance > t.rotated_radius):
         d = upright_distance(a, b)
         edge = Edge(edge.a, edge.b, d, 0, False) if d is not None else None
-    if edge is None or edge.distance > (t.act if flat else t.report):
+    if edge is None or edge.distance > (min(t.act, FLAT_RADIUS) if flat else t.report):
         return None
     return edge
 

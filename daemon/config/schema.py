@@ -138,7 +138,7 @@ SCHEMA = Field(
             "record",
             "Hamming distances (in bits of the fingerprint) that make a pair a candidate.",
             fields={
-                "act": Field("int", "A pair this close (and verified) is the same picture: the `act` tier.", default=16, minimum=0, maximum=128),
+                "act": Field("int", "A pair this close (and verified) is the same picture: the `act` tier.", default=24, minimum=0, maximum=128),
                 "report": Field("int", "A pair this close is shown for review: the `report` tier.", default=28, minimum=0, maximum=128),
                 "rotated": Field(
                     "int",

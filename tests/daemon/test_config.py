@@ -88,7 +88,7 @@ def test_shipped_config_matches_the_schema_defaults_for_keep_and_thresholds():
     assert config.keep == schema.keep == DEFAULT_KEEP
     assert config.keep.index("has_exif") < config.keep.index("bytes_per_pixel")
     assert (config.act_threshold, config.report_threshold, config.rotated_threshold) == \
-        (schema.act_threshold, schema.report_threshold, schema.rotated_threshold) == (16, 28, ROTATED_DEFAULT)
+        (schema.act_threshold, schema.report_threshold, schema.rotated_threshold) == (24, 28, ROTATED_DEFAULT)
 
 
 def test_rotated_radius_defaults_and_limits():
