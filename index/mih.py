@@ -150,8 +150,13 @@ def keys_to_probe(layout: Layout, radii: np.ndarray) -> int:
 # -- cost model ------------------------------------------------------------------------------
 # Nanoseconds, measured on the 2-core test VM at 100k, 1M and 10M codes (docs/performance.md,
 # Index): the fused scan reads 16 bytes per code (~1 ns: 14-18 GB/s) and checks every query
-# on it (0.45 ns per code and query); a probe reads one bucket offset per key and one code per
-# row found, both mostly cache misses (25-45 ns each).
+# on it (0.45 ns per code and query); a probe reads one bucket offset per key (a cache miss)
+# and the rows under it with the code word kept beside each (`mih_tables`), fetching a row's
+# code only when that word passes. Re-checked at 1M and 10M with the kept word (performance.md,
+# "Index at scale"): with these numbers the planner took the faster path (or one within 15 %)
+# at the act, rotated and report radii, 1 and 8 codes. Rows are cheaper than ROW_NS now, but
+# ROW_NS = 15 would pick the probe for 8 variants at the report radius at 10M (estimated 35
+# vs 46 ms), which measured 1.3-1.5x slower than the scan.
 SCAN_ROW_NS, SCAN_PAIR_NS = 1.0, 0.45
 KEY_NS, ROW_NS, PROBE_FIXED_NS = 25.0, 25.0, 20_000.0
 BUILD_NS = 15.0  # per row and table
