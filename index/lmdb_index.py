@@ -10,7 +10,7 @@ adopt the new size on their next transaction. Instances may be shared by threads
 
 Codes are stored once, in blocks of rows (`codeblocks`, 24 bytes per code). Range
 searches run on a copy of them in RAM (`codetable.CodeTable`: 25 bytes per code, plus
-the multi-index hashing tables when a search wants them, 4 bytes per code and table):
+the multi-index hashing tables when a search wants them, 12 bytes per code and table):
 a fused scan or an MIH probe, whichever `mih`'s cost model says is cheaper. The writer
 keeps that copy in step with its own commits (`cache_codes=True`); read-only
 instances load one per snapshot.
