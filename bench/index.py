@@ -56,8 +56,16 @@ import numpy as np
 import common
 from common import median, note, percentile, print_table, rounded
 
-ACT, ROTATED, REPORT = 16, 20, 28  # daemon/config/schema.py defaults (thresholds.act, rotated, report)
-RADII = (ACT, ROTATED, REPORT)
+def _product_radii() -> tuple[int, int, int]:
+    """The product's default (act, rotated, report) thresholds (daemon/config/schema.py)."""
+    from dedupd.daemon.config import parse_config
+
+    defaults = parse_config("")
+    return defaults.act_threshold, defaults.rotated_threshold, defaults.report_threshold
+
+
+ACT, ROTATED, REPORT = _product_radii()
+RADII = tuple(sorted({ACT, ROTATED, REPORT}))
 BATCH = 10_000
 BITS = 128
 EDGE_BATCH = 1_000  # files whose variants go into one batched range_search_many

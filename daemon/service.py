@@ -47,7 +47,7 @@ from dedupd.daemon.roots import RootHealth
 from dedupd.daemon.scan import ScanCancelled, Scanner
 from dedupd.daemon.operations import Operations
 from dedupd.daemon.settle import Settler
-from dedupd.daemon.state import open_index
+from dedupd.daemon.state import edge_radius_problems, open_index
 from dedupd.daemon.decide import root_of
 from dedupd.daemon.watch import Change, ChangeQueue, OwnWrites, RootWatcher
 from dedupd.daemon.walk import Excluder
@@ -342,8 +342,8 @@ class Service:
             new = load_config(self.config_path)
             if new.state_dir != self.config.state_dir or new.socket_path != self.config.socket_path:
                 raise ConfigError(["state_dir and control.socket take effect only after a restart"], new.source)
-            if new.report_threshold > (self.index.get_meta("edge_radius") or 0):
-                raise ConfigError([f"thresholds.report: wider than the index's radius; run `dedupctl reindex`"], new.source)
+            if problems := edge_radius_problems(new, self.index):
+                raise ConfigError(problems, new.source)
         except ConfigError as exc:
             log.error("dedupd: reload refused, keeping the running config: %s", exc)
             self.notifier.ready(status="reload refused: invalid config (see the log)")

@@ -26,14 +26,33 @@ def open_index(config: Config, *, readonly: bool = False):
         except OSError as exc:
             raise ConfigError([f"state_dir: cannot create {path}: {exc.strerror}"], config.source) from exc
     index = LmdbIndex.open(path, code_bits=algo.bits, algo=algo.name, algo_version=algo.version, readonly=readonly)
-    edge_radius = index.get_meta("edge_radius")
-    if edge_radius is None and not readonly:
-        index.set_meta("edge_radius", config.report_threshold)
-    elif edge_radius is not None and config.report_threshold > edge_radius:
+    problems = edge_radius_problems(config, index, record=not readonly)
+    if problems:
         index.close()
-        raise ConfigError(
-            [f"thresholds.report: {config.report_threshold} is wider than the radius the index was built with "
-             f"({edge_radius}); run `dedupctl reindex` to rebuild it"],
-            config.source,
-        )
+        raise ConfigError(problems, config.source)
     return index
+
+
+def edge_radius_problems(config: Config, index, *, record: bool = False) -> list[str]:
+    """What in `config` asks for a wider search than the index's stored edges were made
+    with (a scan finds upright matches within the report radius and rotated or mirrored
+    ones within the rotated radius; a wider one needs `dedupctl reindex`). With `record`, a
+    new index stores the radii it is being built with."""
+    report = index.get_meta("edge_radius")
+    if report is None:
+        if record:
+            index.set_meta("edge_radius", config.report_threshold)
+            index.set_meta("edge_rotated_radius", config.rotated_threshold if config.match_rotations else -1)
+        return []
+    # an index made before the rotated radius was stored searched every variant at the report radius
+    rotated = index.get_meta("edge_rotated_radius")
+    rotated = report if rotated is None else rotated
+    problems = []
+    if config.report_threshold > report:
+        problems.append(f"thresholds.report: {config.report_threshold} is wider than the radius the index was built "
+                        f"with ({report}); run `dedupctl reindex` to rebuild it")
+    if config.match_rotations and config.rotated_threshold > rotated:
+        built = f"({rotated})" if rotated >= 0 else "(built without match_rotations)"
+        problems.append(f"thresholds.rotated: {config.rotated_threshold} is wider than the radius the index's rotated "
+                        f"matches were found with {built}; run `dedupctl reindex` to rebuild it")
+    return problems

@@ -102,14 +102,15 @@ def test_aspect():
 
 # -- on real photos: a real scan (fingerprints, verification, LMDB index) of a small folder ----------
 
-def scan_groups(root, extra_config: str = "") -> dict[str, tuple[str, str]]:
+def scan_groups(root, extra_config: str = "", state: str = "state") -> dict[str, tuple[str, str]]:
     """Scan `root` with the default thresholds; returns file name -> (its keeper's name, its
-    tier), the keeper itself as (name, "keeper")."""
+    tier), the keeper itself as (name, "keeper"). `state`: the state folder beside `root`
+    (a wider radius than an index was built with needs a fresh one)."""
     from dedupd.daemon.config import parse_config
     from dedupd.daemon.scan import Scanner
     from dedupd.daemon.state import open_index
 
-    config = parse_config(f"state_dir: {root.parent / 'state'}\nroots: [{{path: {root}}}]\nworkers: 1\n{extra_config}")
+    config = parse_config(f"state_dir: {root.parent / state}\nroots: [{{path: {root}}}]\nworkers: 1\n{extra_config}")
     with open_index(config) as index:
         scanner = Scanner(config, index, progress=False)
         scanner.run()
@@ -159,7 +160,7 @@ def test_rotated_matches_count_only_within_the_rotated_radius(tmp_path):
     got = scan_groups(root)
     assert got["moto_mirror.jpg"][1] == "report" and got["moto_mirror.jpg"][0] in ("moto.jpg", "moto_mirror.jpg")
     assert "coffee.jpg" not in got
-    wide = scan_groups(tmp_path / "photos", "thresholds: {act: 16, report: 28, rotated: 28}\n")
+    wide = scan_groups(tmp_path / "photos", "thresholds: {act: 16, report: 28, rotated: 28}\n", state="wide")
     assert wide["coffee.jpg"][0] == wide["moto.jpg"][0]  # what the report radius alone let through
 
 

@@ -313,3 +313,31 @@ def test_a_daemon_scanner_stores_the_groups_only_when_asked(library):
         assert scanner.groups_unsaved and str(tree["astro_q75"]) in {m["path"] for g in index.iter_groups() for m in g["members"]}
         scanner.save_groups()
         assert str(tree["astro_q75"]) not in {m["path"] for g in index.iter_groups() for m in g["members"]}
+
+
+def test_a_wider_radius_than_the_index_was_built_with_asks_for_a_reindex(library, tmp_path, capsys):
+    """Edges are found upright within the report radius and through a rotation or mirror
+    within the rotated radius; a config that widens either (or turns match_rotations on for
+    an index built without it) is refused with the fix, a narrower one is fine."""
+    _, config = library
+    base = open(config).read()
+    assert run(config, "scan", "--no-progress", capsys=capsys)[0] == 1  # the tree holds one corrupt file
+
+    def with_(extra: str) -> str:
+        path = tmp_path / f"c{abs(hash(extra))}.yaml"
+        path.write_text(base + extra)
+        return str(path)
+
+    assert run(with_("thresholds: {report: 24, rotated: 16}\n"), "status", capsys=capsys)[0] == 0
+    code, _, err = run(with_("thresholds: {report: 28, rotated: 24}\n"), "status", capsys=capsys)
+    assert code == 2 and "thresholds.rotated" in err and "reindex" in err
+    code, _, err = run(with_("thresholds: {report: 30}\n"), "status", capsys=capsys)
+    assert code == 2 and "thresholds.report" in err
+
+    other = tmp_path / "other"
+    built_without = f"state_dir: {other}\nroots: [{{path: {tmp_path / 'photos'}}}]\nworkers: 2\n"
+    (tmp_path / "without.yaml").write_text(built_without + "match_rotations: false\n")
+    (tmp_path / "with.yaml").write_text(built_without)
+    assert run(str(tmp_path / "without.yaml"), "scan", "--no-progress", capsys=capsys)[0] == 1
+    code, _, err = run(str(tmp_path / "with.yaml"), "status", capsys=capsys)
+    assert code == 2 and "built without match_rotations" in err
