@@ -155,14 +155,15 @@ def keep_key(rules: Sequence[str], path_priority: Sequence[str] = (),
 def best_copy(records: Sequence[FileRecord], key: KeepKey) -> FileRecord:
     """The keeper among copies that all compete with each other: `bytes_per_pixel` is
     tolerant across the whole set."""
-    best: dict[tuple, float] = {}
+    best: dict[tuple, float] = {}  # before_bpp -> the best bytes per pixel there
+    alike: dict[tuple, float] = {}  # (before_bpp, encoding) -> the same among files quantized alike
     for r in records:
-        k = key.before_bpp(r)
-        best[k] = max(best.get(k, 0.0), bytes_per_pixel(r))
+        k, bpp = key.before_bpp(r), bytes_per_pixel(r)
+        best[k] = max(best.get(k, 0.0), bpp)
         if r.encoding:
-            best[k, r.encoding] = max(best.get((k, r.encoding), 0.0), bytes_per_pixel(r))
+            alike[k, r.encoding] = max(alike.get((k, r.encoding), 0.0), bpp)
     return min(records, key=replace(key, ceiling=lambda r: best[key.before_bpp(r)],
-                                    alike=lambda r: best.get((key.before_bpp(r), r.encoding), 0.0)))
+                                    alike=lambda r: alike.get((key.before_bpp(r), r.encoding), 0.0)))
 
 
 def may_replace(keeper: FileRecord, member: FileRecord) -> bool:
