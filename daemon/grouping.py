@@ -24,8 +24,8 @@ pixel by pixel by `dedupd.daemon.verify`, same aspect ratio, both colour or both
 informative hash, and the keeper loses no fidelity), `report` (everything else within
 the report radius: rotations, mirrors, crops, greyscale and other edits). A match
 through a rotated or mirrored variant counts only within the smaller `rotated` radius,
-and a pair of uninformative hashes (`min_quality`) only upright within the act radius
-(`admit`).
+and a pair of uninformative hashes (`min_quality`) only upright within the act radius,
+and never beyond FLAT_RADIUS (`admit`).
 """
 
 from __future__ import annotations
