@@ -5,6 +5,7 @@ path with the prefixes finds, on both implementations (the brute-force oracles a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -27,11 +28,18 @@ def rec(path: str, ino: int = 1) -> FileRecord:
                       algo="lbph", algo_version=1, quality=0.5)
 
 
-def both_indexes(tmp: str, paths: list[str]) -> list:
-    out = [MemoryIndex(), LmdbIndex.open(os.path.join(tmp, "ix"), code_bits=128, algo="lbph", algo_version=1)]
-    for ix in out:
-        ix.put_many([rec(p, i + 1) for i, p in enumerate(paths)])
-    return out
+@contextlib.contextmanager
+def both_indexes(paths: list[str]):
+    """A MemoryIndex and an LmdbIndex holding records of `paths` (ids 1, 2, ...), closed after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = [MemoryIndex(), LmdbIndex.open(os.path.join(tmp, "ix"), code_bits=128, algo="lbph", algo_version=1)]
+        try:
+            for ix in out:
+                ix.put_many([rec(p, i + 1) for i, p in enumerate(paths)])
+            yield out
+        finally:
+            for ix in out:
+                ix.close()
 
 
 stored_paths = st.lists(st.sampled_from(PATHS), unique=True, max_size=len(PATHS))
@@ -43,54 +51,39 @@ prefixes = st.lists(st.sampled_from(["/", "/r", "/r/", "/r/a/", "/r/a", "/s/", "
 @settings(max_examples=60)
 @given(stored=stored_paths, asked=queries)
 def test_by_paths_answers_what_by_path_answers(stored, asked):
-    with tempfile.TemporaryDirectory() as tmp:
-        indexes = both_indexes(tmp, stored)
-        try:
-            answers = []
-            for ix in indexes:
-                got = ix.by_paths(iter(asked))  # any iterable, duplicates allowed
-                oracle = {p: r for p in asked if (r := ix.by_path(p)) is not None}
-                assert got == oracle
-                answers.append({p: r.file_id for p, r in got.items()})
-            assert answers[0] == answers[1]
-        finally:
-            for ix in indexes:
-                ix.close()
+    with both_indexes(stored) as indexes:
+        answers = []
+        for ix in indexes:
+            got = ix.by_paths(iter(asked))  # any iterable, duplicates allowed
+            oracle = {p: r for p in asked if (r := ix.by_path(p)) is not None}
+            assert got == oracle
+            answers.append({p: r.file_id for p, r in got.items()})
+        assert answers[0] == answers[1]
 
 
 @settings(max_examples=40)
 @given(stored=stored_paths, deleted=st.lists(st.integers(0, len(PATHS)), max_size=5),
        asked=st.lists(st.integers(-2, len(PATHS) + 3), max_size=30))
 def test_get_many_answers_what_get_answers(stored, deleted, asked):
-    with tempfile.TemporaryDirectory() as tmp:
-        indexes = both_indexes(tmp, stored)
-        try:
-            for ix in indexes:
-                ix.delete_many(deleted)
-                oracle = {}
-                for i in asked:
-                    try:
-                        oracle[i] = ix.get(i)
-                    except RecordNotFound:
-                        pass
-                assert ix.get_many(iter(asked)) == oracle
-        finally:
-            for ix in indexes:
-                ix.close()
+    with both_indexes(stored) as indexes:
+        for ix in indexes:
+            ix.delete_many(deleted)
+            oracle = {}
+            for i in asked:
+                try:
+                    oracle[i] = ix.get(i)
+                except RecordNotFound:
+                    pass
+            assert ix.get_many(iter(asked)) == oracle
 
 
 @settings(max_examples=60)
 @given(stored=stored_paths, wanted=prefixes)
 def test_paths_under_finds_what_comparing_every_path_finds(stored, wanted):
-    with tempfile.TemporaryDirectory() as tmp:
-        indexes = both_indexes(tmp, stored)
-        try:
-            for ix in indexes:
-                oracle = {r.file_id: r.path for r in ix.iter_records() if wanted and r.path.startswith(tuple(wanted))}
-                assert ix.paths_under(wanted) == oracle
-        finally:
-            for ix in indexes:
-                ix.close()
+    with both_indexes(stored) as indexes:
+        for ix in indexes:
+            oracle = {r.file_id: r.path for r in ix.iter_records() if wanted and r.path.startswith(tuple(wanted))}
+            assert ix.paths_under(wanted) == oracle
 
 
 def test_lookups_cross_transaction_batches(tmp_path, monkeypatch):
