@@ -404,22 +404,27 @@ def test_folder_swaps_racing_the_executor_never_reach_outside(tmp_path, journal)
             moved.rename(album)
             time.sleep(0.002)
 
+    def replace(t):
+        plan = plan_replacement(str(t), pair.target_hash, pair.keeper, pair.keeper_hash, mode="hardlink",
+                                fallback="skip", root=pair.root, tier="exact")
+        return Executor(journal).execute(plan).status if isinstance(plan, Action) else plan.reason
+
+    raced, calm = targets[:30], targets[30:]
     flipper = threading.Thread(target=flip)
     flipper.start()
-    outcomes = []
     try:
-        for t in targets:
-            plan = plan_replacement(str(t), pair.target_hash, pair.keeper, pair.keeper_hash, mode="hardlink",
-                                    fallback="skip", root=pair.root, tier="exact")
-            outcomes.append(Executor(journal).execute(plan).status if isinstance(plan, Action) else plan.reason)
+        for t in raced:  # any outcome may happen here (done, vanished, aborted...), only safety is asserted
+            replace(t)
     finally:
         stop.set()
-        flipper.join()
+        flipper.join()  # the flipper always ends with the real folder in place
+    # The race left nothing behind that stops later work (how many raced actions got through
+    # depends on the machine's timing, so the liveness check runs once the folder is still).
+    assert [replace(t) for t in calm] == ["done"] * len(calm)
     assert states(outside) == before
     assert list(Path(pair.root).rglob(".dedupd-tmp-*")) == []
     for t in targets:  # each copy is still there, a regular file with its bytes (or the keeper's, the same)
         assert stat.S_ISREG(os.lstat(t).st_mode) and sha(t) == pair.target_hash
-    assert "done" in outcomes, outcomes  # the race did not simply stop everything
 
 
 def test_undo_refuses_a_target_folder_that_became_a_symlink(tmp_path, journal):
