@@ -18,6 +18,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from dedupd.daemon.decode import check_pixels, decode_image
@@ -25,8 +26,12 @@ from dedupd.daemon.errors import ChangedWhileReading, EmptyFile, FileProblem, Un
 from dedupd.daemon.heif import is_heif
 from dedupd.daemon.imageinfo import HEADER_BYTES, ImageInfo, read_info
 from dedupd.daemon.verify import thumbnail
-from dedupd.kernels.area import AreaInput, area_input_for, sizes_for
+from dedupd.kernels.area import AreaInput, area_input_for, integral_numerators, sizes_for
 
+# Pictures up to this many pixels are measured through OpenCV's summed-area table
+# (`area_sums`): int32 holds it exactly while 255 * pixels < 2**31 (8.4 MP; the table is
+# then at most 34 MB, within the worker's memory cap: the file's bytes are gone by then).
+INTEGRAL_MAX_PIXELS = (2**31 - 1) // 255
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO swapped in must not hang us
 
 
@@ -60,7 +65,18 @@ def decode_file(path: str, pixel_limit: int, algo: str) -> DecodedFile:
     content_hash = hashlib.sha256(data).digest()
     del data  # the bytes can go before the sums and the thumbnail are made
     return DecodedFile(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, content_hash,
-                       decoded.info, decoded.chroma, area_input_for(decoded.gray, algo), thumbnail(decoded.gray))
+                       decoded.info, decoded.chroma, area_sums(decoded.gray, algo), thumbnail(decoded.gray))
+
+
+def area_sums(gray: np.ndarray, algo: str) -> AreaInput:
+    """`area_input_for(gray, algo)`, the same sums bit for bit, computed the cheapest way:
+    up to INTEGRAL_MAX_PIXELS from one `cv2.integral` table (`integral_numerators`: ~5x
+    cheaper on a 320x240 picture than the two gather passes), larger pictures by the tiled
+    numpy resize (bounded memory whatever the size)."""
+    if gray.size > INTEGRAL_MAX_PIXELS:
+        return area_input_for(gray, algo)
+    table = cv2.integral(gray, sdepth=cv2.CV_32S)
+    return area_input_for(gray, algo, lambda _gray, h, w: integral_numerators(table, h, w))
 
 
 def load_thumb(path: str, size: int, mtime_ns: int, content_hash: bytes, pixel_limit: int) -> np.ndarray | None:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dedupd.kernels import ALGORITHMS, _jit, area, fingerprint, fingerprint_area, reference
-from dedupd.kernels.area import AreaInput, BadAreaInput, MissingAreaSums, area_input, area_input_for, area_numerators
+from dedupd.kernels.area import (AreaInput, BadAreaInput, MissingAreaSums, area_input, area_input_for, area_numerators,
+                                 integral_numerators)
 from dedupd.kernels.errors import BadImage, UnknownAlgorithm
 
 from kernel_images import MAIN, photo
@@ -75,6 +76,57 @@ def test_a_large_image_is_resized_in_bounded_memory():
         tracemalloc.stop()
     assert peak < 12 << 20, f"{peak / 2**20:.0f} MiB"
     assert np.array_equal(got, _jit.area_numerators(gray, 64, 64))
+
+
+def summed_area(gray: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """The (H+1, W+1) summed-area table by brute force (cumulative sums, zero first row and column)."""
+    table = np.zeros((gray.shape[0] + 1, gray.shape[1] + 1), dtype)
+    table[1:, 1:] = gray.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+    return table
+
+
+@settings(max_examples=150)
+@given(images, out_side, out_side, st.sampled_from([np.int32, np.int64, np.uint32]))
+def test_resize_from_the_summed_area_table_is_the_numba_kernel(gray, h, w, dtype):
+    got = integral_numerators(summed_area(gray, dtype), h, w)
+    assert got.dtype == np.int64 and np.array_equal(got, _jit.area_numerators(gray, h, w))
+
+
+@settings(max_examples=60)
+@given(images.filter(lambda g: g.size <= 20_000), out_side, out_side)
+def test_resize_from_the_summed_area_table_is_the_reference(gray, h, w):
+    assert np.array_equal(integral_numerators(summed_area(gray), h, w), reference.area_sum(gray, h, w))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 100_003), (100_003, 1), (2, 70_001), (7, 5), (2048, 4096)])
+def test_resize_from_the_summed_area_table_on_thin_tiny_and_large_shapes(shape):
+    rng = np.random.default_rng(sum(shape))
+    gray = rng.integers(0, 256, shape, dtype=np.uint8)
+    table = summed_area(gray)
+    for h, w in area.SIZES["phash"] + area.SIZES["dhash"] + ((1, 1), (70, 3)):
+        assert np.array_equal(integral_numerators(table, h, w), _jit.area_numerators(gray, h, w)), (h, w)
+
+
+def test_a_white_picture_at_the_int32_table_limit_is_exact():
+    """The largest table the decode workers build in int32 (255 * pixels < 2**31), all white:
+    every entry and every corner integral at its maximum."""
+    gray = np.full((2898, 2905), 255, np.uint8)  # 8,418,690 pixels: 255 * that = 2,146,765,950 < 2**31
+    table = summed_area(gray, np.int64)
+    assert 2**31 - 255 * 2905 < table.max() < 2**31  # one more row would not fit
+    got = integral_numerators(table.astype(np.int32), 64, 64)
+    assert np.array_equal(got, np.full((64, 64), 255 * gray.size, np.int64))
+
+
+def test_resize_from_the_summed_area_table_checks_its_arguments():
+    with pytest.raises(BadAreaInput):
+        integral_numerators(np.zeros((3, 3), np.float64), 8, 8)  # not an exact integer table
+    with pytest.raises(BadAreaInput):
+        integral_numerators(np.zeros((1, 3), np.int64), 8, 8)  # no pixel row
+    with pytest.raises(ValueError):
+        integral_numerators(np.zeros((3, 3), np.int64), 0, 8)
+    with pytest.raises(ValueError, match="int64"):
+        huge = np.broadcast_to(np.zeros(1, np.int64), ((1 << 16) + 1, (1 << 16) + 1))  # 2**32 pixels, no memory
+        integral_numerators(huge, 1 << 12, 1 << 12)  # 255 * 2**32 * 2**24 would wrap around
 
 
 def test_resize_checks_its_arguments():
