@@ -22,6 +22,7 @@ small files); answers come back one per file, so the time limit is per file.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from dedupd.kernels.errors import DedupdError
 
 DEFAULT_TIMEOUT = 60.0  # seconds for one file; a 100 MP PNG decodes in ~2 s on a loaded 2-core VM
 START_TIMEOUT = 60.0  # seconds for a worker to import numpy and OpenCV and say it is ready
+ANSWER_PIPE_BYTES = 1 << 20  # Linux's default unprivileged maximum (/proc/sys/fs/pipe-max-size)
 
 
 class DecodeTimeout(FileProblem):
@@ -232,6 +234,7 @@ class ProcessDecoder:
     def _spawn(self) -> _Worker:
         req_r, req_w = os.pipe()
         ans_r, ans_w = os.pipe()
+        _widen(ans_w)
         env = dict(os.environ, OPENCV_IO_MAX_IMAGE_PIXELS=str(self.pixel_limit), OMP_NUM_THREADS="1")
         argv = [sys.executable, "-m", "dedupd.daemon.decode_worker", str(req_r), str(ans_w),
                 str(self.pixel_limit), str(self.headroom)]
@@ -286,6 +289,19 @@ class ProcessDecoder:
             worker.proc.kill()
             worker.proc.wait()
         _close(worker)
+
+
+def _widen(fd: int) -> None:
+    """Give the answer pipe room for a whole answer (area sums + a thumbnail: ~80 KB for a
+    small photo, over Linux's default 64 KB): the worker then writes it in one go and goes on
+    to its next file instead of blocking until this process has read part of it, and we read
+    it in one call. Measured on the small set, one worker, serial: worker CPU 3.37 -> 3.15 ms
+    a file, 10.4 -> 8.5 ms wall (load ~6). Best effort: where the size cannot be set (not
+    Linux, or above /proc/sys/fs/pipe-max-size) the default stays."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, ANSWER_PIPE_BYTES)
+    except (AttributeError, OSError):
+        pass
 
 
 def _close(worker: _Worker) -> None:

@@ -97,6 +97,19 @@ def test_workers_run_with_the_opencv_pixel_limit_and_an_address_space_cap(pool):
         assert cap != "unlimited" and int(cap) < 16 * LIMIT + (4 << 30)
 
 
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="pipe sizes are a Linux feature")
+def test_the_answer_pipes_hold_a_whole_answer(pool, tmp_path):
+    """A small photo's answer (sums + a 256-px thumbnail, ~80 KB) fits the answer pipe, so a
+    worker never blocks half-way through writing it (Linux's default pipe is 64 KB)."""
+    import fcntl
+
+    p = write(tmp_path / "a.png", encode(resize(photo("coffee"), 2), ".png"))
+    answer = len(pickle.dumps(pool.decode(str(p), "lbph"), protocol=pickle.HIGHEST_PROTOCOL))
+    assert answer > 64 << 10
+    for worker in pool._workers:
+        assert fcntl.fcntl(worker.answers.fileno(), fcntl.F_GETPIPE_SZ) >= answer
+
+
 def test_a_stuck_decode_is_stopped_and_its_worker_replaced(tmp_path):
     big = write(tmp_path / "big.jpg", encode(resize(photo("astronaut"), 10), ".jpg", 95))  # 26 MP
     fine = write(tmp_path / "fine.jpg", encode(photo("coffee"), ".jpg"))
