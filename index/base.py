@@ -7,7 +7,7 @@ the substring count setting, and the normalisation/validation of codes, radii an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -89,6 +89,28 @@ def check_radius(radius: Any) -> int:
     return int(radius)
 
 
+def check_radii(radius: Any, k: int) -> np.ndarray:
+    """The search radius of each of k queries as int64 (k,): one int >= 0 for all of them, or a
+    sequence of ints >= 0, one per query.
+
+    Raises ValueError for a negative or non-integer radius, or a sequence of another length."""
+    if isinstance(radius, (int, np.integer)) and not isinstance(radius, bool):
+        if radius < 0:
+            raise ValueError(f"radius must be >= 0, not {radius}")
+        return np.full(k, int(radius), dtype=np.int64)
+    try:
+        arr = np.asarray(radius)
+    except (TypeError, ValueError) as e:  # pragma: no cover - ragged input
+        raise ValueError(f"radius must be an int or one int per query: {e}") from None
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+        raise ValueError(f"radius must be an int or a sequence of ints (one per query), not {radius!r}")
+    if len(arr) != k:
+        raise ValueError(f"{len(arr)} radii for {k} queries: give one radius per query, or one int for all")
+    if len(arr) and arr.min() < 0:
+        raise ValueError(f"radii must be >= 0, got {int(arr.min())}")
+    return arr.astype(np.int64)
+
+
 def is_searchable(rec: FileRecord) -> bool:
     """Whether the record takes part in range searches (has a code and state ok)."""
     return rec.code is not None and rec.state == STATE_OK
@@ -152,7 +174,7 @@ class Index(Protocol):
     def by_inode(self, dev: int, ino: int) -> list[FileRecord]: ...
     def by_content(self, content_hash: bytes) -> list[FileRecord]: ...
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]: ...
-    def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]: ...
+    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]") -> list[list[tuple[int, int]]]: ...
     def iter_records(self) -> Iterator[FileRecord]: ...
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # fresh arrays, sorted by id
     def __len__(self) -> int: ...

@@ -5,18 +5,23 @@ Rows hold (file id, word 0, word 1) in three arrays (structure of arrays: the sc
 id; an id that arrives out of order (an old record gaining a code) goes to an unsorted tail
 found through a small dict. Deletes clear `alive`; changed codes are rewritten in place.
 
-A search either scans every row (`search_kernels.scan_rows`, one pass for all queries) or
-probes the multi-index hashing tables (`MihTables`) built over rows [0, mih.n) and scans the
-rows added or changed since then; `mih.probe_cost` against `mih.scan_cost` decides, unless
-a mode is forced. The tables are rebuilt, together with a compaction that drops dead rows
+A search has one radius per query (the daemon looks the upright code up at the report
+radius and its rotated variants at the rotated radius). Each query either goes into one
+scan of every row (`search_kernels.scan_rows`, one pass for all the queries it takes) or
+probes the multi-index hashing tables (`MihTables`) built over rows [0, mih.n), which also
+scans the rows added or changed since then; `mih.choose_probed` decides from the estimated
+cost of each query's probe against the scan's, unless a mode is forced. The tables are rebuilt, together with a compaction that drops dead rows
 and sorts the tail in, once a sixteenth of the rows is new or changed since the last build.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from . import mih
+from .base import check_radii
 from .hamming import popcount
 from .mih_tables import MihTables
 from .search_kernels import scan_listed, scan_rows
@@ -131,59 +136,69 @@ class CodeTable:
         self.__init__(*self._live_rows(), self.m)
 
     # -- search --------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, radius: int, mode: str = "auto", build_weight: float = 0.0) -> Hits:
-        """Every live (id, distance) within `radius` (>= 0) of each query, sorted by (distance, id).
+    def search(self, queries: np.ndarray, radius: "int | Sequence[int] | np.ndarray", mode: str = "auto",
+               build_weight: float = 0.0) -> Hits:
+        """Every live (id, distance) within the radius of each query, sorted by (distance, id).
 
-        mode "scan" or "mih" forces a path ("mih" scans when no table can be built: all codes
-        equal, or a neighbourhood too large to enumerate). `build_weight`: how much building
-        missing tables counts in the choice (0 for the writer, whose tables outlive the
-        query; 1 for a reader that loads a table per snapshot).
+        `radius`: one int >= 0 for every query, or one per query (a sequence of len(queries)).
+        mode "scan" or "mih" forces a path ("mih" scans the queries no table can serve: all
+        codes equal, or a neighbourhood too large to enumerate). `build_weight`: how much
+        building missing tables counts in the choice (0 for the writer, whose tables outlive
+        the query; 1 for a reader that loads a table per snapshot).
         """
+        limits = check_radii(radius, len(queries))
         q0 = np.ascontiguousarray(queries[:, 0], dtype=np.uint64)
         q1 = np.ascontiguousarray(queries[:, 1], dtype=np.uint64)
         if len(self) == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        tables, radii = self._tables_for(q0, q1, radius, mode, build_weight)
-        self.last_plan = "scan" if tables is None else "mih"
-        if tables is None:
-            rows = scan_rows(self._w0, self._w1, 0, self._n, q0, q1, radius)
-        else:
-            rows = tables.probe(self._w0, self._w1, q0, q1, radius, radii)
+        tables, probed, radii = self._plan(q0, q1, limits, mode, build_weight)
+        scanned = ~probed
+        parts = []
+        if scanned.any():  # one pass over every row for all the queries not probed
+            parts.append(scan_rows(self._w0, self._w1, 0, self._n, q0[scanned], q1[scanned], limits[scanned]))
+        if probed.any():
+            p0, p1, plim = q0[probed], q1[probed], limits[probed]
+            parts.append(tables.probe(self._w0, self._w1, p0, p1, plim, radii[probed]))
             if self._n > tables.n or self._dirty:  # rows added or changed since the build
-                rows = np.concatenate([rows, scan_rows(self._w0, self._w1, tables.n, self._n, q0, q1, radius),
-                                       scan_listed(self._w0, self._w1, np.fromiter(self._dirty, np.int64, len(self._dirty)),
-                                                   q0, q1, radius)])
-            rows = np.unique(rows)
-        return self._results(rows, q0, q1, radius)
+                dirty = np.fromiter(self._dirty, np.int64, len(self._dirty))
+                parts += [scan_rows(self._w0, self._w1, tables.n, self._n, p0, p1, plim),
+                          scan_listed(self._w0, self._w1, dirty, p0, p1, plim)]
+        self.last_plan = "scan" if not probed.any() else "mih" if probed.all() else "mih+scan"
+        rows = parts[0] if len(parts) == 1 and not probed.any() else np.unique(np.concatenate(parts))
+        return self._results(rows, q0, q1, limits)
 
-    def _tables_for(self, q0, q1, radius: int, mode: str, build_weight: float) -> tuple[MihTables | None, np.ndarray | None]:
-        """The MIH tables to probe (built or rebuilt now if worth it) and the queries' per-table
-        radii for them, or (None, None) to scan."""
+    def _plan(self, q0, q1, limits: np.ndarray, mode: str, build_weight: float
+              ) -> tuple[MihTables | None, np.ndarray, np.ndarray | None]:
+        """(tables, probed, radii): the MIH tables (built or rebuilt now if worth it), which
+        queries to probe them with (bool (k,); the others are scanned) and the per-table radii
+        of every query (k, m), or (None, all False, None) to scan every query."""
         if mode not in MODES:
             raise ValueError(f"search mode must be one of {MODES}, not {mode!r}")
+        scan_all = None, np.zeros(len(q0), dtype=bool), None
         if mode == "scan":
-            return None, None
+            return scan_all
         stale = self._mih is None or (self._n - self._mih.n + len(self._dirty)) > max(STALE_MIN, self._n // 16)
         if stale and mode == "auto":
             guess = mih.make_layout(*self._live, self._n, self.m)
+            if guess.m == 0:
+                return scan_all
             occupancy = 1.0 + self._n / 2.0 ** np.array(guess.bucket_bits)  # uniform codes; the build measures
-            keys = mih.keys_per_query(mih.sizes_table(guess.widths), mih.query_radii(guess, q0, q1, self._ref, radius))
-            extra = build_weight * mih.build_cost(self._n, guess) if guess.m else float("inf")
-            if mih.probe_cost(keys, occupancy) + extra >= mih.scan_cost(self._n, len(q0)):
-                return None, None
+            keys = mih.keys_per_query(mih.sizes_table(guess.widths), mih.query_radii(guess, q0, q1, self._ref, limits))
+            probed, cost = mih.choose_probed(mih.query_costs(keys, occupancy), self._n, 0)
+            if not probed.any() or cost + build_weight * mih.build_cost(self._n, guess) >= mih.scan_cost(self._n, len(q0)):
+                return scan_all
         if stale:
             self._rebuild()
         tables = self._mih
         if not tables.usable:
-            return None, None
-        radii = tables.radii(q0, q1, radius)
-        cost = tables.cost(radii)
+            return scan_all
+        radii = tables.radii(q0, q1, limits)
+        costs = tables.query_costs(radii)
         if mode == "auto":
-            fresh = self._n - tables.n + len(self._dirty)
-            use = cost + mih.scan_cost(fresh, len(q0)) < mih.scan_cost(self._n, len(q0))
+            probed, _ = mih.choose_probed(costs, self._n, self._n - tables.n + len(self._dirty))
         else:
-            use = cost < float("inf")
-        return (tables, radii) if use else (None, None)
+            probed = np.isfinite(costs)
+        return tables, probed, radii
 
     def _rebuild(self) -> None:
         if self._dead or self._tail:
@@ -191,14 +206,15 @@ class CodeTable:
         self._mih = MihTables(self._w0[: self._n], self._w1[: self._n], self.m)
         self._dirty = set()
 
-    def _results(self, rows: np.ndarray, q0: np.ndarray, q1: np.ndarray, radius: int) -> Hits:
-        """Per query, the (id, distance) of the candidate rows that are alive and within radius."""
+    def _results(self, rows: np.ndarray, q0: np.ndarray, q1: np.ndarray, limits: np.ndarray) -> Hits:
+        """Per query, the (id, distance) of the candidate rows that are alive and within its limit."""
         rows = rows[self._alive[rows]]
         d = (popcount(q0[:, None] ^ self._w0[rows][None, :]).astype(np.int64)
              + popcount(q1[:, None] ^ self._w1[rows][None, :]))  # (queries, rows)
-        qk, at = np.nonzero(d <= radius)
+        qk, at = np.nonzero(d <= limits[:, None])
         ids, dist = self._ids[rows[at]], d[qk, at]
         order = np.lexsort((ids, dist, qk))
         bounds = np.searchsorted(qk[order], np.arange(len(q0) + 1))
         pairs = list(zip(ids[order].tolist(), dist[order].tolist()))
         return [pairs[bounds[k]:bounds[k + 1]] for k in range(len(q0))]
+

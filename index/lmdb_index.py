@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import lmdb
 import numpy as np
 
 from . import codeblocks, codec, codecache, lmdb_env
-from .base import U64_MAX, IndexMeta, as_code, as_codes, check_radius, make_meta
+from .base import U64_MAX, IndexMeta, as_code, as_codes, check_radii, make_meta
 from .errors import IndexFailure, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
@@ -268,8 +268,11 @@ class LmdbIndex(lmdb_env.EnvOwner):
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]:
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
-    def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
-        queries, radius = as_codes(codes, self.meta.code_bits), check_radius(radius)
+    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]") -> list[list[tuple[int, int]]]:
+        """Per code, its (id, distance) hits within `radius`: one int for every code, or one
+        radius per code (the upright code at the report radius, its variants at the rotated one)."""
+        queries = as_codes(codes, self.meta.code_bits)
+        radius = check_radii(radius, len(queries))
         if len(queries) == 0:
             return []
         return self._read("range_search", lambda txn: self._codes.search(

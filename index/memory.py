@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .base import IndexMeta, as_code, as_codes, check_radius, check_record, is_searchable, make_meta
+from .base import IndexMeta, as_code, as_codes, check_radii, check_record, is_searchable, make_meta
 from .codec import encode_record
 from .codetable import CodeTable
 from .errors import IndexFailure, PathConflict, RecordNotFound
@@ -182,9 +182,12 @@ class MemoryIndex:
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]:
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
-    def range_search_many(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
+    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]") -> list[list[tuple[int, int]]]:
+        """Per code, its (id, distance) hits within `radius`: one int for every code, or one
+        radius per code (the upright code at the report radius, its variants at the rotated one)."""
         self._check_open()
-        queries, radius = as_codes(codes, self.meta.code_bits), check_radius(radius)
+        queries = as_codes(codes, self.meta.code_bits)
+        radius = check_radii(radius, len(queries))
         if len(queries) == 0:
             return []
         return self._codes.search(queries, radius, self.search_mode)

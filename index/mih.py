@@ -113,8 +113,9 @@ def layered_masks(width: int, s: int) -> np.ndarray:
     return out
 
 
-def query_radii(layout: Layout, q0: np.ndarray, q1: np.ndarray, ref: tuple[int, int], radius: int) -> np.ndarray:
-    """(k, m) per-table radii for each query: the search radius less the query's dead-bit mismatches.
+def query_radii(layout: Layout, q0: np.ndarray, q1: np.ndarray, ref: tuple[int, int], radius) -> np.ndarray:
+    """(k, m) per-table radii for each query: its search radius (`radius`: an int for all, or
+    int64 (k,) one per query) less the query's dead-bit mismatches.
 
     `ref` is a stored code (all stored codes agree on the dead bits); -1 skips a table."""
     dead = (popcount((q0 ^ np.uint64(ref[0])) & np.uint64(layout.dead0)).astype(np.int64)
@@ -148,27 +149,46 @@ def keys_to_probe(layout: Layout, radii: np.ndarray) -> int:
 
 
 # -- cost model ------------------------------------------------------------------------------
-# Nanoseconds, measured on the 2-core test VM at 100k, 1M and 10M codes (docs/performance.md,
-# Index): the fused scan reads 16 bytes per code (~1 ns: 14-18 GB/s) and checks every query
-# on it (0.45 ns per code and query); a probe reads one bucket offset per key (a cache miss)
-# and the rows under it with the code word kept beside each (`mih_tables`), fetching a row's
-# code only when that word passes. Re-checked at 1M and 10M with the kept word (performance.md,
-# "Index at scale"): with these numbers the planner took the faster path (or one within 15 %)
-# at the act, rotated and report radii, 1 and 8 codes. Rows are cheaper than ROW_NS now, but
-# ROW_NS = 15 would pick the probe for 8 variants at the report radius at 10M (estimated 35
-# vs 46 ms), which measured 1.3-1.5x slower than the scan.
-SCAN_ROW_NS, SCAN_PAIR_NS = 1.0, 0.45
+# Nanoseconds, measured on the 2-core test VM (AVX-512) at 1M and 10M codes (docs/performance.md,
+# "Index at scale"). The scan (`search_kernels.scan_rows`, 512-bit vectors, prefetching) is
+# bound by memory with few queries (~0.75 ns per code from L3 at 1M, ~1 ns from RAM at 10M)
+# and by its vector popcounts with many (~0.21 ns per code and query); the two overlap, so a
+# scan costs the larger of the two. A probe reads one bucket offset per key and the rows under
+# it with the code word kept beside each (`mih_tables`), fetching a row's other word only
+# when a lower bound passes.
+SCAN_ROW_NS, SCAN_PAIR_NS = 1.0, 0.21
 KEY_NS, ROW_NS, PROBE_FIXED_NS = 25.0, 25.0, 20_000.0
 BUILD_NS = 15.0  # per row and table
 
 
 def scan_cost(rows: int, queries: int) -> float:
-    return rows * (SCAN_ROW_NS + SCAN_PAIR_NS * queries)
+    """One pass of `scan_rows` over `rows` codes for `queries` queries (0 for no queries)."""
+    return rows * max(SCAN_ROW_NS, SCAN_PAIR_NS * queries) if queries else 0.0
 
 
-def probe_cost(keys: np.ndarray, occupancy: np.ndarray) -> float:
-    """Keys looked up ((k, m) from `keys_per_query`) times (one offset + the rows expected under a key)."""
-    return PROBE_FIXED_NS + float((keys * (KEY_NS + occupancy * ROW_NS)).sum())
+def query_costs(keys: np.ndarray, occupancy: np.ndarray) -> np.ndarray:
+    """(k,) probe cost of each query: keys looked up ((k, m) from `keys_per_query`) times (one
+    offset + the rows expected under a key, `occupancy` (m,) per table)."""
+    return (keys * (KEY_NS + np.asarray(occupancy)[None, :] * ROW_NS)).sum(axis=1)
+
+
+def choose_probed(costs: np.ndarray, rows: int, fresh: int) -> tuple[np.ndarray, float]:
+    """Which queries to probe (bool (k,)) so that probing them and scanning the others once
+    costs least, and that cost. `costs`: each query's probe (inf: cannot probe); `rows`: the
+    rows a scan reads; `fresh`: rows the tables do not cover, scanned for the probed queries.
+    The scan's price does not grow per query until it is compute bound, so the cheapest
+    probes are the ones worth taking out of it: the best plan probes a cheapest prefix."""
+    k = len(costs)
+    order = np.argsort(costs, kind="stable")
+    spent = np.concatenate([[0.0], np.cumsum(costs[order])])  # spent[s]: the s cheapest probes
+    best, best_s = scan_cost(rows, k), 0
+    for s in range(1, k + 1):
+        total = PROBE_FIXED_NS + spent[s] + scan_cost(fresh, s) + scan_cost(rows, k - s)
+        if total < best:
+            best, best_s = total, s
+    probed = np.zeros(k, dtype=bool)
+    probed[order[:best_s]] = True
+    return probed, float(best)
 
 
 def build_cost(rows: int, layout: Layout) -> float:

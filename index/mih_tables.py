@@ -4,7 +4,8 @@ Per table a CSR bucket index: `offsets` (2**bucket_bits + 1 uint32), `rows` (n u
 ascending within a bucket) and beside each row one word of its code (`words`, uint64: the
 word with fewer of the table's own bits), so that a probe rejects almost every candidate
 from the bucket itself instead of fetching its code from anywhere in RAM (40 % faster at
-the act radius, 1M and 10M codes, docs/performance.md "Index at scale"). 12 bytes per row
+the act radius, 1M and 10M codes, docs/performance.md "Index at scale"): the distance on
+that word's bits outside the table plus the key's own distance is a lower bound. 12 bytes per row
 and table plus the offsets: at 1M codes and the layout `mih.make_layout` picks (7 tables of
 18-19 bits) 84 + 9 MB; at 10M (6 tables of 21-22 bits) 720 + 50 MB. Built in one pass per
 table (`search_kernels.csr_fill`); never updated in place: the `CodeTable` scans the rows
@@ -20,7 +21,7 @@ import numpy as np
 from . import mih
 from .search_kernels import bucket_keys, collision_sum, csr_fill, mih_probe, substrings
 
-MAX_PROBE_KEYS = 2_000_000  # beyond this a probe takes longer than any scan: the index scans instead
+MAX_PROBE_KEYS = 2_000_000  # keys of one query beyond which a probe takes longer than any scan: it is scanned
 
 
 class MihTables:
@@ -39,6 +40,8 @@ class MihTables:
         self.rows = np.empty(layout.m * n, np.uint32)
         self.words = np.empty(layout.m * n, np.uint64)
         self.inline_w1 = inline_word_1(layout)
+        self.outside = np.array([~(m1 if w1 else m0) & mih.WORD for m0, m1, w1 in zip(layout.mask0, layout.mask1, self.inline_w1)],
+                                dtype=np.uint64).reshape(-1)  # per table: the kept word's bits outside the table
         self.occupancy = []
         for j, kb in enumerate(layout.bucket_bits):
             keys = bucket_keys(w0, w1, np.uint64(layout.mask0[j]), np.uint64(layout.mask1[j]), kb)
@@ -58,19 +61,22 @@ class MihTables:
         """False when no bit varies (all codes equal): there is nothing to hash on."""
         return self.layout.m > 0
 
-    def radii(self, q0: np.ndarray, q1: np.ndarray, radius: int) -> np.ndarray:
-        return mih.query_radii(self.layout, q0, q1, self.ref, radius)
+    def radii(self, q0: np.ndarray, q1: np.ndarray, limits: np.ndarray) -> np.ndarray:
+        """(k, m) per-table radii of the queries, each searched within its own limit."""
+        return mih.query_radii(self.layout, q0, q1, self.ref, limits)
 
-    def cost(self, radii: np.ndarray) -> float:
-        """Estimated nanoseconds of `probe` with these per-table radii (inf when too many keys)."""
+    def query_costs(self, radii: np.ndarray) -> np.ndarray:
+        """(k,) estimated nanoseconds of each query's probe with these (k, m) per-table radii
+        (inf for a query with too many keys)."""
         keys = mih.keys_per_query(self.sizes, radii)
-        if keys.sum() > MAX_PROBE_KEYS:
-            return float("inf")
-        return mih.probe_cost(keys, np.asarray(self.occupancy))
+        costs = mih.query_costs(keys, np.asarray(self.occupancy))
+        costs[keys.sum(axis=1) > MAX_PROBE_KEYS] = float("inf")
+        return costs
 
-    def probe(self, w0: np.ndarray, w1: np.ndarray, q0: np.ndarray, q1: np.ndarray, radius: int,
+    def probe(self, w0: np.ndarray, w1: np.ndarray, q0: np.ndarray, q1: np.ndarray, limits: np.ndarray,
               radii: np.ndarray) -> np.ndarray:
-        """Rows < n within `radius` of some query (unsorted, possibly repeated)."""
+        """Rows < n within limits[k] (int64) of some query k (unsorted, possibly repeated);
+        `radii`: the queries' per-table radii from `radii`."""
         layout = self.layout
         masks, mask_base = _masks(layout.widths, tuple(radii.max(axis=0).tolist()))
         count = mih.keys_per_query(self.sizes, radii).astype(np.int64)
@@ -80,8 +86,8 @@ class MihTables:
         bucket_mask = np.array([(1 << b) - 1 for b in layout.bucket_bits], dtype=np.uint64)
         out = np.empty(1024, np.int64)
         while True:
-            found = mih_probe(self.offsets, self.off_base, self.rows, self.words, self.inline_w1, self.row_base,
-                              w0, w1, qsubs, masks, mask_base, count, bucket_mask, q0, q1, int(radius), out)
+            found = mih_probe(self.offsets, self.off_base, self.rows, self.words, self.inline_w1, self.outside,
+                              self.row_base, w0, w1, qsubs, masks, mask_base, count, bucket_mask, q0, q1, limits, out)
             if found <= len(out):
                 return out[:found]
             out = np.empty(found, np.int64)

@@ -109,6 +109,10 @@ def test_csr_fill_lists_every_row_under_its_key():
     assert [rows[offsets[k]:offsets[k + 1]].tolist() for k in range(4)] == [[3], [1, 6], [5], [0, 2, 4]]
 
 
+def limits(radius, k: int) -> np.ndarray:
+    return np.full(k, radius, dtype=np.int64)
+
+
 def test_scan_kernels_equal_brute_force():
     rng = np.random.default_rng(4)
     codes = rng.integers(0, 2**64, (5000, 2), dtype=np.uint64)
@@ -118,17 +122,17 @@ def test_scan_kernels_equal_brute_force():
     d = np.minimum(hamming_many_numpy(queries[0], codes), hamming_many_numpy(queries[1], codes))
     for radius in (0, 1, 3, 30):
         expect = np.flatnonzero(d <= radius).tolist()
-        assert scan_rows(w0, w1, 0, len(codes), q0, q1, radius).tolist() == expect
-        assert scan_rows(w0, w1, 100, 4200, q0, q1, radius).tolist() == [i for i in expect if 100 <= i < 4200]
+        assert scan_rows(w0, w1, 0, len(codes), q0, q1, limits(radius, 2)).tolist() == expect
+        assert scan_rows(w0, w1, 100, 4200, q0, q1, limits(radius, 2)).tolist() == [i for i in expect if 100 <= i < 4200]
         listed = np.arange(0, 5000, 3, dtype=np.int64)
-        assert scan_listed(w0, w1, listed, q0, q1, radius).tolist() == [i for i in expect if i % 3 == 0]
-    assert scan_rows(w0, w1, 0, len(codes), q0, q1, -1).tolist() == []
+        assert scan_listed(w0, w1, listed, q0, q1, limits(radius, 2)).tolist() == [i for i in expect if i % 3 == 0]
+    assert scan_rows(w0, w1, 0, len(codes), q0, q1, limits(-1, 2)).tolist() == []
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 64])
 def test_scan_takes_any_number_of_queries(k):
-    """The scan runs queries four at a time and the rest one by one: every count gives the
-    rows within the radius of at least one query, block edges (2048 rows) included."""
+    """The scan checks 8 codes at a time against every query and the last rows one by one:
+    every query count gives the rows within the radius of at least one query."""
     rng = np.random.default_rng(k)
     codes = rng.integers(0, 2**64, (4500, 2), dtype=np.uint64)
     queries = codes[rng.integers(0, len(codes), k)] ^ (rng.integers(0, 2**64, (k, 2), dtype=np.uint64)
@@ -139,8 +143,33 @@ def test_scan_takes_any_number_of_queries(k):
     d = np.min([hamming_many_numpy(q, codes) for q in queries], axis=0)
     for radius in (0, 16, 28, 50):
         expect = np.flatnonzero(d <= radius).tolist()
-        assert scan_rows(w0, w1, 0, len(codes), q0, q1, radius).tolist() == expect
-        assert scan_rows(w0, w1, 2047, 4097, q0, q1, radius).tolist() == [i for i in expect if 2047 <= i < 4097]
+        assert scan_rows(w0, w1, 0, len(codes), q0, q1, limits(radius, k)).tolist() == expect
+        assert scan_rows(w0, w1, 2047, 4097, q0, q1, limits(radius, k)).tolist() == [i for i in expect if 2047 <= i < 4097]
+
+
+@settings(deadline=None, max_examples=80)
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(-1, 48), min_size=1, max_size=11), st.integers(0, 40),
+       st.integers(0, 40))
+def test_scan_with_a_radius_per_query_equals_brute_force(seed, radii, lo, short):
+    """Each query is matched within its own limit (-1: nothing), over any [lo, hi): ranges that
+    start or end off the 8-code steps included."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    centres = rng.integers(0, 2**64, (4, 2), dtype=np.uint64)
+    codes = centres[rng.integers(0, 4, n)] ^ (rng.integers(0, 2**64, (n, 2), dtype=np.uint64)
+                                             & rng.integers(0, 2**64, (n, 2), dtype=np.uint64)
+                                             & rng.integers(0, 2**64, (n, 2), dtype=np.uint64))
+    k = len(radii)
+    queries = codes[rng.integers(0, n, k)] ^ (rng.integers(0, 2**64, (k, 2), dtype=np.uint64)
+                                             & rng.integers(0, 2**64, (k, 2), dtype=np.uint64))
+    w0, w1 = words(codes)
+    q0, q1 = words(queries)
+    lim = np.array(radii, dtype=np.int64)
+    hit = np.any([hamming_many_numpy(q, codes) <= r for q, r in zip(queries, radii)], axis=0)
+    hi = n - short
+    assert scan_rows(w0, w1, lo, hi, q0, q1, lim).tolist() == [i for i in np.flatnonzero(hit) if lo <= i < hi]
+    listed = np.arange(lo, n, 2, dtype=np.int64)
+    assert scan_listed(w0, w1, listed, q0, q1, lim).tolist() == [i for i in listed if hit[i]]
 
 
 def test_numba_and_numpy_distances_agree():
@@ -152,9 +181,11 @@ def test_numba_and_numpy_distances_agree():
 
 
 @settings(deadline=None, max_examples=60)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 2, 3, 5, 8]), st.integers(0, 24))
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 2, 3, 5, 8]),
+       st.one_of(st.integers(0, 24), st.lists(st.integers(0, 28), min_size=4, max_size=4)))
 def test_probe_finds_every_row_within_the_radius(seed, m, radius):
-    """MIH alone is exact, dead bits included: a query may differ from every code on them."""
+    """MIH alone is exact, dead bits included (a query may differ from every code on them),
+    with one radius for all queries or one each; m = 2, 3, 5 fold wide substrings into buckets."""
     rng = np.random.default_rng(seed)
     centres = rng.integers(0, 2**64, (3, 2), dtype=np.uint64)
     codes = centres[rng.integers(0, 3, 300)] ^ (rng.random((300, 2)) < 0.08) * rng.integers(0, 2**64, (300, 2), dtype=np.uint64)
@@ -163,17 +194,20 @@ def test_probe_finds_every_row_within_the_radius(seed, m, radius):
     assert_probe_exact(codes, queries, m, radius)
 
 
-def assert_probe_exact(codes: np.ndarray, queries: np.ndarray, m: int, radius: int) -> MihTables:
-    """The rows the tables' probe returns are exactly the codes within `radius` of a query
-    (a brute-force oracle); a layout too costly to probe is not checked. Returns the tables."""
+def assert_probe_exact(codes: np.ndarray, queries: np.ndarray, m: int, radius) -> MihTables:
+    """The rows the tables' probe returns are exactly the codes within the radius (an int, or
+    one per query) of a query (a brute-force oracle); a query too costly to probe is left out.
+    Returns the tables."""
     w0, w1 = words(codes)
     q0, q1 = words(queries)
     tables = MihTables(w0, w1, m)
-    radii = tables.radii(q0, q1, radius)
-    if tables.cost(radii) != float("inf"):
-        got = np.unique(tables.probe(w0, w1, q0, q1, radius, radii)).tolist()
-        d = np.min([hamming_many_numpy(q, codes) for q in queries], axis=0)
-        assert got == np.flatnonzero(d <= radius).tolist()
+    lim = np.broadcast_to(np.asarray(radius, dtype=np.int64), (len(queries),)).copy()
+    radii = tables.radii(q0, q1, lim)
+    ok = np.isfinite(tables.query_costs(radii))
+    if ok.any():
+        got = np.unique(tables.probe(w0, w1, q0[ok], q1[ok], lim[ok], radii[ok])).tolist()
+        hit = np.any([hamming_many_numpy(q, codes) <= r for q, r in zip(queries[ok], lim[ok])], axis=0)
+        assert got == np.flatnonzero(hit).tolist()
     return tables
 
 
@@ -183,7 +217,7 @@ def test_probe_output_grows_past_its_first_buffer():
     w0, w1 = words(codes)
     tables = MihTables(w0, w1)
     q0, q1 = words(codes[:1])
-    rows = tables.probe(w0, w1, q0, q1, 1, tables.radii(q0, q1, 1))
+    rows = tables.probe(w0, w1, q0, q1, limits(1, 1), tables.radii(q0, q1, limits(1, 1)))
     assert sorted(set(rows.tolist())) == list(range(3000))
     assert tables.occupancy[0] > 1000  # two crowded buckets: the cost model sees it
 
