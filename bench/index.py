@@ -12,8 +12,11 @@ Two code sets of n codes each (--n, default 1M; 10M takes ~20 min per set, mostl
             whose bits are drawn independently with the real per-bit frequencies.
 Queries: perturbed stored codes (hits), fresh codes (mostly misses) and, for lbph, held-out
 real copies with their real 8 dihedral variants. Each query is one code ("single") and its 8
-dihedral variants ("variants", one `range_search_many` call), at the radii of the default
-config: act 16, rotated 20, report 28. Built sets are cached under --cache (not in the repo).
+dihedral variants ("variants", one `range_search_many` call), at each radius of the default
+config (act 24, rotated 20, report 28), and the lookup the daemon makes for a new file
+("daemon": one call, the upright code at the report radius and the 7 rotated/mirrored
+variants at the rotated radius; `linear` answers the same question with the same radius per
+variant). Built sets are cached under --cache (not in the repo).
 
 Methods (interleaved per query, shuffled order; FAISS afterwards in a pass of its own):
   linear     `dedupd.kernels.within_radius` (numba popcount) over the (n, 2) codes, once per
@@ -32,10 +35,11 @@ apart). Bytes per file: LMDB pages per table (`stats()`); "without paths" remove
 table and the path strings stored inside the `files` records (their exact byte count).
 
 Edges (--edges N): the all-pairs edge finding of a first scan, timed on N stored files against
-the full index and extrapolated to all n: as the daemon does it now (`daemon.scan._find_edges`:
-one `range_search_many` of the 8 variants at the report radius per file), the same with the
-rotated variants at the rotated radius (`grouping.admit` drops them beyond it), and batched
-(`range_search_many` over 1,000 files' variants at once).
+the full index and extrapolated to all n: the 8 variants at the report radius in one
+`range_search_many` per file (the daemon before 6c474f3), the upright code at the report
+radius and the rotated variants at the rotated radius in one call with a radius per variant
+(what the daemon needs: `grouping.admit` drops rotated matches beyond it), and batched
+(`range_search_many` over 1,000 files' variants at once, report radius).
 
 Run:  /tmp/venv/bin/python bench/index.py [--n 1000000] [--queries 100] [--sets random,lbph] [--quick]
 """
@@ -336,7 +340,7 @@ def searchers(idx, faiss_index, codes: np.ndarray) -> dict:
     from dedupd.kernels import within_radius
 
     def linear(qs, r):
-        return [(within_radius(q, codes, r) + 1).tolist() for q in qs]
+        return [(within_radius(q, codes, rr) + 1).tolist() for q, rr in zip(qs, radii_of(r, len(qs)))]
 
     def ours(mode):
         def search(qs, r):
@@ -349,6 +353,14 @@ def searchers(idx, faiss_index, codes: np.ndarray) -> dict:
         return search
 
     def faiss_search(qs, r):
+        if not isinstance(r, int):  # one call per radius
+            radii = radii_of(r, len(qs))
+            out = [None] * len(qs)
+            for rr in sorted(set(radii)):
+                at = [i for i, x in enumerate(radii) if x == rr]
+                for i, ans in zip(at, faiss_search(qs[at], rr)):
+                    out[i] = ans
+            return out
         faiss_index.nflip = r // 8  # pigeonhole: one of the 8 16-bit substrings is within r // 8
         lims, _, ids = faiss_index.range_search(np.ascontiguousarray(qs, dtype="<u8").view(np.uint8), r + 1)
         return [sorted((ids[lims[i]:lims[i + 1]] + 1).tolist()) for i in range(len(qs))]
@@ -357,6 +369,17 @@ def searchers(idx, faiss_index, codes: np.ndarray) -> dict:
     if faiss_index is not None:
         out["faiss"] = faiss_search
     return out
+
+
+def radii_of(r, k: int) -> list[int]:
+    """One radius per query from an int or a per-query list."""
+    return [r] * k if isinstance(r, int) else list(r)
+
+
+def daemon_radii(k: int) -> list[int]:
+    """The daemon's lookup of a new file: the upright code at the report radius, the rotated
+    and mirrored variants at the rotated radius."""
+    return [REPORT] + [ROTATED] * (k - 1)
 
 
 def last_plan(idx) -> str:
@@ -374,7 +397,7 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int, tru
     if truth is None:
         truth = {}
     shuffle = np.random.default_rng(7)
-    cases = [(r, mode) for r in RADII for mode in ("single", "variants")]
+    cases = [(r, mode) for r in RADII for mode in ("single", "variants")] + [(REPORT, "daemon")]
     names = list(fns)
     times = {(m, c): [] for m in names for c in cases}
     cpu = {(m, c): [] for m in names for c in cases}  # thread CPU time: what a query costs without the neighbours' share
@@ -386,13 +409,14 @@ def run_queries(data: dict, fns: dict, idx, budget: float, min_queries: int, tru
         for ci in shuffle.permutation(len(cases)):
             r, mode = case = cases[ci]
             qs = np.ascontiguousarray(variants[:1] if mode == "single" else variants)
+            radius = daemon_radii(len(qs)) if mode == "daemon" else r
             answers = {} if "linear" in fns else {"linear": truth[(qi, case)]}
             for m in (names[i] for i in shuffle.permutation(len(names))):
                 spent = times[(m, case)]
                 if m != "linear" and len(spent) >= min_queries and sum(spent) >= budget:
                     continue
                 c0, t0 = time.thread_time(), time.perf_counter()
-                answers[m] = fns[m](qs, r)
+                answers[m] = fns[m](qs, radius)
                 spent.append(time.perf_counter() - t0)
                 cpu[(m, case)].append(time.thread_time() - c0)
                 if m == "ours":
@@ -463,10 +487,9 @@ def edge_finding(idx, codes: np.ndarray, p: np.ndarray, n_files: int, seed: int)
     per_file, split, found = [], [], 0
     for v in variants:
         t0 = time.perf_counter()
-        res = idx.range_search_many(v, REPORT)  # daemon.scan._find_edges today
+        res = idx.range_search_many(v, REPORT)  # every variant at the report radius
         t1 = time.perf_counter()
-        idx.range_search_many(v[:1], REPORT)
-        idx.range_search_many(v[1:], ROTATED)  # rotated variants only within the rotated radius
+        idx.range_search_many(v, daemon_radii(len(v)))  # rotated variants only within the rotated radius
         t2 = time.perf_counter()
         per_file.append(t1 - t0)
         split.append(t2 - t1)
@@ -478,10 +501,10 @@ def edge_finding(idx, codes: np.ndarray, p: np.ndarray, n_files: int, seed: int)
         idx.range_search_many(chunk, REPORT)
         batched.append((time.perf_counter() - t0) / (len(chunk) // 8))
     return {"files_timed": len(variants), "edges_per_file": rounded(found / len(variants)),
-            "per_file_ms": {"daemon_now": rounded(1000 * float(np.mean(per_file))),
+            "per_file_ms": {"all_at_report_radius": rounded(1000 * float(np.mean(per_file))),
                             "rotated_at_rotated_radius": rounded(1000 * float(np.mean(split))),
                             "batched_1000_files": rounded(1000 * float(np.mean(batched)))},
-            "all_files_s_at_full_size": {"daemon_now": round(n * float(np.mean(per_file)), 1),
+            "all_files_s_at_full_size": {"all_at_report_radius": round(n * float(np.mean(per_file)), 1),
                                          "rotated_at_rotated_radius": round(n * float(np.mean(split)), 1),
                                          "batched_1000_files": round(n * float(np.mean(batched)), 1)}}
 
@@ -551,6 +574,8 @@ def print_set(name: str, res: dict) -> None:
     for key, per in res["latency"].items():
         r, mode = key.split("/")
         lin, ours = per["linear"], per.get("ours")
+        if mode == "daemon":
+            r, mode = f"{REPORT}+{ROTATED}", f"daemon: 1@{REPORT} + 7@{ROTATED}"
         rows.append([r, mode, res["mean_hits"][key], ",".join(f"{k}:{v}" for k, v in res["plans"][key].items()),
                      f"{lin['p50_ms'] / ours['p50_ms']:.1f}x / {lin['cpu_p50_ms'] / ours['cpu_p50_ms']:.1f}x" if ours else "-"]
                     + [f"{per[m]['p50_ms']:.3g} / {per[m]['p99_ms']:.3g}" + ("" if per[m]["queries"] == len_q else f" ({per[m]['queries']}q)")

@@ -102,7 +102,7 @@ def check_radii(radius: Any, k: int) -> np.ndarray:
         arr = np.asarray(radius)
     except (TypeError, ValueError) as e:  # pragma: no cover - ragged input
         raise ValueError(f"radius must be an int or one int per query: {e}") from None
-    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+    if arr.ndim != 1 or (arr.dtype.kind not in "iu" and arr.size):  # [] is float64 to numpy
         raise ValueError(f"radius must be an int or a sequence of ints (one per query), not {radius!r}")
     if len(arr) != k:
         raise ValueError(f"{len(arr)} radii for {k} queries: give one radius per query, or one int for all")

@@ -151,13 +151,15 @@ def keys_to_probe(layout: Layout, radii: np.ndarray) -> int:
 # -- cost model ------------------------------------------------------------------------------
 # Nanoseconds, measured on the 2-core test VM (AVX-512) at 1M and 10M codes (docs/performance.md,
 # "Index at scale"). The scan (`search_kernels.scan_rows`, 512-bit vectors, prefetching) is
-# bound by memory with few queries (~0.75 ns per code from L3 at 1M, ~1 ns from RAM at 10M)
-# and by its vector popcounts with many (~0.21 ns per code and query); the two overlap, so a
-# scan costs the larger of the two. A probe reads one bucket offset per key and the rows under
-# it with the code word kept beside each (`mih_tables`), fetching a row's other word only
-# when a lower bound passes.
-SCAN_ROW_NS, SCAN_PAIR_NS = 1.0, 0.21
-KEY_NS, ROW_NS, PROBE_FIXED_NS = 25.0, 25.0, 20_000.0
+# bound by memory with few queries (~0.85 ns per code from L3 at 1M, ~1-1.2 ns from RAM at
+# 10M) and by its vector popcounts with many (~0.21-0.24 ns per code and query); the two
+# overlap, so a scan costs the larger of the two. A probe looks up its keys with their misses
+# overlapped (prefetches), reads the rows under each with the code word kept beside them
+# (`mih_tables`) and fetches a row's other word only when a lower bound passes: fitted on
+# 8 queries at radii 16-28, 1M and 10M, random and LBPH-like codes, ~30 ns per key and 8 ns
+# per row (72-96 ns per key with its rows, within 15 % across those runs).
+SCAN_ROW_NS, SCAN_PAIR_NS = 1.0, 0.22
+KEY_NS, ROW_NS, PROBE_FIXED_NS = 30.0, 8.0, 20_000.0
 BUILD_NS = 15.0  # per row and table
 
 
@@ -180,15 +182,18 @@ def choose_probed(costs: np.ndarray, rows: int, fresh: int) -> tuple[np.ndarray,
     probes are the ones worth taking out of it: the best plan probes a cheapest prefix."""
     k = len(costs)
     order = np.argsort(costs, kind="stable")
-    spent = np.concatenate([[0.0], np.cumsum(costs[order])])  # spent[s]: the s cheapest probes
-    best, best_s = scan_cost(rows, k), 0
-    for s in range(1, k + 1):
-        total = PROBE_FIXED_NS + spent[s] + scan_cost(fresh, s) + scan_cost(rows, k - s)
-        if total < best:
-            best, best_s = total, s
+    s = np.arange(k + 1)  # plan s: probe the s cheapest queries, scan the others
+    probes = np.concatenate([[0.0], PROBE_FIXED_NS + np.cumsum(costs[order])])
+    total = probes + _scan_costs(fresh, s) + _scan_costs(rows, k - s)
+    best = int(np.argmin(total))  # the first of equals: plan 0 (scan all) wins ties
     probed = np.zeros(k, dtype=bool)
-    probed[order[:best_s]] = True
-    return probed, float(best)
+    probed[order[:best]] = True
+    return probed, float(total[best])
+
+
+def _scan_costs(rows: int, queries: np.ndarray) -> np.ndarray:
+    """`scan_cost` for each count of queries."""
+    return np.where(queries > 0, rows * np.maximum(SCAN_ROW_NS, SCAN_PAIR_NS * queries), 0.0)
 
 
 def build_cost(rows: int, layout: Layout) -> float:

@@ -31,6 +31,7 @@ _TABLES = types.Array(int64, 1, "C", readonly=True)
 
 LANES = 8  # codes per step of the scan: one 512-bit vector of each word
 PREFETCH = 1024  # codes ahead the scan asks the memory for (8 KiB of each word array)
+OFFSET_AHEAD, BUCKET_AHEAD = 16, 8  # keys ahead a probe asks for a key's offset, and for its bucket
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -98,6 +99,23 @@ def _hits8(typingctx, w0, w1, i, q0, q1, limits):
                             builder.call(ctpop, [builder.xor(x1, _splat(builder, b))]))
             builder.store(builder.or_(builder.load(acc), builder.icmp_signed("<=", d, _splat(builder, limit))), acc)
         return builder.zext(builder.bitcast(builder.load(acc), ir.IntType(LANES)), _I64)
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """Ask the memory for arr[i]'s cache line (no fault, no effect on results, any index)."""
+    sig = types.void(arr, i)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p = ir.IntType(8).as_pointer()
+        prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
+                                                  "llvm.prefetch.p0i8")
+        at = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+        builder.call(prefetch, [at, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -252,7 +270,17 @@ def mih_probe(offsets, off_base, rows, words, inline_w1, outside, row_base, w0, 
             b = q0[k] if inline_w1[j] else q1[k]
             qs = qsubs[k, j]
             limit = limits[k]
-            for t in range(mask_count[k, j]):
+            keys = mask_count[k, j]
+            for t in range(keys):
+                # Every key is a cache miss for its offset, then for its bucket: ask for the
+                # offset of the key OFFSET_AHEAD on and for the bucket of the key BUCKET_AHEAD
+                # on (its offset has arrived by then), so the misses overlap
+                if t + OFFSET_AHEAD < keys:
+                    _prefetch(offsets, ob + int64((qs ^ masks[mb + t + OFFSET_AHEAD]) & bm))
+                if t + BUCKET_AHEAD < keys:
+                    start = rb + int64(offsets[ob + int64((qs ^ masks[mb + t + BUCKET_AHEAD]) & bm)])
+                    _prefetch(rows, start)
+                    _prefetch(words, start)
                 mask = masks[mb + t] & bm
                 room = limit - int64(_pc(mask))
                 key = ob + int64((qs ^ mask) & bm)
