@@ -10,7 +10,16 @@ Stages, each counted in the `ScanReport`:
    (`dedupd.daemon.decode_pool`, SAFETY.md rule 22), fingerprint in a thread pool (the
    numba kernels release the GIL); only this thread writes to the index;
 4. link: each new fingerprint is looked up with its dihedral variants and the pairs
-   within the report radius are stored as edges;
+   within the report radius (rotated and mirrored variants: the rotated radius) are
+   stored as edges. A file sees the files stored before it and those of its own batch
+   (stored in the order they were walked, so ids and edges do not depend on thread
+   timing). A scan with many files to fingerprint (`join_min_files`, a first scan)
+   finds the pairs within each batch as it stores it, and the pairs with earlier
+   batches and older files by one batch join at the end (`dedupd.index.selfjoin`,
+   docs/performance.md): the same edges as a lookup per file, at a fraction of the cost.
+   Until that join has stored them, the index holds a marker (`PendingEdges`); a scan
+   that finds one fingerprints the files it names again (their variants are not stored),
+   so a crash or a stop in between loses no edge;
 5. sweep: records under the scanned paths whose file is gone are removed: a named file
    costs one lookup; a directory costs nothing when every record of the index was seen
    (a full scan that found nothing gone), else one pass over the records' paths
@@ -32,7 +41,9 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterable
+
+import numpy as np
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.decode_pool import shared_decoder
@@ -43,10 +54,15 @@ from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
 from dedupd.index.edges import Edge
+from dedupd.index.hamming import popcount
 from dedupd.index.records import STATE_OK, FileRecord
+from dedupd.index.selfjoin import variant_join
 from dedupd.kernels import ALGORITHMS
 
 BATCH = 256
+JOIN_MIN_FILES = 5_000  # from this many files to fingerprint, cross-batch edges come from one join (1M index: ~1k break-even)
+EDGE_WRITE = 50_000  # edges per add_edges transaction when the join's edges are stored
+PENDING_KEY = "edges_pending"
 SKIP_KINDS_THAT_ARE_ERRORS = frozenset({"unreadable_dir", "unreadable", "vanished"})
 
 
@@ -82,6 +98,95 @@ class ScanReport:
         return out
 
 
+@dataclass(frozen=True)
+class PendingEdges:
+    """The files whose edges are not all stored yet: ids from `from_id` on, and `ids`.
+
+    Written (meta `edges_pending`) before a deferring scan stores its first batch, so it
+    covers every id that scan assigns; re-fingerprinted files keep their ids and are added
+    before their batch is stored. Removed once the join's edges are stored. A scan treats a
+    pending file as changed (`Scanner._classify`): its variants were never stored, so the
+    only way to its edges is to fingerprint it again."""
+
+    from_id: int | None = None
+    ids: frozenset[int] = frozenset()
+
+    def __contains__(self, file_id: int) -> bool:
+        return (self.from_id is not None and file_id >= self.from_id) or file_id in self.ids
+
+    def __bool__(self) -> bool:
+        return self.from_id is not None or bool(self.ids)
+
+    def with_ids(self, ids: Iterable[int]) -> "PendingEdges":
+        return PendingEdges(self.from_id, self.ids | frozenset(ids))
+
+    @classmethod
+    def load(cls, index) -> "PendingEdges":
+        raw = index.get_meta(PENDING_KEY) or {}
+        return cls(raw.get("from_id"), frozenset(raw.get("ids", ())))
+
+    def store(self, index) -> None:
+        index.set_meta(PENDING_KEY, {"from_id": self.from_id, "ids": sorted(self.ids)} if self else None)
+
+
+class DeferredEdges:
+    """The files of a deferring scan, in the order they were stored, with their variants:
+    what the join at the end of the scan needs (`Scanner._link_deferred`).
+
+    Per file: its id, its batch number, and whether its code is new in this scan (a new
+    file, or a changed code). A file sees the codes of files indexed before the scan
+    whose code did not change, and those stored in earlier batches (its own batch was
+    linked when it was stored) -- what its own lookup would have found then, less what a
+    later re-fingerprint with another code drops again."""
+
+    def __init__(self) -> None:
+        self.ids: list[np.ndarray] = []
+        self.batches: list[np.ndarray] = []
+        self.changed: list[np.ndarray] = []
+        self.variants: list[np.ndarray] = []
+        self.count = 0  # batches so far
+
+    def add(self, ids: list[int], variants: np.ndarray, changed: list[bool]) -> None:
+        if ids:
+            self.ids.append(np.array(ids, np.int64))
+            self.batches.append(np.full(len(ids), self.count, np.int64))
+            self.changed.append(np.array(changed, bool))
+            self.variants.append(variants)
+        self.count += 1
+
+    def __len__(self) -> int:
+        return sum(len(i) for i in self.ids)
+
+    def hits(self, index, upright: int, rotated: int, workers: int):
+        """(file ids, other ids, distances, variants) of every pair the join finds."""
+        ids, batch = np.concatenate(self.ids), np.concatenate(self.batches)
+        changed = np.concatenate(self.changed)
+        all_ids, codes = index.all_codes()
+        rows = np.searchsorted(all_ids, ids)
+        found = (rows < len(all_ids)) & (all_ids[np.minimum(rows, len(all_ids) - 1)] == ids)
+        c_rank = np.full(len(all_ids), -1, np.int64)
+        c_batch = np.full(len(all_ids), -1, np.int64)
+        c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
+        c_batch[rows[found]] = batch[found]
+        hits = variant_join(np.concatenate(self.variants), codes, upright, rotated, q_rank=batch,
+                            q_self=np.where(found, rows, -1), c_rank=c_rank, c_batch=c_batch,
+                            chunks=4, workers=workers)
+        return ids[hits.file], all_ids[hits.code], hits.distance, hits.variant, hits.file
+
+
+def best_edges(a, b, distance, variant, order, act: int) -> list[Edge]:
+    """One edge per (a, b) pair of the hits, the best by `grouping.better_edge` (what
+    `_find_edges` keeps of a file's variants), in the order of `order` (the later file's
+    edge of a pair replaces the earlier one when stored, as in a lookup per file)."""
+    best: dict[tuple[int, int], Edge] = {}
+    for i in np.lexsort((b, order)).tolist():
+        edge = Edge(int(a[i]), int(b[i]), int(distance[i]), int(variant[i]))
+        key = (edge.a, edge.b)
+        if better_edge(edge, best.get(key), act):
+            best[key] = edge
+    return list(best.values())
+
+
 class Scanner:
     """`decoder`: where files are read and decoded (default: the process-wide pool of
     `config.worker_count` worker processes, `decode_pool.shared_decoder`)."""
@@ -103,6 +208,8 @@ class Scanner:
         self.groups_unsaved = False
         self.on_tick: Callable[[], None] = lambda: None  # called every batch: the service's liveness beat
         self.should_stop: Callable[[], bool] = lambda: False  # checked every batch: SIGTERM ends a scan early
+        self.join_min_files = JOIN_MIN_FILES  # from this many files to fingerprint, link them by one join
+        self._pending = PendingEdges()  # during a run: files whose edges a crashed scan left unstored
 
     # -- the pass ---------------------------------------------------------------------
 
@@ -114,6 +221,7 @@ class Scanner:
         roots = outermost([os.path.abspath(p) for p in paths]) if paths else [r.path for r in self.config.roots]
         todo: list[FileRef] = []
         self._seen = seen_ids = set()  # ids of the records of files seen (`_delete` takes ids out)
+        self._pending = PendingEdges.load(self.index)
         scanned_roots = []
         for root in roots:
             report.roots.append(root)
@@ -139,7 +247,10 @@ class Scanner:
                         todo.append(ref)
                     else:
                         seen_ids.add(record.file_id)
-        seen_ids.update(self._fingerprint_all(todo, report))
+        fingerprinted = self._fingerprint_all(todo, report)
+        seen_ids.update(fingerprinted)
+        if self._pending:
+            self._settle_pending(fingerprinted)
         report.removed = self._sweep(scanned_roots, seen_ids)
         self._seen = set()
         groups = self.regroup()
@@ -191,14 +302,16 @@ class Scanner:
         """The up-to-date record for `ref` if no decode is needed, else None. `known`: the
         records of `ref`'s directory's files (`by_paths`), kept true by the writes made here."""
         existing = known.get(ref.path)
-        if existing is not None and existing.same_stat(ref.dev, ref.ino, ref.size, ref.mtime_ns) and self._current(existing):
+        if (existing is not None and existing.same_stat(ref.dev, ref.ino, ref.size, ref.mtime_ns) and self._current(existing)
+                and existing.file_id not in self._pending):
             report.unchanged += 1
             if existing.state != STATE_OK:
                 report.errors[existing.error] += 1
             return existing
         donor = next(
             (r for r in self.index.by_inode(ref.dev, ref.ino)
-             if r.state == STATE_OK and self._current(r) and (r.size, r.mtime_ns) == (ref.size, ref.mtime_ns)),
+             if r.state == STATE_OK and self._current(r) and (r.size, r.mtime_ns) == (ref.size, ref.mtime_ns)
+             and r.file_id not in self._pending),  # a pending record's edges are incomplete
             None,
         )
         if donor is None:
@@ -225,63 +338,145 @@ class Scanner:
         return record.state != STATE_OK or (record.algo, record.algo_version) == (algo.name, algo.version)
 
     def _fingerprint_all(self, todo: list[FileRef], report: ScanReport) -> set[int]:
+        """Fingerprint and store `todo`, in its order (the walk's: ids do not depend on
+        which thread finishes first), in batches of BATCH; link each batch as it is stored,
+        or, from `join_min_files` files on, link its cross-batch pairs by one join at the end."""
         ids: set[int] = set()
         if not todo:
             return ids
         bar = Progress("fingerprinting", len(todo), enabled=self.progress)
         algo, limit, decoder = self.config.algorithm, self.config.pixel_limit, self.decoder
+        deferred = DeferredEdges() if len(todo) >= self.join_min_files else None
         batch: list[Fingerprinted] = []
         # with decode workers, twice as many threads: one waits for its decode while another hashes
         threads = self.config.worker_count * (2 if getattr(decoder, "isolated", False) else 1)
         with ThreadPoolExecutor(threads, thread_name_prefix="dedupd-fp") as pool:
-            pending: set[Future] = set()
+            pending: dict[Future, int] = {}
+            done_early: dict[int, Fingerprinted] = {}  # finished before a file walked earlier
             refs = iter(todo)
+            submitted = stored_upto = 0
             while True:
                 while len(pending) < 4 * threads:
                     ref = next(refs, None)
                     if ref is None:
                         break
-                    pending.add(pool.submit(fingerprint_file, ref, algo, limit, decoder))
+                    pending[pool.submit(fingerprint_file, ref, algo, limit, decoder)] = submitted
+                    submitted += 1
                 if not pending:
                     break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    batch.append(fut.result())
+                    done_early[pending.pop(fut)] = fut.result()
                     bar.advance()
-                if len(batch) >= BATCH:
-                    ids.update(self._store(batch, report, pool))
-                    batch = []
-                    self._tick()
-            ids.update(self._store(batch, report, pool))
+                while stored_upto in done_early:  # batches of exactly BATCH files in walk order
+                    batch.append(done_early.pop(stored_upto))
+                    stored_upto += 1
+                    if len(batch) == BATCH:
+                        ids.update(self._store(batch, report, pool, deferred))
+                        batch = []
+                        self._tick()
+            ids.update(self._store(batch, report, pool, deferred))
+            if deferred is not None:
+                self._link_deferred(deferred, report, pool)
         bar.close()
         return ids
 
-    def _store(self, batch: list[Fingerprinted], report: ScanReport, pool: ThreadPoolExecutor) -> list[int]:
-        """Write a batch of fingerprints (one transaction), then find, verify and store their edges."""
-        records = []
+    def _store(self, batch: list[Fingerprinted], report: ScanReport, pool: ThreadPoolExecutor,
+               deferred: DeferredEdges | None = None) -> list[int]:
+        """Write a batch of fingerprints (one transaction), then find, verify and store their
+        edges: all of them (`_find_edges`), or with `deferred` those within the batch, the
+        rest being left to `_link_deferred`."""
+        records, replaced = [], []
         known = self.index.by_paths([item.record.path for item in batch])
         for item in batch:
             existing = known.get(item.record.path)
             if existing is not None:
                 self.census.remove(existing)
                 self.groups.touch([existing.file_id], neighbours=True)  # a new code drops its edges
+                replaced.append(existing)
             records.append(item.record.with_(file_id=existing.file_id if existing else 0))
             if item.record.state == STATE_OK:
                 report.fingerprinted += 1
             else:
                 report.errors[item.record.error] += 1
+        if deferred is not None:
+            self._mark_pending([r.file_id for r, item in zip(replaced, batch) if item.variants is not None])
         stored = self.index.put_many(records)
         for rec in stored:
             self.census.add(rec)
         self.groups.touch(r.file_id for r in stored)
         fresh = [(r, item) for r, item in zip(stored, batch) if item.variants is not None]
-        edges = self._find_edges(fresh)
+        if deferred is None:
+            edges = self._find_edges(fresh)
+        else:
+            edges = self._batch_edges(fresh)
+            before = {r.path: r for r in replaced}
+            deferred.add([r.file_id for r, _ in fresh], np.stack([item.variants for _, item in fresh]) if fresh else None,
+                         [_code_changed(before.get(r.path), r) for r, _ in fresh])
         thumbs = {r.file_id: item.thumb for r, item in fresh}
         edges = self._verify(edges, {r.file_id: r for r in stored}, thumbs, pool, report)
         self.index.add_edges(edges)
         self.groups.touch(e.b for e in edges)
         report.edges += len(edges)
         return [r.file_id for r in stored]
+
+    def _batch_edges(self, fresh: list[tuple[FileRecord, Fingerprinted]]) -> list[Edge]:
+        """The edges `_find_edges` would find between the files of one batch (each file's
+        variants against the others' upright codes), by brute force over the batch."""
+        if len(fresh) < 2:
+            return []
+        variants = np.stack([item.variants for _, item in fresh])  # (n, k, 2)
+        upright = variants[:, 0]
+        d = (popcount(variants[:, :, None, 0] ^ upright[None, None, :, 0]).astype(np.int64)
+             + popcount(variants[:, :, None, 1] ^ upright[None, None, :, 1]))  # (n, k, n)
+        radius = np.full(variants.shape[1], -1, np.int64)
+        radius[0] = self.edge_radius
+        if self.config.match_rotations:
+            radius[1:] = self.rotated_radius
+        f, k, g = np.nonzero((d <= radius[None, :, None]) & ~np.eye(len(fresh), dtype=bool)[:, None, :])
+        ids = np.array([r.file_id for r, _ in fresh], np.int64)
+        return best_edges(ids[f], ids[g], d[f, k, g], k, f, self.config.act_threshold)
+
+    def _link_deferred(self, deferred: DeferredEdges, report: ScanReport, pool: ThreadPoolExecutor) -> None:
+        """Find, verify and store the edges of a deferring scan's files to files of earlier
+        batches and older files (one `selfjoin.variant_join`); `run` then settles the marker."""
+        if len(deferred):
+            rotated = self.rotated_radius if self.config.match_rotations else -1
+            a, b, distance, variant, order = deferred.hits(self.index, self.edge_radius, rotated,
+                                                           self.config.worker_count)
+            edges = best_edges(a, b, distance, variant, order, self.config.act_threshold)
+            for start in range(0, len(edges), EDGE_WRITE):
+                chunk = self._verify(edges[start:start + EDGE_WRITE], {}, {}, pool, report)
+                self.index.add_edges(chunk)
+                self.groups.touch(e.b for e in chunk)
+                report.edges += len(chunk)
+                self._tick()
+
+    def _mark_pending(self, reused: list[int]) -> None:
+        """Extend the marker before a deferred batch is stored: from the next id on at the
+        first batch (ids only grow), and the ids of re-fingerprinted files."""
+        marker = self._pending
+        if marker.from_id is None:
+            all_ids, _ = self.index.all_codes()
+            marker = PendingEdges(int(all_ids.max()) + 1 if len(all_ids) else 1, marker.ids)
+        marker = marker.with_ids(reused)
+        if marker != self._pending:
+            marker.store(self.index)
+            self._pending = marker
+
+    def _settle_pending(self, handled: set[int]) -> None:
+        """After this scan's edges are stored: the marker keeps only the pending files this
+        scan did not fingerprint again (a daemon round names a few paths), or goes."""
+        if not self._pending:
+            return
+        all_ids, _ = self.index.all_codes()  # pending files that are gone or errors need no edges
+        marker = self._pending
+        was = np.isin(all_ids, np.fromiter(marker.ids, np.int64, len(marker.ids)))
+        if marker.from_id is not None:
+            was |= all_ids >= marker.from_id
+        left = all_ids[was & ~np.isin(all_ids, np.fromiter(handled, np.int64, len(handled)))]
+        self._pending = PendingEdges(None, frozenset(left.tolist()))
+        self._pending.store(self.index)
 
     def _find_edges(self, fresh: list[tuple[FileRecord, Fingerprinted]]) -> list[Edge]:
         """Every indexed file within the edge radius of a fresh one upright, or within the
@@ -307,10 +502,13 @@ class Scanner:
         """Pixel-verify the edges that could be act pairs (upright, within the act radius),
         in the worker pool; thumbnails of files outside this batch are read from disk."""
         jobs = {}
+        candidates = [e for e in edges if e.variant == 0 and e.distance <= self.config.act_threshold]
+        missing = {i for e in candidates for i in (e.a, e.b)} - known.keys()
+        known = {**known, **self.index.get_many(missing)} if missing else known
         for i, e in enumerate(edges):
             if e.variant == 0 and e.distance <= self.config.act_threshold:
-                a = known.get(e.a) or self.index.get(e.a)
-                b = known.get(e.b) or self.index.get(e.b)
+                a = known[e.a]
+                b = known[e.b]
                 if min(a.quality, b.quality) >= self.config.min_quality:
                     jobs[i] = pool.submit(check_pair, a, b, thumbs.get(e.a), thumbs.get(e.b), self.config.pixel_limit,
                                           self.decoder)
@@ -349,6 +547,12 @@ class Scanner:
             self.census.remove(r)
         return self.index.delete_many([r.file_id for r in records])
 
+
+
+def _code_changed(before: FileRecord | None, after: FileRecord) -> bool:
+    """Whether `after` brings a code the index did not hold for this file before the scan
+    (other files' lookups saw the old code until then; an unchanged one all along)."""
+    return before is None or before.state != STATE_OK or before.code != after.code
 
 
 def outermost(paths: list[str]) -> list[str]:

@@ -1,0 +1,382 @@
+"""Exact batch Hamming join: every (query, code) pair within a radius, for many queries at once.
+
+What a first scan needs to link its files (docs/performance.md, "A first scan's edge finding
+at 1M"): instead of one range search per new file (~1,000–2,000 random bucket look-ups per
+code and per table at 1M codes), all new files are joined against all stored codes in one
+pass per multi-index-hashing table.
+
+Method (`range_join`). The live bits are cut into m substrings (`mih.make_layout`); by the
+pigeonhole bound of `mih.table_radii`, a pair within `radius` is within the table radius r_j
+in at least one table j. Per table, both sides are sorted by their substring (a CSR bucket
+index over the 2^b keys, `search_kernels.csr_fill`), and every pair of buckets (x, y) with
+popcount(x ^ y) <= r_j is visited; each pair of codes under them is checked on the full
+code. The visit is tiled for the caches: the keys are split into a high and a low part; for
+one high part of the queries (a block of consecutive buckets) and one high part of the
+mask, the candidate buckets form one contiguous block of the sorted codes, read from L2 by
+every low mask. A pair is reported by the first table whose substring is within its
+radius (checked on the hit, so each pair comes out once). The key enumeration is bounded by
+2^b per mask, not by the number of queries: the candidate checks are the cost, ~n_q · n_c ·
+sum_j |ball(b_j, r_j)| / 2^b_j of them.
+
+Which pairs: a pair (q, c) within the radius is reported iff
+    c_rank[c] < q_rank[q]  and  c_batch[c] != q_rank[q]  and  c != q_self[q];
+with the defaults (q_rank 0, c_rank -1, c_batch -1, q_self -1) that is every pair. The scan
+uses them to look only at the codes a per-file lookup would have seen (`daemon/scan.py`).
+
+The kernel runs in `workers` threads (nogil), each on its own range of query buckets.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from numba import int64, njit, types, uint32, uint64
+
+from . import mih
+from .hamming import popcount
+from .search_kernels import bucket_keys, csr_fill
+
+_OPTS = {"nogil": True, "cache": True}
+_U64 = types.Array(uint64, 1, "C", readonly=True)
+_U32 = types.Array(uint32, 1, "C", readonly=True)
+_I64 = types.Array(int64, 1, "C", readonly=True)
+
+LOW_BITS = 8  # low key bits of a tile: 256 buckets of candidates (~250 KiB at 60 codes per bucket) stay in L2
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@njit(uint64(uint64), inline="always", **_OPTS)
+def _pc(x):
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return (x * _H01) >> np.uint64(56)
+
+
+@njit(inline="always", **_OPTS)
+def _first_table(u, v, sub0, sub1, sub_r, table):
+    """Whether `table` is the first table whose substring of the difference (u, v) is within
+    its radius: the one table that reports the pair (a folded table's bucket may match
+    without its substring being within the radius)."""
+    for k in range(table + 1):
+        within = int64(_pc(u & sub0[k]) + _pc(v & sub1[k])) <= sub_r[k]
+        if within:
+            return k == table
+    return False
+
+
+@njit(inline="always", **_OPTS)
+def _grow(arr, cap):
+    out = np.empty(cap, np.int64)
+    out[:arr.shape[0]] = arr
+    return out
+
+
+@njit(types.Tuple((int64[::1], int64[::1], int64[::1]))(
+    _U32, _U64, _U64, _I64, _U32, _U64, _U64, _I64, types.boolean,
+    _U64, _I64, _U64, _I64, int64, int64, int64, int64,
+    _U64, _U64, _I64, int64, _I64, _I64, _I64, _I64), **_OPTS)
+def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap,
+                hi_masks, hi_pop, lo_masks, lo_count, low_bits, hi_start, hi_stop, radius,
+                sub0, sub1, sub_r, table, q_rank, c_rank, c_batch, q_self):
+    """Hits (q, c, distance) of one table for the buckets of side A whose high key part is
+    in [hi_start, hi_stop). A and B are the two sides sorted by bucket key: `aoff`/`boff`
+    their CSR offsets over the 2^b keys, a0/a1, b0/b1 their words in that order, aorig/borig
+    their original rows; A is the queries and B the codes, or the other way round (`swap`:
+    the side with more rows per bucket is B, the one the vector loop runs over).
+    `hi_masks` (popcounts `hi_pop`) and `lo_masks` (by popcount; `lo_count[s]` of them have
+    popcount <= s) split every key mask within the table radius sub_r[table]. A hit is kept
+    if the visibility arrays allow it and `table` is the first whose substring
+    (sub0[j], sub1[j]) is within sub_r[j] (`_first_table`)."""
+    cap = 1024
+    out_q = np.empty(cap, np.int64)
+    out_c = np.empty(cap, np.int64)
+    out_d = np.empty(cap, np.int64)
+    count = 0
+    r_t = sub_r[table]
+    nlo = int64(1) << low_bits
+    lim = np.uint64(radius)
+    for xh in range(hi_start, hi_stop):
+        for h in range(hi_masks.shape[0]):
+            left = r_t - hi_pop[h]
+            if left < 0:
+                continue
+            yh = (int64(xh) ^ int64(hi_masks[h])) << low_bits
+            n_lo = lo_count[min(left, lo_count.shape[0] - 1)]
+            for xl in range(nlo):
+                x = (int64(xh) << low_bits) | xl
+                xa = int64(aoff[x])
+                xb = int64(aoff[x + 1])
+                if xa == xb:
+                    continue
+                for t in range(n_lo):
+                    y = yh | (xl ^ int64(lo_masks[t]))
+                    ya = int64(boff[y])
+                    yb = int64(boff[y + 1])
+                    if ya == yb:
+                        continue
+                    i = xa
+                    while i < xb:
+                        # four rows of A per pass over the bucket of B (the last one repeated to
+                        # fill a short group): each code of B is loaded once per four and the
+                        # loop is a branch-free min reduction that LLVM vectorises (vector popcount)
+                        i1 = min(i + 1, xb - 1)
+                        i2 = min(i + 2, xb - 1)
+                        i3 = min(i + 3, xb - 1)
+                        p0, r0, p1, r1 = a0[i], a1[i], a0[i1], a1[i1]
+                        p2, r2, p3, r3 = a0[i2], a1[i2], a0[i3], a1[i3]
+                        best = np.uint64(255)
+                        for j in range(ya, yb):
+                            u = b0[j]
+                            v = b1[j]
+                            d = min(min(_pc(u ^ p0) + _pc(v ^ r0), _pc(u ^ p1) + _pc(v ^ r1)),
+                                    min(_pc(u ^ p2) + _pc(v ^ r2), _pc(u ^ p3) + _pc(v ^ r3)))
+                            best = min(best, d)
+                        if best <= lim:  # rare: find the pairs, keep those this table reports
+                            for ii in range(i, min(i + 4, xb)):
+                                for j in range(ya, yb):
+                                    u = a0[ii] ^ b0[j]
+                                    v = a1[ii] ^ b1[j]
+                                    dist = int64(_pc(u) + _pc(v))
+                                    if dist > radius:
+                                        continue
+                                    if swap:
+                                        qi = borig[j]
+                                        ci = aorig[ii]
+                                    else:
+                                        qi = aorig[ii]
+                                        ci = borig[j]
+                                    if not (c_rank[ci] < q_rank[qi] and c_batch[ci] != q_rank[qi]
+                                            and ci != q_self[qi]):
+                                        continue
+                                    if not _first_table(u, v, sub0, sub1, sub_r, table):
+                                        continue
+                                    if count == cap:
+                                        cap *= 2
+                                        out_q, out_c, out_d = _grow(out_q, cap), _grow(out_c, cap), _grow(out_d, cap)
+                                    out_q[count] = qi
+                                    out_c[count] = ci
+                                    out_d[count] = dist
+                                    count += 1
+                        i += 4
+    return out_q[:count].copy(), out_c[:count].copy(), out_d[:count].copy()
+
+
+@dataclass(frozen=True)
+class JoinHits:
+    """Pairs found by `range_join`, each once: query row, code row, Hamming distance (int64 arrays)."""
+
+    q: np.ndarray
+    c: np.ndarray
+    distance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.q)
+
+    def sorted(self) -> "JoinHits":
+        """The same hits ordered by (query, code)."""
+        order = np.lexsort((self.c, self.q))
+        return JoinHits(self.q[order], self.c[order], self.distance[order])
+
+
+@dataclass(frozen=True)
+class JoinStats:
+    tables: int
+    table_bits: tuple[int, ...]
+    table_radii: tuple[int, ...]
+
+
+def _words(codes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.ascontiguousarray(codes, dtype=np.uint64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (k, 2) (two uint64 words per code), not {arr.shape}")
+    return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
+
+
+def _int_array(values, n: int, default: int, name: str) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, np.int64)
+    arr = np.ascontiguousarray(values, dtype=np.int64)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), not {arr.shape}")
+    return arr
+
+
+def live_bits(live0: int, live1: int) -> int:
+    return bin(live0).count("1") + bin(live1).count("1")
+
+
+def default_m(n_queries: int, n_codes: int, live: int) -> int:
+    """Tables for a join: buckets of ~45 rows of the larger side (2^b ~ n / 45), so that the
+    vector loop over a bucket pair runs long enough to pay for visiting it; measured at 100k
+    and 1M codes (docs/performance.md): fewer, wider tables check fewer candidates but in
+    bucket pairs too short to vectorise (at 100k, 16-bit tables cost 9 ns per candidate,
+    11-bit ones 0.8 ns)."""
+    bits = max(8, min(mih.MAX_BUCKET_BITS, round(np.log2(max(n_queries, n_codes, 2)) - 5.5)))
+    return max(1, min(live, round(live / bits)))
+
+
+def join_layout(queries: np.ndarray, codes: np.ndarray, m: int = 0) -> mih.Layout:
+    """The tables `range_join` uses for these sides: the live bits of the codes
+    (`mih.live_masks`) cut into m substrings (0: `default_m`)."""
+    c0, c1 = _words(codes, "codes")
+    live0, live1 = mih.live_masks(c0, c1)
+    nq = len(queries)
+    return mih.make_layout(live0, live1, max(len(c0), nq, 2), m or default_m(nq, len(c0), live_bits(live0, live1)))
+
+
+def range_join(queries: np.ndarray, codes: np.ndarray, radius: int, *, q_rank=None, c_rank=None, c_batch=None,
+               q_self=None, m: int = 0, workers: int = 1) -> JoinHits:
+    """Every pair (q, c) with popcount(queries[q] ^ codes[c]) <= radius that the visibility
+    arrays allow (module docstring), each once, in no particular order; exactly the pairs a
+    brute-force comparison of every query with every code finds.
+
+    `queries` (k, 2) and `codes` (n, 2) are uint64 codes; `m` the number of tables (0: chosen
+    from the sizes); `workers` threads run the kernel."""
+    radius = int(radius)
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, not {radius}")
+    q0, q1 = _words(queries, "queries")
+    c0, c1 = _words(codes, "codes")
+    nq, nc = len(q0), len(c0)
+    q_rank = _int_array(q_rank, nq, 0, "q_rank")
+    q_self = _int_array(q_self, nq, -1, "q_self")
+    c_rank = _int_array(c_rank, nc, -1, "c_rank")
+    c_batch = _int_array(c_batch, nc, -1, "c_batch")
+    empty = JoinHits(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
+    if nq == 0 or nc == 0:
+        return empty
+    live0, live1 = mih.live_masks(c0, c1)
+    layout = mih.make_layout(live0, live1, max(nc, nq, 2), m or default_m(nq, nc, live_bits(live0, live1)))
+    # Bits dead in the codes count for every pair alike (e = the query's mismatches on them);
+    # the tables are searched with the radius left for the live bits (`mih.query_radii`),
+    # grouped by e so that each group is one join.
+    dead = (popcount((q0 ^ c0[0]) & np.uint64(layout.dead0)).astype(np.int64)
+            + popcount((q1 ^ c1[0]) & np.uint64(layout.dead1)))
+    parts = []
+    for e in np.unique(dead):
+        left = radius - int(e)
+        if left < 0:
+            continue
+        rows = np.flatnonzero(dead == e)
+        if layout.m == 0:  # every code is the same: each query within the radius pairs with all of them
+            qi = np.repeat(rows, nc)
+            ci = np.tile(np.arange(nc), len(rows))
+            dist = np.full(len(qi), int(e), np.int64)
+            ok = (c_rank[ci] < q_rank[qi]) & (c_batch[ci] != q_rank[qi]) & (ci != q_self[qi])
+            parts.append(JoinHits(qi[ok], ci[ok], dist[ok]))
+            continue
+        sub = _join_live(q0[rows], q1[rows], c0, c1, left + int(e), layout, mih.table_radii(left, layout.m),
+                         q_rank[rows], c_rank, c_batch, q_self[rows], workers)
+        parts.append(JoinHits(rows[sub.q], sub.c, sub.distance))
+    if not parts:
+        return empty
+    return JoinHits(np.concatenate([p.q for p in parts]), np.concatenate([p.c for p in parts]),
+                    np.concatenate([p.distance for p in parts]))
+
+
+def _join_live(q0, q1, c0, c1, radius, layout, radii, q_rank, c_rank, c_batch, q_self, workers) -> JoinHits:
+    sub0 = np.array(layout.mask0, np.uint64)
+    sub1 = np.array(layout.mask1, np.uint64)
+    sub_r = np.array(radii, np.int64)
+    swap = len(q0) > len(c0)  # the larger side is streamed by the vector loop
+    out_q, out_c, out_d = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for j, kb in enumerate(layout.bucket_bits):
+            r_j = radii[j]
+            if r_j < 0:
+                continue
+            qoff, q_rows = _csr(q0, q1, layout, j, kb)
+            coff, c_rows = _csr(c0, c1, layout, j, kb)
+            a = (coff, c0[c_rows], c1[c_rows], c_rows) if swap else (qoff, q0[q_rows], q1[q_rows], q_rows)
+            b = (qoff, q0[q_rows], q1[q_rows], q_rows) if swap else (coff, c0[c_rows], c1[c_rows], c_rows)
+            low = min(LOW_BITS, kb)
+            high = kb - low
+            hi_masks = mih.layered_masks(high, r_j)
+            hi_pop = popcount(hi_masks).astype(np.int64)
+            lo_masks = mih.layered_masks(low, r_j)
+            lo_count = np.array([mih.neighbourhood_size(low, s) for s in range(r_j + 1)], np.int64)
+            # tasks of consecutive high parts, several per thread: skewed codes fill buckets unevenly
+            bounds = np.unique(np.linspace(0, 1 << high, 8 * max(1, workers) + 1).astype(np.int64))
+            jobs = [pool.submit(_join_table, *a, *b, swap, hi_masks, hi_pop, lo_masks, lo_count, low,
+                                int(lo_), int(hi_), radius, sub0, sub1, sub_r, j, q_rank, c_rank, c_batch, q_self)
+                    for lo_, hi_ in zip(bounds[:-1], bounds[1:])]
+            for job in jobs:
+                hq, hc, hd = job.result()
+                out_q.append(hq)
+                out_c.append(hc)
+                out_d.append(hd)
+    return JoinHits(np.concatenate(out_q), np.concatenate(out_c), np.concatenate(out_d))
+
+
+def _csr(w0: np.ndarray, w1: np.ndarray, layout: mih.Layout, j: int, kb: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets over the 2^kb bucket keys, rows sorted by key, int64) of table j."""
+    keys = bucket_keys(w0, w1, np.uint64(layout.mask0[j]), np.uint64(layout.mask1[j]), kb)
+    offsets = np.zeros((1 << kb) + 1, np.uint32)
+    rows = np.empty(len(w0), np.uint32)
+    csr_fill(keys, offsets, rows)
+    return offsets, rows.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class VariantHits:
+    """Pairs of a `variant_join`: file row (of `variants`), code row, distance, variant number."""
+
+    file: np.ndarray
+    code: np.ndarray
+    distance: np.ndarray
+    variant: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+
+def variant_join(variants: np.ndarray, codes: np.ndarray, upright_radius: int, rotated_radius: int, *,
+                 q_rank=None, q_self=None, c_rank=None, c_batch=None, chunks: int = 1, workers: int = 1,
+                 m_upright: int = 0, m_rotated: int = 0) -> VariantHits:
+    """Every (file, code, variant) with variant 0 of the file (its upright code) within
+    `upright_radius` of the code, or variant k >= 1 within `rotated_radius` (-1: none), that
+    the visibility arrays allow (`range_join`; q_rank and q_self are per file). What a
+    per-file lookup of each file's variants finds (`daemon/scan.py` `_find_edges`).
+
+    `variants`: (n, k, 2) uint64, row 0 of each file its upright code. `chunks` > 1 splits
+    the files by q_rank into that many runs and joins each only with the codes whose
+    c_rank is below the run's largest q_rank: the same pairs, with the codes a run cannot see
+    left out (a first scan's files see only those stored before them: ~half the work)."""
+    variants = np.ascontiguousarray(variants, dtype=np.uint64)
+    if variants.ndim != 3 or variants.shape[2] != 2:
+        raise ValueError(f"variants must have shape (n, k, 2), not {variants.shape}")
+    n, k = variants.shape[:2]
+    codes = np.ascontiguousarray(codes, dtype=np.uint64)
+    q_rank = _int_array(q_rank, n, 0, "q_rank")
+    q_self = _int_array(q_self, n, -1, "q_self")
+    c_rank = _int_array(c_rank, len(codes), -1, "c_rank")
+    c_batch = _int_array(c_batch, len(codes), -1, "c_batch")
+    order = np.argsort(q_rank, kind="stable")
+    parts = []
+    for run in np.array_split(order, max(1, min(chunks, n))):
+        if len(run) == 0:
+            continue
+        visible = np.flatnonzero(c_rank < q_rank[run].max())
+        c_sub = codes[visible]
+        back = np.full(len(codes), -1, np.int64)
+        back[visible] = np.arange(len(visible))
+        self_sub = np.where(q_self[run] >= 0, back[np.maximum(q_self[run], 0)], -1)
+        common = dict(c_rank=c_rank[visible], c_batch=c_batch[visible], workers=workers)
+        up = range_join(variants[run, 0], c_sub, upright_radius, q_rank=q_rank[run], q_self=self_sub,
+                        m=m_upright, **common)
+        parts.append((run[up.q], visible[up.c], up.distance, np.zeros(len(up), np.int64)))
+        if k > 1 and rotated_radius >= 0:
+            rot = range_join(variants[run, 1:].reshape(-1, 2), c_sub, rotated_radius,
+                             q_rank=np.repeat(q_rank[run], k - 1), q_self=np.repeat(self_sub, k - 1),
+                             m=m_rotated, **common)
+            parts.append((run[rot.q // (k - 1)], visible[rot.c], rot.distance, rot.q % (k - 1) + 1))
+    if not parts:
+        e = np.empty(0, np.int64)
+        return VariantHits(e, e, e, e)
+    return VariantHits(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
