@@ -51,6 +51,9 @@ TILE_ELEMENTS = 1 << 20
 TILE_COLUMNS = 1 << 15  # widest tile: a 1 x 10^8 picture is cut into columns too
 
 
+_SUM_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))  # what AreaInput takes; it stores int64
+
+
 class MissingAreaSums(KernelError):
     """The area input lacks a resize the fingerprint algorithm needs."""
 
@@ -233,9 +236,13 @@ class AreaInput:
     size (h, w) in `sums`, N = `area_numerators(gray, h, w)`; N / (H*W) is that resize.
 
     Built through `__init__` only (unpickling too, see `__reduce__`), which checks that
-    every array is an int64 (h, w) array of values in [0, 255*H*W] whose cells add up to
-    the same pixel total at every size, and stores read-only C-contiguous copies in a
-    read-only mapping.
+    every array is an int64 or int32 (h, w) array of values in [0, 255*H*W] whose cells add
+    up to the same pixel total at every size, and stores read-only C-contiguous int64 copies
+    in a read-only mapping.
+
+    Pickled (what a decode worker sends), the sums travel as int32 when 255*H*W < 2**31
+    (pictures up to 8.4 MP: every small photo, every 1/8-decoded one): by the range check
+    every value then fits int32 exactly, and an LBPH input is 16 KB instead of 32 KB.
     """
 
     shape: tuple[int, int]
@@ -254,11 +261,11 @@ class AreaInput:
         for size, n in self.sums.items():
             h, w = (int(v) for v in size)
             arr = np.asarray(n)
-            if arr.dtype != np.int64 or arr.shape != (h, w) or h < 1 or w < 1:
-                raise BadAreaInput(f"the {h}x{w} sums must be a ({h}, {w}) int64 array, got {arr.shape} {arr.dtype}")
+            if arr.dtype not in _SUM_DTYPES or arr.shape != (h, w) or h < 1 or w < 1:
+                raise BadAreaInput(f"the {h}x{w} sums must be a ({h}, {w}) int64 or int32 array, got {arr.shape} {arr.dtype}")
             if arr.min() < 0 or arr.max() > 255 * sy * sx:
                 raise BadAreaInput(f"the {h}x{w} sums lie outside [0, 255*{sy}*{sx}]")
-            total, rem = divmod(int(arr.sum()), h * w)  # = the sum of all pixels, at every size
+            total, rem = divmod(int(arr.sum(dtype=np.int64)), h * w)  # = the sum of all pixels, at every size
             if rem:
                 raise BadAreaInput(f"the {h}x{w} sums do not add up to a whole pixel total")
             totals.add(total)
@@ -271,6 +278,8 @@ class AreaInput:
         object.__setattr__(self, "sums", MappingProxyType(sums))
 
     def __reduce__(self):
+        if 255 * self.denominator < 2**31:  # every value is in [0, 255*H*W] (checked): int32 holds it exactly
+            return (AreaInput, (self.shape, {size: n.astype(np.int32) for size, n in self.sums.items()}))
         return (AreaInput, (self.shape, dict(self.sums)))
 
     @property

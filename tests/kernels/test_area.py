@@ -159,6 +159,34 @@ def test_area_input_is_a_read_only_value_that_survives_pickle():
     assert c.numerators((64, 64))[0, 0] == mine[0, 0] - 1
 
 
+def test_sums_travel_as_int32_exactly_when_255_hw_fits():
+    """Pickled, the sums of a picture with 255*H*W < 2**31 are int32 (half the bytes through a
+    decode worker's pipe) and come back as the same int64 values; above, they stay int64."""
+    g = photo("coffee")
+    a = area_input_for(g, "phash")
+    blob = pickle.dumps(a, protocol=pickle.HIGHEST_PROTOCOL)
+    assert len(blob) < (64 * 64 + 32 * 32) * 4 + 1000
+    b = pickle.loads(blob)
+    assert all(b.sums[s].dtype == np.int64 and np.array_equal(b.sums[s], a.sums[s]) for s in a.sums)
+    assert AreaInput(g.shape, {s: n.astype(np.int32) for s, n in a.sums.items()}).sums[(64, 64)].dtype == np.int64
+
+    # the largest pictures whose sums fit int32 (all white: every value 255*H*W), and the first ones that do not
+    for shape in [(2898, 2905), (2899, 2905), (1 << 16, 1 << 16)]:
+        full = AreaInput(shape, {(64, 64): np.full((64, 64), 255 * shape[0] * shape[1], np.int64)})
+        narrow = 255 * shape[0] * shape[1] < 2**31
+        sent = full.__reduce__()[1][1][(64, 64)]
+        assert sent.dtype == (np.int32 if narrow else np.int64), shape
+        back = pickle.loads(pickle.dumps(full))
+        assert np.array_equal(back.sums[(64, 64)], full.sums[(64, 64)]) and int(back.sums[(64, 64)][0, 0]) == 255 * shape[0] * shape[1]
+
+
+@settings(max_examples=60)
+@given(images, st.sampled_from(sorted(ALGORITHMS)))
+def test_pickled_area_inputs_fingerprint_as_the_image(gray, algo):
+    back = pickle.loads(pickle.dumps(area_input_for(gray, algo)))
+    assert fields(fingerprint_area(back, algo)) == fields(fingerprint(gray, algo))
+
+
 def test_missing_sizes_and_unknown_algorithms_are_typed_errors():
     a = area_input_for(photo("camera"), "lbph")
     with pytest.raises(MissingAreaSums, match="64x64.*not 8x9"):
@@ -177,7 +205,8 @@ def test_inconsistent_area_inputs_are_refused():
     bad = {
         "no sums": (g.shape, {}),
         "bad shape": ((0, 5), {(64, 64): n64}),
-        "wrong dtype": (g.shape, {(64, 64): n64.astype(np.int32)}),
+        "wrong dtype": (g.shape, {(64, 64): n64.astype(np.float64)}),
+        "narrow dtype": (g.shape, {(64, 64): n64.astype(np.int16)}),
         "wrong size": (g.shape, {(32, 32): n64}),
         "negative": (g.shape, {(64, 64): -n64}),
         "too bright": ((2, 2), {(64, 64): n64}),
