@@ -99,11 +99,12 @@ def test_workers_run_with_the_opencv_pixel_limit_and_an_address_space_cap(pool):
 
 @pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="pipe sizes are a Linux feature")
 def test_the_answer_pipes_hold_a_whole_answer(pool, tmp_path):
-    """A small photo's answer (sums + a 256-px thumbnail, ~80 KB) fits the answer pipe, so a
+    """A square photo's answer (sums + a 256x256 thumbnail, ~80 KB) fits the answer pipe, so a
     worker never blocks half-way through writing it (Linux's default pipe is 64 KB)."""
     import fcntl
 
-    p = write(tmp_path / "a.png", encode(resize(photo("coffee"), 2), ".png"))
+    square = np.ascontiguousarray(photo("coffee")[:400, :400])
+    p = write(tmp_path / "a.png", encode(square, ".png"))
     answer = len(pickle.dumps(pool.decode(str(p), "lbph"), protocol=pickle.HIGHEST_PROTOCOL))
     assert answer > 64 << 10
     for worker in pool._workers:
