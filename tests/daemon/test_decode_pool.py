@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import signal
@@ -13,6 +14,7 @@ import pytest
 from dedupd.daemon.decode import decode_image
 from dedupd.daemon.decode_job import DecodedFile
 from dedupd.daemon.decode_pool import ProcessDecoder, ThreadDecoder
+from dedupd.daemon.errors import FileProblem
 from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
 from dedupd.daemon.verify import THUMB_SIDE, thumbnail
 from dedupd.daemon.walk import FileRef
@@ -138,6 +140,34 @@ def test_a_worker_dying_mid_file_costs_that_file_only(tmp_path, monkeypatch):
         results = [fingerprint_file(ref(path), "lbph", LIMIT, p) for path in paths]
         assert [r.record.error for r in results] == ["decode_crash"] * 3
         assert p.stats["decode_crash"] == 3
+
+
+def test_a_worker_topped_up_from_the_queue_answers_every_file_as_its_own(tmp_path):
+    """Many files queued at once on one worker (two in flight at a time, the pipe topped up
+    after each answer): every answer goes to the file it belongs to."""
+    names = ["astronaut", "coffee", "chelsea", "camera", "rocket"]
+    paths = [write(tmp_path / f"{n}{k}.png", encode(np.roll(photo(n), 7 * k, axis=1), ".png"))
+             for k in range(3) for n in names]
+    with ProcessDecoder(1, LIMIT, batch=2) as p:
+        futures = [p.submit("decode", (str(path), LIMIT, "lbph")) for path in paths]
+        got = [f.result(timeout=120) for f in futures]
+    for path, answer in zip(paths, got):
+        assert answer.content_hash == hashlib.sha256(path.read_bytes()).digest()
+
+
+def test_files_in_flight_behind_a_crash_go_back_in_line(tmp_path, monkeypatch):
+    """Every worker dies at its first job; with files queued behind it in the pipe, each file
+    is still tried on a worker of its own and counted once."""
+    paths = [write(tmp_path / f"{n}.jpg", encode(photo(n), ".jpg")) for n in ("astronaut", "coffee", "chelsea", "camera")]
+    monkeypatch.setenv("DEDUPD_FAILPOINT", "decode_worker.job")
+    with ProcessDecoder(1, LIMIT, batch=2) as p:
+        futures = [p.submit("decode", (str(path), LIMIT, "lbph")) for path in paths]
+        kinds = []
+        for f in futures:
+            with pytest.raises(FileProblem) as info:
+                f.result(timeout=120)
+            kinds.append(info.value.kind)
+        assert kinds == ["decode_crash"] * 4 and p.stats["decode_crash"] == 4
 
 
 def test_the_daemon_side_survives_a_killed_worker(pool, tmp_path):
