@@ -43,7 +43,6 @@ _U64 = types.Array(uint64, 1, "C", readonly=True)
 _U32 = types.Array(uint32, 1, "C", readonly=True)
 _I64 = types.Array(int64, 1, "C", readonly=True)
 
-LOW_BITS = 8  # low key bits of a tile: 256 buckets of candidates (~250 KiB at 60 codes per bucket) stay in L2
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -79,91 +78,102 @@ def _grow(arr, cap):
 
 @njit(types.Tuple((int64[::1], int64[::1], int64[::1]))(
     _U32, _U64, _U64, _I64, _U32, _U64, _U64, _I64, types.boolean,
-    _U64, _I64, _U64, _I64, int64, int64, int64, int64,
+    _U64, int64, int64, int64,
     _U64, _U64, _I64, int64, _I64, _I64, _I64, _I64), **_OPTS)
-def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap,
-                hi_masks, hi_pop, lo_masks, lo_count, low_bits, hi_start, hi_stop, radius,
+def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap, masks, x_start, x_stop, radius,
                 sub0, sub1, sub_r, table, q_rank, c_rank, c_batch, q_self):
-    """Hits (q, c, distance) of one table for the buckets of side A whose high key part is
-    in [hi_start, hi_stop). A and B are the two sides sorted by bucket key: `aoff`/`boff`
-    their CSR offsets over the 2^b keys, a0/a1, b0/b1 their words in that order, aorig/borig
-    their original rows; A is the queries and B the codes, or the other way round (`swap`:
-    the side with more rows per bucket is B, the one the vector loop runs over).
-    `hi_masks` (popcounts `hi_pop`) and `lo_masks` (by popcount; `lo_count[s]` of them have
-    popcount <= s) split every key mask within the table radius sub_r[table]. A hit is kept
-    if the visibility arrays allow it and `table` is the first whose substring
-    (sub0[j], sub1[j]) is within sub_r[j] (`_first_table`)."""
+    """Hits (q, c, distance) of one table for the buckets x in [x_start, x_stop) of side A.
+
+    A and B are the two sides sorted by bucket key: `aoff`/`boff` their CSR offsets over the
+    2^b keys, a0/a1, b0/b1 their words in that order, aorig/borig their original rows; A is
+    the queries and B the codes, or the other way round (`swap`). For each bucket x of A,
+    the codes of B in every bucket x ^ mask (`masks`: every key within the table radius)
+    are copied into one run, and the rows of x are checked against the whole run four at a
+    time: one long branch-free loop that LLVM vectorises (vector popcount), where a loop
+    per pair of buckets (15-60 codes each) spent most of its time outside the vector part.
+    A hit is kept if the visibility arrays allow it and `table` is the first whose
+    substring (sub0[j], sub1[j]) is within sub_r[j] (`_first_table`)."""
     cap = 1024
     out_q = np.empty(cap, np.int64)
     out_c = np.empty(cap, np.int64)
     out_d = np.empty(cap, np.int64)
     count = 0
-    r_t = sub_r[table]
-    nlo = int64(1) << low_bits
+    run_cap = 4096
+    run0 = np.empty(run_cap, np.uint64)
+    run1 = np.empty(run_cap, np.uint64)
+    run_row = np.empty(run_cap, np.int64)
     lim = np.uint64(radius)
-    for xh in range(hi_start, hi_stop):
-        for h in range(hi_masks.shape[0]):
-            left = r_t - hi_pop[h]
-            if left < 0:
+    for x in range(x_start, x_stop):
+        xa = int64(aoff[x])
+        xb = int64(aoff[x + 1])
+        if xa == xb:
+            continue
+        n = 0
+        for t in range(masks.shape[0]):
+            y = x ^ int64(masks[t])
+            ya = int64(boff[y])
+            yb = int64(boff[y + 1])
+            if ya == yb:
                 continue
-            yh = (int64(xh) ^ int64(hi_masks[h])) << low_bits
-            n_lo = lo_count[min(left, lo_count.shape[0] - 1)]
-            for xl in range(nlo):
-                x = (int64(xh) << low_bits) | xl
-                xa = int64(aoff[x])
-                xb = int64(aoff[x + 1])
-                if xa == xb:
-                    continue
-                for t in range(n_lo):
-                    y = yh | (xl ^ int64(lo_masks[t]))
-                    ya = int64(boff[y])
-                    yb = int64(boff[y + 1])
-                    if ya == yb:
-                        continue
-                    i = xa
-                    while i < xb:
-                        # four rows of A per pass over the bucket of B (the last one repeated to
-                        # fill a short group): each code of B is loaded once per four and the
-                        # loop is a branch-free min reduction that LLVM vectorises (vector popcount)
-                        i1 = min(i + 1, xb - 1)
-                        i2 = min(i + 2, xb - 1)
-                        i3 = min(i + 3, xb - 1)
-                        p0, r0, p1, r1 = a0[i], a1[i], a0[i1], a1[i1]
-                        p2, r2, p3, r3 = a0[i2], a1[i2], a0[i3], a1[i3]
-                        best = np.uint64(255)
-                        for j in range(ya, yb):
-                            u = b0[j]
-                            v = b1[j]
-                            d = min(min(_pc(u ^ p0) + _pc(v ^ r0), _pc(u ^ p1) + _pc(v ^ r1)),
-                                    min(_pc(u ^ p2) + _pc(v ^ r2), _pc(u ^ p3) + _pc(v ^ r3)))
-                            best = min(best, d)
-                        if best <= lim:  # rare: find the pairs, keep those this table reports
-                            for ii in range(i, min(i + 4, xb)):
-                                for j in range(ya, yb):
-                                    u = a0[ii] ^ b0[j]
-                                    v = a1[ii] ^ b1[j]
-                                    dist = int64(_pc(u) + _pc(v))
-                                    if dist > radius:
-                                        continue
-                                    if swap:
-                                        qi = borig[j]
-                                        ci = aorig[ii]
-                                    else:
-                                        qi = aorig[ii]
-                                        ci = borig[j]
-                                    if not (c_rank[ci] < q_rank[qi] and c_batch[ci] != q_rank[qi]
-                                            and ci != q_self[qi]):
-                                        continue
-                                    if not _first_table(u, v, sub0, sub1, sub_r, table):
-                                        continue
-                                    if count == cap:
-                                        cap *= 2
-                                        out_q, out_c, out_d = _grow(out_q, cap), _grow(out_c, cap), _grow(out_d, cap)
-                                    out_q[count] = qi
-                                    out_c[count] = ci
-                                    out_d[count] = dist
-                                    count += 1
-                        i += 4
+            if n + yb - ya > run_cap:
+                while n + yb - ya > run_cap:
+                    run_cap *= 2
+                g0 = np.empty(run_cap, np.uint64)
+                g1 = np.empty(run_cap, np.uint64)
+                gr = np.empty(run_cap, np.int64)
+                g0[:n] = run0[:n]
+                g1[:n] = run1[:n]
+                gr[:n] = run_row[:n]
+                run0, run1, run_row = g0, g1, gr
+            for k in range(ya, yb):  # an explicit loop: slice assignments cost more than these few codes
+                run0[n] = b0[k]
+                run1[n] = b1[k]
+                run_row[n] = borig[k]
+                n += 1
+        if n == 0:
+            continue
+        i = xa
+        while i < xb:
+            # four rows of A per pass over the run (the last one repeated to fill a short
+            # group): each code of the run is loaded once per four rows
+            i1 = min(i + 1, xb - 1)
+            i2 = min(i + 2, xb - 1)
+            i3 = min(i + 3, xb - 1)
+            p0, r0, p1, r1 = a0[i], a1[i], a0[i1], a1[i1]
+            p2, r2, p3, r3 = a0[i2], a1[i2], a0[i3], a1[i3]
+            best = np.uint64(255)
+            for j in range(n):
+                u = run0[j]
+                v = run1[j]
+                d = min(min(_pc(u ^ p0) + _pc(v ^ r0), _pc(u ^ p1) + _pc(v ^ r1)),
+                        min(_pc(u ^ p2) + _pc(v ^ r2), _pc(u ^ p3) + _pc(v ^ r3)))
+                best = min(best, d)
+            if best <= lim:  # rare: find the pairs, keep those this table reports
+                for ii in range(i, min(i + 4, xb)):
+                    for j in range(n):
+                        u = a0[ii] ^ run0[j]
+                        v = a1[ii] ^ run1[j]
+                        dist = int64(_pc(u) + _pc(v))
+                        if dist > radius:
+                            continue
+                        if swap:
+                            qi = run_row[j]
+                            ci = aorig[ii]
+                        else:
+                            qi = aorig[ii]
+                            ci = run_row[j]
+                        if not (c_rank[ci] < q_rank[qi] and c_batch[ci] != q_rank[qi] and ci != q_self[qi]):
+                            continue
+                        if not _first_table(u, v, sub0, sub1, sub_r, table):
+                            continue
+                        if count == cap:
+                            cap *= 2
+                            out_q, out_c, out_d = _grow(out_q, cap), _grow(out_c, cap), _grow(out_d, cap)
+                        out_q[count] = qi
+                        out_c[count] = ci
+                        out_d[count] = dist
+                        count += 1
+            i += 4
     return out_q[:count].copy(), out_c[:count].copy(), out_d[:count].copy()
 
 
@@ -284,7 +294,7 @@ def _join_live(q0, q1, c0, c1, radius, layout, radii, q_rank, c_rank, c_batch, q
     sub0 = np.array(layout.mask0, np.uint64)
     sub1 = np.array(layout.mask1, np.uint64)
     sub_r = np.array(radii, np.int64)
-    swap = len(q0) > len(c0)  # the larger side is streamed by the vector loop
+    swap = len(c0) > len(q0)  # A, whose buckets share one run of B's candidates, is the larger side
     out_q, out_c, out_d = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for j, kb in enumerate(layout.bucket_bits):
@@ -293,19 +303,15 @@ def _join_live(q0, q1, c0, c1, radius, layout, radii, q_rank, c_rank, c_batch, q
                 continue
             qoff, q_rows = _csr(q0, q1, layout, j, kb)
             coff, c_rows = _csr(c0, c1, layout, j, kb)
-            a = (coff, c0[c_rows], c1[c_rows], c_rows) if swap else (qoff, q0[q_rows], q1[q_rows], q_rows)
-            b = (qoff, q0[q_rows], q1[q_rows], q_rows) if swap else (coff, c0[c_rows], c1[c_rows], c_rows)
-            low = min(LOW_BITS, kb)
-            high = kb - low
-            hi_masks = mih.layered_masks(high, r_j)
-            hi_pop = popcount(hi_masks).astype(np.int64)
-            lo_masks = mih.layered_masks(low, r_j)
-            lo_count = np.array([mih.neighbourhood_size(low, s) for s in range(r_j + 1)], np.int64)
-            # tasks of consecutive high parts, several per thread: skewed codes fill buckets unevenly
-            bounds = np.unique(np.linspace(0, 1 << high, 8 * max(1, workers) + 1).astype(np.int64))
-            jobs = [pool.submit(_join_table, *a, *b, swap, hi_masks, hi_pop, lo_masks, lo_count, low,
-                                int(lo_), int(hi_), radius, sub0, sub1, sub_r, j, q_rank, c_rank, c_batch, q_self)
-                    for lo_, hi_ in zip(bounds[:-1], bounds[1:])]
+            q_side = (qoff, q0[q_rows], q1[q_rows], q_rows)
+            c_side = (coff, c0[c_rows], c1[c_rows], c_rows)
+            a, b = (c_side, q_side) if swap else (q_side, c_side)
+            masks = mih.layered_masks(kb, r_j)
+            # tasks of consecutive buckets, several per thread: skewed codes fill buckets unevenly
+            bounds = np.unique(np.linspace(0, 1 << kb, 8 * max(1, workers) + 1).astype(np.int64))
+            jobs = [pool.submit(_join_table, *a, *b, swap, masks, int(lo), int(hi), radius,
+                                sub0, sub1, sub_r, j, q_rank, c_rank, c_batch, q_self)
+                    for lo, hi in zip(bounds[:-1], bounds[1:])]
             for job in jobs:
                 hq, hc, hd = job.result()
                 out_q.append(hq)
