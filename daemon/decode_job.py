@@ -70,9 +70,10 @@ def decode_file(path: str, pixel_limit: int, algo: str) -> DecodedFile:
 
 def area_sums(gray: np.ndarray, algo: str) -> AreaInput:
     """`area_input_for(gray, algo)`, the same sums bit for bit, computed the cheapest way:
-    up to INTEGRAL_MAX_PIXELS from one `cv2.integral` table (`integral_numerators`: ~5x
-    cheaper on a 320x240 picture than the two gather passes), larger pictures by the tiled
-    numpy resize (bounded memory whatever the size)."""
+    up to INTEGRAL_MAX_PIXELS from one `cv2.integral` table (`integral_numerators`; the
+    small set's pictures: 120 us a file with the AreaInput, against 169 us by the tiled
+    numpy resize), larger pictures by the tiled numpy resize (bounded memory whatever the
+    size)."""
     if gray.size > INTEGRAL_MAX_PIXELS:
         return area_input_for(gray, algo)
     table = cv2.integral(gray, sdepth=cv2.CV_32S)
