@@ -30,11 +30,18 @@ worker kept the image (the worker read, hashed, decoded and pickled the grey ima
 scanning process unpickled it, ran LBPH on it and made the thumbnail). Also the bytes that
 cross the pipe per file.
 
+With `--before TREE` (a checkout of an earlier commit, e.g. `git worktree add /tmp/before
+<commit>`), per set, the per-file cost of the whole decode-worker round trip, before and
+after, in one run: one calling thread, one worker process each (the earlier one started
+from TREE's code, its pool class loaded from TREE too), files in order, interleaved rounds;
+CPU ms per file of the worker process and of this process (the caller and its serving
+thread), and wall ms per file.
+
 Then a whole `dedupctl scan` of the corpus photos (Scanner.run into a fresh index: walk,
 fingerprint, link, verify, group, store) against fingerprinting the same files alone
 (`ours`), interleaved, same decoder.
 
-Run:  /tmp/venv/bin/python bench/throughput.py [--corpus PATH] [--workers 2] [--repeats 5] [--quick]
+Run:  /tmp/venv/bin/python bench/throughput.py [--corpus PATH] [--workers 2] [--repeats 5] [--quick] [--before TREE]
 """
 
 from __future__ import annotations
@@ -198,6 +205,68 @@ def pipe_split(paths: list[str], repeats: int) -> dict:
             "kb_per_file": {v: rounded(sent[v] / len(paths) / 1024) for v in sides}}
 
 
+def before_after(paths: list[str], tree: str, repeats: int) -> dict:
+    """CPU and wall ms per file through one decode worker, `tree`'s code against ours (see
+    the module doc): {"before"|"after": {"worker", "caller", "wall"}}, medians of the rounds."""
+    import importlib.util
+    import sys
+    import tempfile
+
+    from dedupd.daemon.decode_pool import ProcessDecoder
+    from dedupd.daemon.fingerprinting import fingerprint_file
+    from dedupd.daemon.walk import FileRef
+
+    root = tempfile.mkdtemp(prefix="dedupd-before-")
+    os.makedirs(os.path.join(root, "dedupd"))
+    for sub in ("daemon", "index", "kernels"):  # the package layout the editable install maps
+        os.symlink(os.path.join(os.path.abspath(tree), sub), os.path.join(root, "dedupd", sub))
+    spec = importlib.util.spec_from_file_location("dedupd_before_pool", os.path.join(tree, "daemon", "decode_pool.py"))
+    old_pool = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old_pool  # dataclasses look their module up
+    spec.loader.exec_module(old_pool)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = root  # the earlier worker imports the earlier dedupd
+    try:
+        decoders = {"before": old_pool.ProcessDecoder(1, PIXEL_LIMIT)}
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+    decoders["after"] = ProcessDecoder(1, PIXEL_LIMIT)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def worker_cpu(decoder) -> float:
+        with open(f"/proc/{decoder.pids()[0]}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    got: dict[str, dict[str, list[float]]] = {v: {"worker": [], "caller": [], "wall": []} for v in decoders}
+
+    def run(v: str, record: bool) -> None:
+        decoder = decoders[v]
+        w0, c0, t0 = worker_cpu(decoder), time.process_time(), time.perf_counter()
+        for path in paths:
+            if fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT, decoder).variants is None:
+                raise RuntimeError(f"{path}: not fingerprinted")
+        if record:
+            n = len(paths) / 1000
+            got[v]["wall"].append((time.perf_counter() - t0) / n)
+            got[v]["caller"].append((time.process_time() - c0) / n)
+            got[v]["worker"].append((worker_cpu(decoder) - w0) / n)
+
+    try:
+        for v in decoders:  # warm
+            run(v, False)
+        for r in range(repeats):
+            for v in (("before", "after") if r % 2 == 0 else ("after", "before")):
+                run(v, True)
+    finally:
+        for decoder in decoders.values():
+            decoder.close()
+    return {v: {k: rounded(median(x)) for k, x in m.items()} for v, m in got.items()}
+
+
 def scan_vs_fingerprinting(corpus, fns: dict, decoder, workers: int, repeats: int) -> dict:
     """Seconds of a whole scan of corpus/photos into a fresh index vs `ours` on the same files."""
     import shutil
@@ -271,6 +340,8 @@ def main(argv=None) -> int:
     p = common.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=2, help="threads in the pool, for every method (default 2)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5; --quick 2)")
+    p.add_argument("--before", default=None, metavar="TREE",
+                   help="a checkout of an earlier commit: also compare the per-file decode-worker round trip with it")
     args = p.parse_args(argv)
     corpus = common.check_corpus(args.corpus)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -289,6 +360,9 @@ def main(argv=None) -> int:
     for name, paths in sets.items():
         note(f"[{name}] CPU per file on each side of the pipe ...")
         results[name]["pipe_split"] = pipe_split(paths, repeats)
+        if args.before:
+            note(f"[{name}] per-file round trip through one worker, {args.before} vs this tree ...")
+            results[name]["before_after"] = before_after(paths, args.before, repeats)
     scan = scan_vs_fingerprinting(corpus, fns, decoder, args.workers, repeats)
     decoder.close()
 
@@ -313,10 +387,17 @@ def main(argv=None) -> int:
                   r["pipe_split"]["kb_per_file"][v]] for n, r in results.items() for v in ("grey", "now")],
                 title="per file, one thread: the worker's job and the scanning process's part (grey = the grey image "
                       "crossed the pipe; now = area sums + thumbnail)")
+    if args.before:
+        print_table(["set", "code", "worker CPU ms", "this process CPU ms", "wall ms"],
+                    [[n, v, b[v]["worker"], b[v]["caller"], b[v]["wall"]]
+                     for n, r in results.items() for b in [r["before_after"]] for v in ("before", "after")],
+                    title=f"per file through one decode worker, one calling thread: {args.before} (before) vs this tree "
+                          f"(after), median of {repeats} interleaved rounds")
     print_table(["files", "scan s", "fingerprinting alone s", "scan / fingerprinting"],
                 [[scan["files"], scan["scan_s"], scan["fingerprint_s"], f"{scan['scan/fingerprint']:.2f}x"]],
                 title="a whole scan of corpus/photos vs fingerprinting its files (median of interleaved rounds)")
     common.emit_json({"bench": "throughput", "quick": args.quick, "workers": args.workers, "repeats": repeats,
+                      "before": args.before,
                       "machine": common.machine(),
                       "versions": common.versions("numpy", "numba", "cv2", "PIL", "imagehash", "pdqhash"),
                       "sets": results, "scan": scan})
