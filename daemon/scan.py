@@ -61,6 +61,7 @@ from dedupd.kernels import ALGORITHMS
 
 BATCH = 256
 JOIN_MIN_FILES = 5_000  # from this many files to fingerprint, cross-batch edges come from one join (1M index: ~1k break-even)
+JOIN_CHUNKS = 4  # the join's runs of files: each sees only the codes stored before it (~40 % less work than 1)
 EDGE_WRITE = 50_000  # edges per add_edges transaction when the join's edges are stored
 PENDING_KEY = "edges_pending"
 SKIP_KINDS_THAT_ARE_ERRORS = frozenset({"unreadable_dir", "unreadable", "vanished"})
@@ -158,20 +159,39 @@ class DeferredEdges:
         return sum(len(i) for i in self.ids)
 
     def hits(self, index, upright: int, rotated: int, workers: int):
-        """(file ids, other ids, distances, variants) of every pair the join finds."""
-        ids, batch = np.concatenate(self.ids), np.concatenate(self.batches)
-        changed = np.concatenate(self.changed)
+        """(file ids, other ids, distances, variants, storage positions) of every pair the join finds."""
         all_ids, codes = index.all_codes()
-        rows = np.searchsorted(all_ids, ids)
-        found = (rows < len(all_ids)) & (all_ids[np.minimum(rows, len(all_ids) - 1)] == ids)
-        c_rank = np.full(len(all_ids), -1, np.int64)
-        c_batch = np.full(len(all_ids), -1, np.int64)
-        c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
-        c_batch[rows[found]] = batch[found]
-        hits = variant_join(np.concatenate(self.variants), codes, upright, rotated, q_rank=batch,
-                            q_self=np.where(found, rows, -1), c_rank=c_rank, c_batch=c_batch,
-                            chunks=4, workers=workers)
-        return ids[hits.file], all_ids[hits.code], hits.distance, hits.variant, hits.file
+        return join_hits(np.concatenate(self.ids), np.concatenate(self.batches), np.concatenate(self.changed),
+                         np.concatenate(self.variants), all_ids, codes, upright, rotated, workers)
+
+
+def join_hits(ids, batch, changed, variants, all_ids, codes, upright: int, rotated: int, workers: int):
+    """The join of a deferring scan: files `ids` (in storage order, batch numbers `batch`,
+    `changed`: code new in this scan, `variants` (n, k, 2)) against the index's searchable
+    codes (`all_ids` ascending, `codes`). Returns (file ids, other ids, distances, variants,
+    positions of the files in `ids`) of every pair a lookup per file would have kept."""
+    rows = np.searchsorted(all_ids, ids)
+    found = (rows < len(all_ids)) & (all_ids[np.minimum(rows, len(all_ids) - 1)] == ids)
+    c_rank = np.full(len(all_ids), -1, np.int64)
+    c_batch = np.full(len(all_ids), -1, np.int64)
+    c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
+    c_batch[rows[found]] = batch[found]
+    hits = variant_join(variants, codes, upright, rotated, q_rank=batch, q_self=np.where(found, rows, -1),
+                        c_rank=c_rank, c_batch=c_batch, chunks=JOIN_CHUNKS, workers=workers)
+    return ids[hits.file], all_ids[hits.code], hits.distance, hits.variant, hits.file
+
+
+def batch_hits(variants: np.ndarray, upright: int, rotated: int):
+    """(file, other, distance, variant) rows of every pair within one batch: file's variant
+    (upright within `upright`, the others within `rotated`; -1: none) against the other's
+    upright code, by brute force (a batch is BATCH files)."""
+    upright_codes = variants[:, 0]
+    d = (popcount(variants[:, :, None, 0] ^ upright_codes[None, None, :, 0]).astype(np.int64)
+         + popcount(variants[:, :, None, 1] ^ upright_codes[None, None, :, 1]))  # (n, k, n)
+    radius = np.full(variants.shape[1], rotated, np.int64)
+    radius[0] = upright
+    f, k, g = np.nonzero((d <= radius[None, :, None]) & ~np.eye(len(variants), dtype=bool)[:, None, :])
+    return f, g, d[f, k, g], k
 
 
 def best_edges(a, b, distance, variant, order, act: int) -> list[Edge]:
@@ -425,17 +445,10 @@ class Scanner:
         variants against the others' upright codes), by brute force over the batch."""
         if len(fresh) < 2:
             return []
-        variants = np.stack([item.variants for _, item in fresh])  # (n, k, 2)
-        upright = variants[:, 0]
-        d = (popcount(variants[:, :, None, 0] ^ upright[None, None, :, 0]).astype(np.int64)
-             + popcount(variants[:, :, None, 1] ^ upright[None, None, :, 1]))  # (n, k, n)
-        radius = np.full(variants.shape[1], -1, np.int64)
-        radius[0] = self.edge_radius
-        if self.config.match_rotations:
-            radius[1:] = self.rotated_radius
-        f, k, g = np.nonzero((d <= radius[None, :, None]) & ~np.eye(len(fresh), dtype=bool)[:, None, :])
+        rotated = self.rotated_radius if self.config.match_rotations else -1
+        f, g, distance, variant = batch_hits(np.stack([item.variants for _, item in fresh]), self.edge_radius, rotated)
         ids = np.array([r.file_id for r, _ in fresh], np.int64)
-        return best_edges(ids[f], ids[g], d[f, k, g], k, f, self.config.act_threshold)
+        return best_edges(ids[f], ids[g], distance, variant, f, self.config.act_threshold)
 
     def _link_deferred(self, deferred: DeferredEdges, report: ScanReport, pool: ThreadPoolExecutor) -> None:
         """Find, verify and store the edges of a deferring scan's files to files of earlier
