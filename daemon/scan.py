@@ -406,7 +406,7 @@ class Scanner:
         """Write a batch of fingerprints (one transaction), then find, verify and store their
         edges: all of them (`_find_edges`), or with `deferred` those within the batch, the
         rest being left to `_link_deferred`."""
-        records, replaced = [], []
+        records, replaced, reused = [], [], []
         known = self.index.by_paths([item.record.path for item in batch])
         for item in batch:
             existing = known.get(item.record.path)
@@ -414,13 +414,15 @@ class Scanner:
                 self.census.remove(existing)
                 self.groups.touch([existing.file_id], neighbours=True)  # a new code drops its edges
                 replaced.append(existing)
+                if item.variants is not None:
+                    reused.append(existing.file_id)
             records.append(item.record.with_(file_id=existing.file_id if existing else 0))
             if item.record.state == STATE_OK:
                 report.fingerprinted += 1
             else:
                 report.errors[item.record.error] += 1
         if deferred is not None:
-            self._mark_pending([r.file_id for r, item in zip(replaced, batch) if item.variants is not None])
+            self._mark_pending(reused)
         stored = self.index.put_many(records)
         for rec in stored:
             self.census.add(rec)

@@ -149,3 +149,34 @@ def test_a_crash_before_the_join_loses_no_edge(tmp_path, tree, small_batches, mo
     finally:
         clean_index.close()
         index.close()
+
+
+def test_a_crashed_rescan_marks_the_files_it_fingerprinted_again(tmp_path, tree, small_batches, monkeypatch):
+    config, index, scanner = open_scanner(tmp_path, tree, "idx", JOINED)
+    try:
+        scanner.run()
+        moved = tree / "set2/coffee_transpose.jpg"
+        old_id = index.by_path(str(moved)).file_id
+        write(moved, encode(photo("camera"), ".jpg", 80))  # now a copy of camera.jpg: new edges, the old ones dropped
+        write(tree / "later/camera_q70.jpg", encode(photo("camera"), ".jpg", 70))
+
+        def die(*args, **kwargs):
+            raise RuntimeError("killed before the join")
+
+        with monkeypatch.context() as m:
+            m.setattr(scan_module, "variant_join", die)
+            with pytest.raises(RuntimeError):
+                scanner.run()
+        marker = PendingEdges.load(index)
+        new_id = index.by_path(str(tree / "later/camera_q70.jpg")).file_id
+        assert old_id in marker and new_id in marker and old_id in marker.ids
+        camera = str(tree / "orig/camera.jpg")
+        assert not any(camera in e[:2] and str(moved) in e[:2] for e in edges_by_path(index))  # not linked yet
+
+        report = scanner.run()
+        assert report.fingerprinted >= 2 and index.get_meta(PENDING_KEY) is None
+        linked = {frozenset(e[:2]) for e in edges_by_path(index)}
+        assert frozenset((camera, str(moved))) in linked
+        assert frozenset((camera, str(tree / "later/camera_q70.jpg"))) in linked
+    finally:
+        index.close()
