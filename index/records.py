@@ -1,6 +1,7 @@
 """What the index stores about one file.
 
-A `FileRecord` is immutable; the index assigns `file_id` on first insert (pass 0).
+A `FileRecord` is immutable; the index assigns `file_id` on first insert (pass 0). It has
+slots, no `__dict__` (20 fields: ~120 bytes less per record than with a dict).
 `code` is the fingerprint as two uint64 words (word 0 holds bits 0..63, word 1 bits
 64..127; 64-bit algorithms leave word 1 at zero). Records of files that could not be
 decoded are stored too (state "error", code None), so that an unchanged broken file
@@ -18,7 +19,7 @@ STATE_ERROR = "error"
 LOSSLESS_FORMATS = frozenset({"png", "tiff", "bmp", "gif"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRecord:
     file_id: int
     path: str  # absolute; non-UTF-8 names kept through os.fsdecode (surrogateescape)
