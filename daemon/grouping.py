@@ -73,19 +73,61 @@ class Thresholds:
         return self.report if self.rotated is None else min(self.rotated, self.report)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class GroupFile:
+    """What a group keeps of each of its files: what is read of a group once it is made.
+    Deciding (`dedupd.daemon.decide`: paths, inodes, times, content hashes), the status
+    totals (sizes, inodes), the groups listing (paths) and the regrouping (file ids) need
+    nothing else; grouping itself reads full records (`build_groups`), and anything else
+    about a file is in its record in the index (`index.get(file_id)`).
+
+    Why not the record itself: a daemon keeps every group in memory, and at a million
+    files with 5 % duplicates that is 100,000 files. A decoded `FileRecord` with its code,
+    dimensions, format, quality and colour is ~0.8 KB (tracemalloc); this is ~0.4 KB
+    (docs/performance.md, "The daemon with a 1,000,000-file index").
+
+    A `FileRecord` has every one of these fields, so code that builds groups by hand
+    (tests, tools) may put records in them."""
+
+    file_id: int
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    content_hash: bytes
+
+    @classmethod
+    def of(cls, rec: FileRecord) -> "GroupFile":
+        return cls(rec.file_id, rec.path, _shared_int(rec.dev), rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
+                   rec.content_hash)
+
+
+_SHARED_INTS: dict[int, int] = {}
+
+
+def _shared_int(value: int) -> int:
+    """One int object per distinct value of a field that takes few values (device
+    numbers): every group file would otherwise hold its own copy (32 bytes)."""
+    if len(_SHARED_INTS) >= 1024:  # not few after all: stop sharing
+        return value
+    return _SHARED_INTS.setdefault(value, value)
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
-    record: FileRecord
+    record: GroupFile  # (named `record` before groups held GroupFiles; a FileRecord also works)
     distance: int
     variant: str
     tier: str
     verified: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Group:
     id: str
-    keep: FileRecord
+    keep: GroupFile  # a FileRecord also works (GroupFile)
     members: tuple[Member, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict:
@@ -231,8 +273,22 @@ def build_groups(
     keep_key: Callable[[FileRecord], tuple],
 ) -> list[Group]:
     """Star groups of `records` over `edges` in the three passes of the module doc; groups
-    in keeper order, members by distance. A `KeepKey` is made tolerant among the files
-    that could be act with each other (`KeepKey.among`)."""
+    in keeper order, members by distance, each file as a `GroupFile`. A `KeepKey` is made
+    tolerant among the files that could be act with each other (`KeepKey.among`)."""
+    return [group for _, group in keyed_groups(records, edges, thresholds, keep_key)]
+
+
+def keyed_groups(
+    records: Mapping[int, FileRecord],
+    edges: Iterable[Edge],
+    thresholds: Thresholds,
+    keep_key: Callable[[FileRecord], tuple],
+) -> list[tuple[tuple, Group]]:
+    """`build_groups` with each group's keeper's sort key beside it (the tolerant key the
+    order was made with). A file's key depends only on its record, its peers and the
+    scores in `keep_key`, so the groups of several disjoint sets of components, each made
+    with the same `keep_key`, sorted by these keys come in the order one call over their
+    union gives (keys end with the path: no two are equal)."""
     near = neighbours_of(records, edges, thresholds)
     same = {i: {j: e for j, e in nb.items() if could_act(records[i], records[j], e, thresholds)} for i, nb in near.items()}
     key = keep_key.among(records, same) if isinstance(keep_key, KeepKey) else keep_key
@@ -249,8 +305,9 @@ def build_groups(
         members = []
         for e in sorted(stars[keeper_id], key=lambda e: (e.distance, key(records[e.b]))):
             tier = tier_of(keeper, records[e.b], e, thresholds)
-            members.append(Member(records[e.b], e.distance, DIHEDRAL[e.variant], tier, verified=tier == "exact" or e.verified))
-        groups.append(Group(group_id(keeper), keeper, tuple(members)))
+            members.append(Member(GroupFile.of(records[e.b]), e.distance, DIHEDRAL[e.variant], tier,
+                                  verified=tier == "exact" or e.verified))
+        groups.append((key(keeper), Group(group_id(keeper), GroupFile.of(keeper), tuple(members))))
     return groups
 
 
