@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
@@ -73,6 +74,11 @@ class Thresholds:
         return self.report if self.rotated is None else min(self.rotated, self.report)
 
 
+# dev, ino, size, mtime_ns, ctime_ns of a GroupFile, in the widths the index stores them in
+# (dedupd.index.codec): any stored record's values fit
+_STAT = struct.Struct("<QQQqq")
+
+
 @dataclass(frozen=True, slots=True)
 class GroupFile:
     """What a group keeps of each of its files: what is read of a group once it is made.
@@ -81,38 +87,48 @@ class GroupFile:
     nothing else; grouping itself reads full records (`build_groups`), and anything else
     about a file is in its record in the index (`index.get(file_id)`).
 
-    Why not the record itself: a daemon keeps every group in memory, and at a million
-    files with 5 % duplicates that is 100,000 files. A decoded `FileRecord` with its code,
-    dimensions, format, quality and colour is ~0.8 KB (tracemalloc); this is ~0.4 KB
-    (docs/performance.md, "The daemon with a 1,000,000-file index").
+    Why: a daemon keeps every group in memory, and at a million files with 5 % duplicates
+    that is 100,000 files. A decoded `FileRecord` (code, dimensions, format, quality,
+    colour, ...) is ~0.8 KB; this is ~0.3 KB: the numbers and the content hash packed in
+    one bytes object (`stat`) instead of five int objects and a bytes object (~0.43 KB as
+    a slotted record of eight fields; tracemalloc, docs/performance.md "The daemon with a
+    1,000,000-file index"). They are unpacked when read: a few per group and round.
 
-    A `FileRecord` has every one of these fields, so code that builds groups by hand
+    A `FileRecord` has every attribute read here, so code that builds groups by hand
     (tests, tools) may put records in them."""
 
     file_id: int
     path: str
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    content_hash: bytes
+    stat: bytes  # dev, ino, size, mtime_ns, ctime_ns (`_STAT`), then the content hash
 
     @classmethod
     def of(cls, rec: FileRecord) -> "GroupFile":
-        return cls(rec.file_id, rec.path, _shared_int(rec.dev), rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns,
-                   rec.content_hash)
+        return cls(rec.file_id, rec.path,
+                   _STAT.pack(rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns) + rec.content_hash)
 
+    @property
+    def dev(self) -> int:
+        return _STAT.unpack_from(self.stat)[0]
 
-_SHARED_INTS: dict[int, int] = {}
+    @property
+    def ino(self) -> int:
+        return _STAT.unpack_from(self.stat)[1]
 
+    @property
+    def size(self) -> int:
+        return _STAT.unpack_from(self.stat)[2]
 
-def _shared_int(value: int) -> int:
-    """One int object per distinct value of a field that takes few values (device
-    numbers): every group file would otherwise hold its own copy (32 bytes)."""
-    if len(_SHARED_INTS) >= 1024:  # not few after all: stop sharing
-        return value
-    return _SHARED_INTS.setdefault(value, value)
+    @property
+    def mtime_ns(self) -> int:
+        return _STAT.unpack_from(self.stat)[3]
+
+    @property
+    def ctime_ns(self) -> int:
+        return _STAT.unpack_from(self.stat)[4]
+
+    @property
+    def content_hash(self) -> bytes:
+        return self.stat[_STAT.size:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,10 @@ import random
 
 import cv2
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dedupd.daemon.grouping import Thresholds, better_edge, build_groups, same_aspect, tier_of
+from dedupd.daemon.grouping import GroupFile, Thresholds, better_edge, build_groups, same_aspect, tier_of
 from dedupd.daemon.keep import keep_key
 from dedupd.index.edges import Edge
 from dedupd.index.records import FileRecord
@@ -231,3 +233,16 @@ def test_a_copy_verified_only_against_a_member_joins_that_members_keeper():
     edges = [Edge(1, 2, 2, 0, True), Edge(1, 3, 6), Edge(2, 3, 2, 0, True), Edge(1, 4, 5), Edge(3, 4, 3, 0, True)]
     (g,) = groups_of(rs, edges, Thresholds(16, 28, 4.0, rotated=20))
     assert g.keep.file_id == 1 and [(m.record.file_id, m.tier) for m in g.members] == [(2, "act"), (4, "report"), (3, "report")]
+
+
+@given(file_id=st.integers(1, 2**64 - 1), dev=st.integers(0, 2**64 - 1), ino=st.integers(0, 2**64 - 1),
+       size=st.integers(0, 2**64 - 1), mtime=st.integers(-(2**63), 2**63 - 1), ctime=st.integers(-(2**63), 2**63 - 1),
+       content=st.binary(max_size=32), path=st.text(min_size=1, max_size=40))
+def test_a_group_file_reads_back_what_it_was_made_of(file_id, dev, ino, size, mtime, ctime, content, path):
+    """GroupFile packs the numbers and the hash of a record (any stored record's values: the
+    index's widths) and reads each back as the record has it."""
+    r = FileRecord(file_id, path, dev, ino, size, mtime, ctime, 10, 10, "jpeg", content, (1, 2), "lbph", 1, 5.0)
+    f = GroupFile.of(r)
+    fields = ("file_id", "path", "dev", "ino", "size", "mtime_ns", "ctime_ns", "content_hash")
+    assert [getattr(f, name) for name in fields] == [getattr(r, name) for name in fields]
+    assert f == GroupFile.of(r) and hash(f) == hash(GroupFile.of(r))
