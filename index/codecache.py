@@ -35,7 +35,7 @@ class CacheSlot:
             self._table, self._txnid = CodeTable(*load(), self.m), txnid
         return self._table
 
-    def search(self, txnid: int, load: Loader, queries: np.ndarray, radius: int, mode: str) -> Hits:
+    def search(self, txnid: int, load: Loader, queries: np.ndarray, radius: "int | np.ndarray", mode: str) -> Hits:
         with self._lock:
             table = self._at(txnid, load)
             return table.search(queries, radius, mode, build_weight=0.0 if self.maintain else 1.0)
