@@ -33,9 +33,13 @@ cross the pipe per file.
 With `--before TREE` (a checkout of an earlier commit, e.g. `git worktree add /tmp/before
 <commit>`), per set, the per-file cost of the whole decode-worker round trip, before and
 after, in one run: one calling thread, one worker process each (the earlier one started
-from TREE's code, its pool class loaded from TREE too), files in order, interleaved rounds;
-CPU ms per file of the worker process and of this process (the caller and its serving
-thread), and wall ms per file.
+from TREE's code, its pool class loaded from TREE too), each file through both in turn
+(alternating which goes first, so load drifts cancel), medians of the rounds; CPU ms per
+file of the worker process (schedstat, ns) and of this process (the caller and its
+serving thread), and wall ms per file.
+
+Then, per set, the thread CPU of each step of a file's round trip in one thread (read,
+read_whole, sha256, decode, area sums, thumbnail, pickling both ways, fingerprint).
 
 Then a whole `dedupctl scan` of the corpus photos (Scanner.run into a fresh index: walk,
 fingerprint, link, verify, group, store) against fingerprinting the same files alone
@@ -205,6 +209,51 @@ def pipe_split(paths: list[str], repeats: int) -> dict:
             "kb_per_file": {v: rounded(sent[v] / len(paths) / 1024) for v in sides}}
 
 
+def parts(paths: list[str], repeats: int) -> dict:
+    """Thread CPU ms per file of each step of a file's round trip, one thread, medians of
+    `repeats` rounds: what the decode-only loop does (read, decode) and what ours adds."""
+    import hashlib
+    import pickle
+
+    import cv2
+
+    from dedupd.daemon.decode import decode_image
+    from dedupd.daemon.decode_job import DecodedFile, area_sums, read_whole
+    from dedupd.daemon.fingerprinting import fingerprint_decoded
+    from dedupd.daemon.verify import thumbnail
+
+    cv2.setNumThreads(1)  # as in a decode worker
+    steps = ["read (open + read)", "read_whole (fstat x2, header check)", "sha256", "decode_image",
+             "area sums + AreaInput", "thumbnail", "pickle the answer", "unpickle the answer",
+             "fingerprint_area + record"]
+    cpu: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        acc = dict.fromkeys(steps, 0.0)
+
+        def timed(step, fn, *a):
+            t0 = time.thread_time()
+            out = fn(*a)
+            acc[step] += time.thread_time() - t0
+            return out
+
+        for path in paths:
+            with open(path, "rb") as f:
+                timed(steps[0], f.read)
+            data, st = timed(steps[1], read_whole, path, PIXEL_LIMIT)
+            digest = timed(steps[2], lambda: hashlib.sha256(data).digest())
+            decoded = timed(steps[3], decode_image, data, path, PIXEL_LIMIT)
+            area = timed(steps[4], area_sums, decoded.gray, "lbph")
+            thumb = timed(steps[5], thumbnail, decoded.gray)
+            got = DecodedFile(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest,
+                              decoded.info, decoded.chroma, area, thumb)
+            blob = timed(steps[6], pickle.dumps, got, pickle.HIGHEST_PROTOCOL)
+            back = timed(steps[7], pickle.loads, blob)
+            timed(steps[8], fingerprint_decoded, path, back, "lbph")
+        for k in steps:
+            cpu[k].append(1000 * acc[k] / len(paths))
+    return {k: rounded(median(v)) for k, v in cpu.items()}
+
+
 def before_after(paths: list[str], tree: str, repeats: int) -> dict:
     """CPU and wall ms per file through one decode worker, `tree`'s code against ours (see
     the module doc): {"before"|"after": {"worker", "caller", "wall"}}, medians of the rounds."""
@@ -234,33 +283,33 @@ def before_after(paths: list[str], tree: str, repeats: int) -> dict:
         else:
             os.environ["PYTHONPATH"] = saved
     decoders["after"] = ProcessDecoder(1, PIXEL_LIMIT)
-    tick = os.sysconf("SC_CLK_TCK")
 
     def worker_cpu(decoder) -> float:
-        with open(f"/proc/{decoder.pids()[0]}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        """Seconds on CPU of the worker (single-threaded), to the nanosecond (schedstat)."""
+        with open(f"/proc/{decoder.pids()[0]}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
 
     got: dict[str, dict[str, list[float]]] = {v: {"worker": [], "caller": [], "wall": []} for v in decoders}
 
-    def run(v: str, record: bool) -> None:
+    def one(v: str, path: str, acc: dict) -> None:
         decoder = decoders[v]
         w0, c0, t0 = worker_cpu(decoder), time.process_time(), time.perf_counter()
-        for path in paths:
-            if fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT, decoder).variants is None:
-                raise RuntimeError(f"{path}: not fingerprinted")
-        if record:
-            n = len(paths) / 1000
-            got[v]["wall"].append((time.perf_counter() - t0) / n)
-            got[v]["caller"].append((time.process_time() - c0) / n)
-            got[v]["worker"].append((worker_cpu(decoder) - w0) / n)
+        if fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT, decoder).variants is None:
+            raise RuntimeError(f"{path}: not fingerprinted")
+        t1, c1, w1 = time.perf_counter(), time.process_time(), worker_cpu(decoder)
+        acc[v] = [x + d for x, d in zip(acc[v], (w1 - w0, c1 - c0, t1 - t0))]
 
     try:
-        for v in decoders:  # warm
-            run(v, False)
-        for r in range(repeats):
-            for v in (("before", "after") if r % 2 == 0 else ("after", "before")):
-                run(v, True)
+        for r in range(repeats + 1):  # round 0 warms
+            acc = {v: [0.0, 0.0, 0.0] for v in decoders}
+            for i, path in enumerate(paths):  # file by file, alternating which goes first: load drifts cancel
+                for v in (("before", "after") if (i + r) % 2 == 0 else ("after", "before")):
+                    one(v, path, acc)
+            if r:
+                for v, (w, c, t) in acc.items():
+                    got[v]["worker"].append(1000 * w / len(paths))
+                    got[v]["caller"].append(1000 * c / len(paths))
+                    got[v]["wall"].append(1000 * t / len(paths))
     finally:
         for decoder in decoders.values():
             decoder.close()
@@ -360,6 +409,7 @@ def main(argv=None) -> int:
     for name, paths in sets.items():
         note(f"[{name}] CPU per file on each side of the pipe ...")
         results[name]["pipe_split"] = pipe_split(paths, repeats)
+        results[name]["parts"] = parts(paths, repeats)
         if args.before:
             note(f"[{name}] per-file round trip through one worker, {args.before} vs this tree ...")
             results[name]["before_after"] = before_after(paths, args.before, repeats)
@@ -387,6 +437,10 @@ def main(argv=None) -> int:
                   r["pipe_split"]["kb_per_file"][v]] for n, r in results.items() for v in ("grey", "now")],
                 title="per file, one thread: the worker's job and the scanning process's part (grey = the grey image "
                       "crossed the pipe; now = area sums + thumbnail)")
+    names = list(results)
+    print_table(["step"] + [f"{n} ms" for n in names],
+                [[k] + [results[n]["parts"][k] for n in names] for k in results[names[0]]["parts"]],
+                title="thread CPU per file of each step, one thread (decode-only = the first and the fourth row)")
     if args.before:
         print_table(["set", "code", "worker CPU ms", "this process CPU ms", "wall ms"],
                     [[n, v, b[v]["worker"], b[v]["caller"], b[v]["wall"]]
