@@ -131,6 +131,14 @@ class GroupFile:
         return self.stat[_STAT.size:]
 
 
+def inode_and_size(f: GroupFile | FileRecord) -> tuple[int, int, int]:
+    """(dev, ino, size) of a group's file with one unpack: the status totals read them for
+    the members of every group after each round (three properties cost 2x as much at
+    50,000 groups). A `FileRecord` in a group built by hand works too."""
+    stat = getattr(f, "stat", None)
+    return _STAT.unpack_from(stat)[:3] if stat is not None else (f.dev, f.ino, f.size)
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     record: GroupFile  # (named `record` before groups held GroupFiles; a FileRecord also works)

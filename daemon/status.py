@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.grouping import inode_and_size
 from dedupd.index.records import STATE_OK, FileRecord
 
 CENSUS_KEY = "census"
@@ -85,17 +86,21 @@ class GroupTotals:
 
     @classmethod
     def of_groups(cls, groups: list) -> "GroupTotals":
-        """From `grouping.Group`s (their records carry every size and inode)."""
+        """From `grouping.Group`s (their files carry every size and inode; read only for
+        the exact and act members: this runs after every round, over every group)."""
         tiers: Counter = Counter()
         reclaimable: Counter = Counter()
         for g in groups:
-            counted = {(g.keep.dev, g.keep.ino)}
+            counted = None
             for m in g.members:
                 tiers[m.tier] += 1
-                r = m.record
-                if m.tier in ("exact", "act") and (r.dev, r.ino) not in counted:
-                    counted.add((r.dev, r.ino))
-                    reclaimable[m.tier] += r.size
+                if m.tier in ("exact", "act"):
+                    if counted is None:
+                        counted = {inode_and_size(g.keep)[:2]}
+                    dev, ino, size = inode_and_size(m.record)
+                    if (dev, ino) not in counted:
+                        counted.add((dev, ino))
+                        reclaimable[m.tier] += size
         return cls(len(groups), tiers, reclaimable)
 
     @classmethod
