@@ -10,7 +10,8 @@ pipe descriptors it talks over. Before it reads any job it
   `memory_for(pixel_limit)`: a decode that needs more fails inside this process
   (`decode_memory`), never in the daemon;
 - skips the numba kernels (see `_without_kernels`): it measures the decoded picture with
-  the numpy area resize (`dedupd.kernels.area`), so it sends back the fingerprint's exact
+  the numpy area sums of `dedupd.kernels.area` (from OpenCV's summed-area table up to
+  8.4 MP, `decode_job.area_sums`), so it sends back the fingerprint's exact
   input and the verification thumbnail, never the image (`decode_job.DecodedFile`).
 
 Protocol (multiprocessing `Connection` messages): the worker sends ("ready", pid,
