@@ -94,9 +94,9 @@ def _grow(arr, cap):
 @njit(types.Tuple((int64[::1], int64[::1], int64[::1]))(
     _U32, _U64, _U64, _I64, _U32, _U64, _U64, _I64, types.boolean,
     _U64, int64, int64, int64,
-    _U64, _U64, _I64, int64, _I64, _I64, _I64, _I64), **_OPTS)
+    _U64, _U64, _I64, int64, _I64, _I64, _I64, _I64, types.boolean), **_OPTS)
 def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap, masks, x_start, x_stop, radius,
-                sub0, sub1, sub_r, table, q_rank, c_rank, c_batch, q_self):
+                sub0, sub1, sub_r, table, q_rank, c_rank, c_batch, q_self, apart):
     """Hits (q, c, distance) of one table for the buckets x in [x_start, x_stop) of side A.
 
     A and B are the two sides sorted by bucket key: `aoff`/`boff` their CSR offsets over the
@@ -107,7 +107,9 @@ def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap, masks, x_start, 
     time: one long branch-free loop that LLVM vectorises (vector popcount), where a loop
     per pair of buckets (15-60 codes each) spent most of its time outside the vector part.
     A hit is kept if the visibility arrays allow it and `table` is the first whose
-    substring (sub0[j], sub1[j]) is within sub_r[j] (`_first_table`)."""
+    substring (sub0[j], sub1[j]) is within sub_r[j] (`_first_table`). With `apart` (the
+    queries are among the codes), bucket x of B is searched row by row instead: each
+    query's own code lies there and would make every tile a hit."""
     cap = 1024
     out_q = np.empty(cap, np.int64)
     out_c = np.empty(cap, np.int64)
@@ -146,29 +148,27 @@ def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap, masks, x_start, 
                 run1[n] = b1[k]
                 run_row[n] = borig[k]
                 n += 1
-            if t == 0:
+            if t == 0 and apart:
                 n_same = n  # masks[0] == 0: bucket x of B comes first
         if n == 0:
             continue
         i = xa
         while i < xb:
-            # four rows of A per pass over the run: each code of the run is loaded once per
-            # four rows; the last one to three rows of a bucket go one at a time (skewed codes
-            # leave many buckets of one to three rows: a padded tile did up to 4x their work)
-            if xb - i >= 4:
-                p0, r0, p1, r1 = a0[i], a1[i], a0[i + 1], a1[i + 1]
-                p2, r2, p3, r3 = a0[i + 2], a1[i + 2], a0[i + 3], a1[i + 3]
-                best = np.uint64(255)
-                for j in range(n_same, n):
-                    u = run0[j]
-                    v = run1[j]
-                    d = min(min(_pc(u ^ p0) + _pc(v ^ r0), _pc(u ^ p1) + _pc(v ^ r1)),
-                            min(_pc(u ^ p2) + _pc(v ^ r2), _pc(u ^ p3) + _pc(v ^ r3)))
-                    best = min(best, d)
-                rows = 4
-            else:
-                best = _block_min(a0[i], a1[i], run0, run1, n_same, n)
-                rows = 1
+            # four rows of A per pass over the run (the last one repeated to fill a short
+            # group): each code of the run is loaded once per four rows
+            rows = min(4, xb - i)
+            i1 = min(i + 1, xb - 1)
+            i2 = min(i + 2, xb - 1)
+            i3 = min(i + 3, xb - 1)
+            p0, r0, p1, r1 = a0[i], a1[i], a0[i1], a1[i1]
+            p2, r2, p3, r3 = a0[i2], a1[i2], a0[i3], a1[i3]
+            best = np.uint64(255)
+            for j in range(n_same, n):
+                u = run0[j]
+                v = run1[j]
+                d = min(min(_pc(u ^ p0) + _pc(v ^ r0), _pc(u ^ p1) + _pc(v ^ r1)),
+                        min(_pc(u ^ p2) + _pc(v ^ r2), _pc(u ^ p3) + _pc(v ^ r3)))
+                best = min(best, d)
             # Row by row, block by block: the codes of bucket x itself always (a query's own
             # code lies there when the queries are among the codes: every tile would hit), in
             # small blocks; the rest only when the tile's minimum says a pair is within the radius.
@@ -324,6 +324,9 @@ def range_join(queries: np.ndarray, codes: np.ndarray, radius: int, *, q_rank=No
 
 
 def _join_live(q0, q1, c0, c1, radius, layout, radii, q_rank, c_rank, c_batch, q_self, workers) -> JoinHits:
+    own = q_self >= 0
+    # the queries are the codes' own (a scan's upright join): their own buckets go apart
+    apart = bool(own.any()) and float(np.mean((q0[own] == c0[q_self[own]]) & (q1[own] == c1[q_self[own]]))) > 0.5
     sub0 = np.array(layout.mask0, np.uint64)
     sub1 = np.array(layout.mask1, np.uint64)
     sub_r = np.array(radii, np.int64)
@@ -343,7 +346,7 @@ def _join_live(q0, q1, c0, c1, radius, layout, radii, q_rank, c_rank, c_batch, q
             # tasks of consecutive buckets, several per thread: skewed codes fill buckets unevenly
             bounds = np.unique(np.linspace(0, 1 << kb, 8 * max(1, workers) + 1).astype(np.int64))
             jobs = [pool.submit(_join_table, *a, *b, swap, masks, int(lo), int(hi), radius,
-                                sub0, sub1, sub_r, j, q_rank, c_rank, c_batch, q_self)
+                                sub0, sub1, sub_r, j, q_rank, c_rank, c_batch, q_self, apart)
                     for lo, hi in zip(bounds[:-1], bounds[1:])]
             for job in jobs:
                 hq, hc, hd = job.result()
