@@ -12,6 +12,7 @@ probes the multi-index hashing tables (`MihTables`) built over rows [0, mih.n), 
 scans the rows added or changed since then; `mih.choose_probed` decides from the estimated
 cost of each query's probe against the scan's, unless a mode is forced. The tables are rebuilt, together with a compaction that drops dead rows
 and sorts the tail in, once a sixteenth of the rows is new or changed since the last build.
+Below `MIH_MIN_ROWS` rows the "auto" mode scans and builds no tables (memory; see there).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ Hits = list[list[tuple[int, int]]]
 MODES = ("auto", "scan", "mih")
 STALE_MIN = 8192  # rows new or changed since the tables were built, before a rebuild is due
 MAX_TAIL = 4096  # out-of-order ids before the rows are sorted again
+# Below this many rows "auto" never builds MIH tables: they cost ~88 B a code (88 MB at 1M,
+# most of what a daemon holds at that size), and at 1M the vector scan answers the daemon's
+# lookup (upright at the report radius, 7 variants at the rotated one) in 1.6-2.0 ms against
+# 1.2-1.8 ms with the tables (docs/performance.md, "Index at scale"); at 10M the tables make
+# it 3x faster (7-11 vs 21-23 ms). Below it, "auto" scans even if a forced "mih" built tables.
+MIH_MIN_ROWS = 2_000_000
 
 
 class CodeTable:
@@ -49,6 +56,7 @@ class CodeTable:
         self._mih: MihTables | None = None
         self._dirty: set[int] = set()  # rows < mih.n whose code changed since the build
         self.last_plan = ""  # "scan" or "mih": the path of the last search (diagnostics, benchmarks)
+        self.mih_min_rows = MIH_MIN_ROWS  # "auto" builds tables from this many rows on
         self._ref = (int(self._w0[0]), int(self._w1[0])) if n else None
         self._live = mih.live_masks(self._w0, self._w1)  # bits that vary (kept up to date by apply)
 
@@ -178,6 +186,8 @@ class CodeTable:
         if mode == "scan":
             return scan_all
         stale = self._mih is None or (self._n - self._mih.n + len(self._dirty)) > max(STALE_MIN, self._n // 16)
+        if mode == "auto" and self._n < self.mih_min_rows:
+            return scan_all
         if stale and mode == "auto":
             guess = mih.make_layout(*self._live, self._n, self.m)
             if guess.m == 0:

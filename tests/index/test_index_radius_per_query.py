@@ -93,6 +93,7 @@ def test_a_mixed_plan_probes_some_queries_and_scans_the_others():
                                          & rng.integers(0, 2**64, (16, 2), dtype=np.uint64)
                                          & rng.integers(0, 2**64, (16, 2), dtype=np.uint64))
     table = CodeTable.from_codes(np.arange(1, len(codes) + 1), codes)
+    table.mih_min_rows = 0  # "auto" may probe tables at this size
     table.search(queries[:1], 4, "mih")  # builds the tables
     radii = [60] + [6] * 15  # 60 bits: a neighbourhood no probe can enumerate
     got = table.search(queries, radii)
@@ -135,3 +136,25 @@ def test_radii_as_one_int_or_one_per_query():
     assert check_radii([28, 20, 20], 3).tolist() == [28, 20, 20]
     assert check_radii(np.array([5], dtype=np.uint8), 1).dtype == np.int64
     assert check_radii([], 0).tolist() == []
+
+
+def test_auto_builds_no_tables_below_the_row_threshold_and_does_above_it():
+    """MIH tables cost ~88 B a code: "auto" answers a small table by the scan and builds
+    nothing; from `mih_min_rows` rows on it builds them and probes. Both answers are the
+    brute-force one."""
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 2**64, (50_000, 2), dtype=np.uint64)
+    queries = codes[:8] ^ np.uint64(0b1011)  # 3 bits off a stored code each
+    expect = [(np.flatnonzero(hamming_many_numpy(q, codes) <= 12) + 1).tolist() for q in queries]
+
+    small = CodeTable.from_codes(np.arange(1, len(codes) + 1), codes)
+    bare = small.nbytes
+    got = small.search(queries, 12)
+    assert small.last_plan == "scan" and small.nbytes == bare
+    assert [sorted(i for i, _ in hits) for hits in got] == expect
+
+    large = CodeTable.from_codes(np.arange(1, len(codes) + 1), codes)
+    large.mih_min_rows = len(codes)
+    got = large.search(queries, 12)
+    assert large.last_plan == "mih" and large.nbytes > bare
+    assert [sorted(i for i, _ in hits) for hits in got] == expect
