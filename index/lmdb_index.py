@@ -337,8 +337,8 @@ class LmdbIndex(lmdb_env.EnvOwner):
         raw_key, text = check_meta(key, value)
         self._write("set_meta", lambda txn, _: txn.put(APP_PREFIX + raw_key, text.encode(), db=self._t.meta))
 
-    def replace_groups(self, groups: list[dict]) -> None:
-        rows = [(key, text.encode()) for key, text in check_groups(groups)]
+    def replace_groups(self, groups: Iterable[dict]) -> None:
+        rows = check_groups(groups)
 
         def txn_fn(txn, _):
             txn.drop(self._t.groups, delete=False)

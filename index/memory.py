@@ -36,7 +36,7 @@ class MemoryIndex:
         self._inodes: dict[tuple[int, int], set[int]] = defaultdict(set)
         self._content: dict[bytes, set[int]] = defaultdict(set)
         self._app_meta: dict[str, str] = {}
-        self._groups: dict[bytes, str] = {}
+        self._groups: dict[bytes, bytes] = {}
         self._edges: dict[int, dict[int, Edge]] = defaultdict(dict)  # a -> b -> Edge(a, b, ...)
         self._next_id = 1
         self._searchable = 0
@@ -241,7 +241,7 @@ class MemoryIndex:
         raw_key, text = check_meta(key, value)
         self._app_meta[key] = text
 
-    def replace_groups(self, groups: list[dict]) -> None:
+    def replace_groups(self, groups: Iterable[dict]) -> None:
         self._check_open()
         self._groups = dict(check_groups(groups))  # id bytes -> JSON, sorted like LMDB keys
 
