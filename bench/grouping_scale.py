@@ -44,7 +44,6 @@ import common
 from common import median, note, print_table, rounded
 from index import DEFAULT_CACHE, bernoulli, flip, make_set
 
-BITS = 128
 
 
 def timed(fn):

@@ -8,15 +8,16 @@ pass per multi-index-hashing table.
 Method (`range_join`). The live bits are cut into m substrings (`mih.make_layout`); by the
 pigeonhole bound of `mih.table_radii`, a pair within `radius` is within the table radius r_j
 in at least one table j. Per table, both sides are sorted by their substring (a CSR bucket
-index over the 2^b keys, `search_kernels.csr_fill`), and every pair of buckets (x, y) with
-popcount(x ^ y) <= r_j is visited; each pair of codes under them is checked on the full
-code. The visit is tiled for the caches: the keys are split into a high and a low part; for
-one high part of the queries (a block of consecutive buckets) and one high part of the
-mask, the candidate buckets form one contiguous block of the sorted codes, read from L2 by
-every low mask. A pair is reported by the first table whose substring is within its
-radius (checked on the hit, so each pair comes out once). The key enumeration is bounded by
-2^b per mask, not by the number of queries: the candidate checks are the cost, ~n_q · n_c ·
-sum_j |ball(b_j, r_j)| / 2^b_j of them.
+index over the 2^b keys, `search_kernels.csr_fill`). For each bucket x of the larger side
+(A), the codes of the other side (B) in every bucket x ^ mask with popcount(mask) <= r_j are
+copied into one run, and x's codes are checked against the run four at a time on the full
+code: one long branch-free loop that LLVM vectorises (vector popcount), where a loop per
+pair of buckets (15-60 codes each) spent most of its time outside the vector part. A pair is
+reported by the first table whose substring is within its radius (checked on the hit, so
+each pair comes out once). The candidate checks are the cost, ~n_q * n_c *
+sum_j |ball(b_j, r_j)| / 2^b_j of them; m is chosen so that a bucket holds ~45 codes of the
+larger side (`default_m`: fewer, wider tables check fewer candidates but in runs too short
+to pay for).
 
 Which pairs: a pair (q, c) within the radius is reported iff
     c_rank[c] < q_rank[q]  and  c_batch[c] != q_rank[q]  and  c != q_self[q];
@@ -40,9 +41,9 @@ from .search_kernels import bucket_keys, csr_fill
 
 _OPTS = {"nogil": True, "cache": True}
 # A tile of four rows whose run holds a code within the radius is searched again row by row,
-# in blocks of this many codes (a vectorised minimum each) and only a block with a hit code
-# by code: near duplicates put a hit in most tiles of most tables (on the lbph set ~2/3 of
-# the tiles; a scalar search of the whole run made the join 5x slower than on random codes).
+# in blocks of HIT_BLOCK codes (a vectorised minimum each), code by code only in a block with
+# a hit; a query's own bucket, when the queries are among the codes, in blocks of SAME_BLOCK
+# (its own code is there: a tile over it would always hit).
 HIT_BLOCK = 64
 SAME_BLOCK = 16
 _U64 = types.Array(uint64, 1, "C", readonly=True)
@@ -225,13 +226,6 @@ class JoinHits:
         """The same hits ordered by (query, code)."""
         order = np.lexsort((self.c, self.q))
         return JoinHits(self.q[order], self.c[order], self.distance[order])
-
-
-@dataclass(frozen=True)
-class JoinStats:
-    tables: int
-    table_bits: tuple[int, ...]
-    table_radii: tuple[int, ...]
 
 
 def _words(codes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
