@@ -60,7 +60,9 @@ from dedupd.index.selfjoin import variant_join
 from dedupd.kernels import ALGORITHMS
 
 BATCH = 256
-JOIN_MIN_FILES = 5_000  # from this many files to fingerprint, cross-batch edges come from one join (1M index: ~1k break-even)
+# From this many files to fingerprint, cross-batch edges come from one join. At a 1M index,
+# 5,000 new files: join 2.2-2.5 s wall / 3.6-4.0 s CPU, lookups 7.5-10 s (docs/performance.md).
+JOIN_MIN_FILES = 5_000
 JOIN_CHUNKS = 4  # the join's runs of files: each sees only the codes stored before it (~40 % less work than 1)
 EDGE_WRITE = 50_000  # edges per add_edges transaction when the join's edges are stored
 PENDING_KEY = "edges_pending"
@@ -176,8 +178,11 @@ def join_hits(ids, batch, changed, variants, all_ids, codes, upright: int, rotat
     c_batch = np.full(len(all_ids), -1, np.int64)
     c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
     c_batch[rows[found]] = batch[found]
+    # runs pay when the files are much of the index (a first scan); else each run rebuilds
+    # the tables over every code for little gain
+    chunks = JOIN_CHUNKS if 2 * len(ids) >= len(all_ids) else 1
     hits = variant_join(variants, codes, upright, rotated, q_rank=batch, q_self=np.where(found, rows, -1),
-                        c_rank=c_rank, c_batch=c_batch, chunks=JOIN_CHUNKS, workers=workers)
+                        c_rank=c_rank, c_batch=c_batch, chunks=chunks, workers=workers)
     return ids[hits.file], all_ids[hits.code], hits.distance, hits.variant, hits.file
 
 
