@@ -222,11 +222,6 @@ class JoinHits:
     def __len__(self) -> int:
         return len(self.q)
 
-    def sorted(self) -> "JoinHits":
-        """The same hits ordered by (query, code)."""
-        order = np.lexsort((self.c, self.q))
-        return JoinHits(self.q[order], self.c[order], self.distance[order])
-
 
 def _words(codes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     arr = np.ascontiguousarray(codes, dtype=np.uint64)
@@ -249,11 +244,11 @@ def live_bits(live0: int, live1: int) -> int:
 
 
 def default_m(n_queries: int, n_codes: int, live: int) -> int:
-    """Tables for a join: buckets of ~45 rows of the larger side (2^b ~ n / 45), so that the
-    vector loop over a bucket pair runs long enough to pay for visiting it; measured at 100k
-    and 1M codes (docs/performance.md): fewer, wider tables check fewer candidates but in
-    bucket pairs too short to vectorise (at 100k, 16-bit tables cost 9 ns per candidate,
-    11-bit ones 0.8 ns)."""
+    """Tables for a join: buckets of ~45 rows of the larger side (2^b ~ n / 45), so that a
+    bucket's tiles of four share one run of candidates; fewer, wider tables check fewer
+    candidates, but each bucket's rows are then too few for its run (1M codes, upright join
+    of 250k: 16-bit tables 1.6 ns per candidate, 2.3x slower in all than 14-bit ones at 0.47;
+    docs/performance.md)."""
     bits = max(8, min(mih.MAX_BUCKET_BITS, round(np.log2(max(n_queries, n_codes, 2)) - 5.5)))
     return max(1, min(live, round(live / bits)))
 
@@ -288,8 +283,7 @@ def range_join(queries: np.ndarray, codes: np.ndarray, radius: int, *, q_rank=No
     empty = JoinHits(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
     if nq == 0 or nc == 0:
         return empty
-    live0, live1 = mih.live_masks(c0, c1)
-    layout = mih.make_layout(live0, live1, max(nc, nq, 2), m or default_m(nq, nc, live_bits(live0, live1)))
+    layout = join_layout(queries, codes, m)
     # Bits dead in the codes count for every pair alike (e = the query's mismatches on them);
     # the tables are searched with the radius left for the live bits (`mih.query_radii`),
     # grouped by e so that each group is one join.
