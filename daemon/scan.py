@@ -381,7 +381,9 @@ class Scanner:
             refs = iter(todo)
             submitted = stored_upto = 0
             while True:
-                while len(pending) < 4 * threads:
+                # results wait in done_early for a file walked before them: a slow file (a large
+                # picture, a hung worker until its timeout) must not let them pile up unbounded
+                while len(pending) < 4 * threads and len(pending) + len(done_early) < 4 * threads + BATCH:
                     ref = next(refs, None)
                     if ref is None:
                         break
@@ -506,9 +508,9 @@ class Scanner:
         radius (docs/performance.md, Index at scale)."""
         edges = []
         for record, item in fresh:
-            hits_by_variant = self.index.range_search_many(item.variants[:1], self.edge_radius)
-            if self.config.match_rotations and len(item.variants) > 1:
-                hits_by_variant += self.index.range_search_many(item.variants[1:], self.rotated_radius)
+            queries = item.variants if self.config.match_rotations else item.variants[:1]
+            radii = [self.edge_radius] + [self.rotated_radius] * (len(queries) - 1)
+            hits_by_variant = self.index.range_search_many(queries, radii)  # one plan, one read
             best: dict[int, Edge] = {}
             for variant, hits in enumerate(hits_by_variant):
                 for other, distance in hits:
