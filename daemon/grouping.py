@@ -79,6 +79,11 @@ class Thresholds:
 _STAT = struct.Struct("<QQQqq")
 
 
+def _stat_field(index: int, doc: str) -> property:
+    """A read-only property unpacking field `index` of a GroupFile's packed `stat`."""
+    return property(lambda self: _STAT.unpack_from(self.stat)[index], doc=doc)
+
+
 @dataclass(frozen=True, slots=True)
 class GroupFile:
     """What a group keeps of each of its files: what is read of a group once it is made.
@@ -106,25 +111,11 @@ class GroupFile:
         return cls(rec.file_id, rec.path,
                    _STAT.pack(rec.dev, rec.ino, rec.size, rec.mtime_ns, rec.ctime_ns) + rec.content_hash)
 
-    @property
-    def dev(self) -> int:
-        return _STAT.unpack_from(self.stat)[0]
-
-    @property
-    def ino(self) -> int:
-        return _STAT.unpack_from(self.stat)[1]
-
-    @property
-    def size(self) -> int:
-        return _STAT.unpack_from(self.stat)[2]
-
-    @property
-    def mtime_ns(self) -> int:
-        return _STAT.unpack_from(self.stat)[3]
-
-    @property
-    def ctime_ns(self) -> int:
-        return _STAT.unpack_from(self.stat)[4]
+    dev = _stat_field(0, "device of the file")
+    ino = _stat_field(1, "inode of the file")
+    size = _stat_field(2, "size in bytes")
+    mtime_ns = _stat_field(3, "modification time, ns")
+    ctime_ns = _stat_field(4, "status change time, ns")
 
     @property
     def content_hash(self) -> bytes:

@@ -39,7 +39,9 @@ _H01 = np.uint64(0x0101010101010101)
 
 
 @njit(uint64(uint64), inline="always", **_OPTS)
-def _pc(x):
+def popcount64(x):
+    """Set bits of one uint64 word, branch-free (inlined into the kernels; LLVM turns it into
+    POPCNT where the CPU has it)."""
     x = x - ((x >> np.uint64(1)) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
     x = (x + (x >> np.uint64(4))) & _M4
@@ -139,7 +141,7 @@ def _emit(hit, i, out, count):
     """Write i + l for every set bit l of `hit` (ascending) to out[count:]; the new count."""
     while hit:  # rare: a set bit is a row within some query's limit
         low = hit & (~hit + np.uint64(1))
-        out[count] = i + int64(_pc(low - np.uint64(1)))
+        out[count] = i + int64(popcount64(low - np.uint64(1)))
         count += 1
         hit ^= low
     return count
@@ -182,7 +184,7 @@ def scan_rows(w0, w1, lo, hi, q0, q1, limits):
             i += LANES
     while i < hi:
         for k in range(q0.shape[0]):
-            if int64(_pc(w0[i] ^ q0[k]) + _pc(w1[i] ^ q1[k])) <= limits[k]:
+            if int64(popcount64(w0[i] ^ q0[k]) + popcount64(w1[i] ^ q1[k])) <= limits[k]:
                 out[count] = i
                 count += 1
                 break
@@ -197,7 +199,7 @@ def scan_listed(w0, w1, rows, q0, q1, limits):
     count = 0
     for row in rows:
         for k in range(q0.shape[0]):
-            if int64(_pc(w0[row] ^ q0[k]) + _pc(w1[row] ^ q1[k])) <= limits[k]:
+            if int64(popcount64(w0[row] ^ q0[k]) + popcount64(w1[row] ^ q1[k])) <= limits[k]:
                 out[count] = row
                 count += 1
                 break
@@ -212,7 +214,7 @@ def _pext(x, mask):
     low = mask & (~mask + np.uint64(1))
     run = mask + low  # a contiguous run of ones leaves a power of two (or 0 at the top)
     if run & (run - np.uint64(1)) == 0:
-        return (x & mask) >> _pc(low - np.uint64(1))
+        return (x & mask) >> popcount64(low - np.uint64(1))
     out = np.uint64(0)
     bit = np.uint64(1)
     while mask:
@@ -229,7 +231,7 @@ def substrings(w0, w1, m0, m1):
     """The substring under the 128-bit mask (m0, m1) of every code: pext(w0, m0) | pext(w1, m1) << popcount(m0)."""
     n = w0.shape[0]
     out = np.empty(n, np.uint64)
-    shift = _pc(m0)
+    shift = popcount64(m0)
     for i in range(n):
         high = _pext(w1[i], m1)
         out[i] = _pext(w0[i], m0) | ((high << shift) if shift < 64 else np.uint64(0))
@@ -241,7 +243,7 @@ def bucket_keys(w0, w1, m0, m1, kbits):
     """The low `kbits` (<= 32) bits of every code's substring under the mask (m0, m1)."""
     n = w0.shape[0]
     out = np.empty(n, np.uint32)
-    shift = _pc(m0)
+    shift = popcount64(m0)
     low = (np.uint64(1) << np.uint64(kbits)) - np.uint64(1)
     for i in range(n):
         high = _pext(w1[i], m1)
@@ -325,13 +327,13 @@ def mih_probe(offsets, off_base, rows, words, inline_w1, outside, row_base, w0, 
                     _prefetch(rows, start)
                     _prefetch(words, start)
                 mask = masks[mb + t] & bm
-                room = limit - int64(_pc(mask))
+                room = limit - int64(popcount64(mask))
                 key = ob + int64((qs ^ mask) & bm)
                 for p in range(rb + int64(offsets[key]), rb + int64(offsets[key + 1])):
                     x = words[p] ^ a
-                    if int64(_pc(x & keep)) <= room:
+                    if int64(popcount64(x & keep)) <= room:
                         row = int64(rows[p])
-                        if int64(_pc(x) + _pc(other[row] ^ b)) <= limit:
+                        if int64(popcount64(x) + popcount64(other[row] ^ b)) <= limit:
                             if count < cap:
                                 out[count] = row
                             count += 1

@@ -37,7 +37,7 @@ from numba import int64, njit, types, uint32, uint64
 
 from . import mih
 from .hamming import popcount
-from .search_kernels import bucket_keys, csr_fill
+from .search_kernels import bucket_keys, csr_fill, popcount64
 
 _OPTS = {"nogil": True, "cache": True}
 # A tile of four rows whose run holds a code within the radius is searched again row by row,
@@ -50,27 +50,13 @@ _U64 = types.Array(uint64, 1, "C", readonly=True)
 _U32 = types.Array(uint32, 1, "C", readonly=True)
 _I64 = types.Array(int64, 1, "C", readonly=True)
 
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
-
-
-@njit(uint64(uint64), inline="always", **_OPTS)
-def _pc(x):
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    return (x * _H01) >> np.uint64(56)
-
-
 @njit(inline="always", **_OPTS)
 def _first_table(u, v, sub0, sub1, sub_r, table):
     """Whether `table` is the first table whose substring of the difference (u, v) is within
     its radius: the one table that reports the pair (a folded table's bucket may match
     without its substring being within the radius)."""
     for k in range(table + 1):
-        within = int64(_pc(u & sub0[k]) + _pc(v & sub1[k])) <= sub_r[k]
+        within = int64(popcount64(u & sub0[k]) + popcount64(v & sub1[k])) <= sub_r[k]
         if within:
             return k == table
     return False
@@ -81,7 +67,7 @@ def _block_min(pa, pb, run0, run1, jb, je):
     """The smallest distance from (pa, pb) to the run's codes jb..je-1 (a vectorised reduction)."""
     best = np.uint64(255)
     for j in range(jb, je):
-        best = min(best, _pc(pa ^ run0[j]) + _pc(pb ^ run1[j]))
+        best = min(best, popcount64(pa ^ run0[j]) + popcount64(pb ^ run1[j]))
     return best
 
 
@@ -167,8 +153,8 @@ def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap, masks, x_start, 
             for j in range(n_same, n):
                 u = run0[j]
                 v = run1[j]
-                d = min(min(_pc(u ^ p0) + _pc(v ^ r0), _pc(u ^ p1) + _pc(v ^ r1)),
-                        min(_pc(u ^ p2) + _pc(v ^ r2), _pc(u ^ p3) + _pc(v ^ r3)))
+                d = min(min(popcount64(u ^ p0) + popcount64(v ^ r0), popcount64(u ^ p1) + popcount64(v ^ r1)),
+                        min(popcount64(u ^ p2) + popcount64(v ^ r2), popcount64(u ^ p3) + popcount64(v ^ r3)))
                 best = min(best, d)
             # Row by row, block by block: the codes of bucket x itself always (a query's own
             # code lies there when the queries are among the codes: every tile would hit), in
@@ -186,7 +172,7 @@ def _join_table(aoff, a0, a1, aorig, boff, b0, b1, borig, swap, masks, x_start, 
                     for j in range(jb, je):
                         u = pa ^ run0[j]
                         v = pb ^ run1[j]
-                        dist = int64(_pc(u) + _pc(v))
+                        dist = int64(popcount64(u) + popcount64(v))
                         if dist > radius:
                             continue
                         if swap:

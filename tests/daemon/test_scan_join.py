@@ -98,6 +98,17 @@ def test_a_joined_scan_stores_what_a_lookup_per_file_stores(tmp_path, tree, smal
         index_b.close()
 
 
+
+def run_killed_before_the_join(scanner, monkeypatch) -> None:
+    """Run `scanner` as if the process died when the join was due (its batches stored)."""
+    def die(*args, **kwargs):
+        raise RuntimeError("killed before the join")
+
+    with monkeypatch.context() as m:
+        m.setattr(scan_module, "variant_join", die)
+        with pytest.raises(RuntimeError):
+            scanner.run()
+
 def test_a_crash_before_the_join_loses_no_edge(tmp_path, tree, small_batches, monkeypatch):
     _, clean_index, clean = open_scanner(tmp_path, tree, "clean", JOINED)
     config, index, crashed = open_scanner(tmp_path, tree, "crash", JOINED)
@@ -105,13 +116,7 @@ def test_a_crash_before_the_join_loses_no_edge(tmp_path, tree, small_batches, mo
         clean.run()
         want = edges_by_path(clean_index)
 
-        def die(*args, **kwargs):
-            raise RuntimeError("killed before the join")
-
-        with monkeypatch.context() as m:
-            m.setattr(scan_module, "variant_join", die)
-            with pytest.raises(RuntimeError):
-                crashed.run()
+        run_killed_before_the_join(crashed, monkeypatch)
         marker = PendingEdges.load(index)
         assert marker and all(r.file_id in marker for r in index.iter_records() if r.code is not None)
         assert edges_by_path(index) < want  # only the pairs within a batch were stored
@@ -127,10 +132,7 @@ def test_a_crash_before_the_join_loses_no_edge(tmp_path, tree, small_batches, mo
         # the next full scan fingerprints the pending files again and finds every edge;
         # both ways of linking agree on it
         _, twin_index, twin = open_scanner(tmp_path, tree, "twin", JOINED)
-        with monkeypatch.context() as m:
-            m.setattr(scan_module, "variant_join", die)
-            with pytest.raises(RuntimeError):
-                twin.run()
+        run_killed_before_the_join(twin, monkeypatch)
         twin.run([str(tree / "set1")])
         twin.join_min_files = JOINED
         report = again.run()
@@ -160,13 +162,7 @@ def test_a_crashed_rescan_marks_the_files_it_fingerprinted_again(tmp_path, tree,
         write(moved, encode(photo("camera"), ".jpg", 80))  # now a copy of camera.jpg: new edges, the old ones dropped
         write(tree / "later/camera_q70.jpg", encode(photo("camera"), ".jpg", 70))
 
-        def die(*args, **kwargs):
-            raise RuntimeError("killed before the join")
-
-        with monkeypatch.context() as m:
-            m.setattr(scan_module, "variant_join", die)
-            with pytest.raises(RuntimeError):
-                scanner.run()
+        run_killed_before_the_join(scanner, monkeypatch)
         marker = PendingEdges.load(index)
         new_id = index.by_path(str(tree / "later/camera_q70.jpg")).file_id
         assert old_id in marker and new_id in marker and old_id in marker.ids
