@@ -72,7 +72,7 @@ def make_variants(rng, name: str, codes: np.ndarray, p: np.ndarray, planted: flo
 
 def in_batch(variants: np.ndarray, batch_size: int, up: int, rot: int, act: int):
     """Every batch's pairs and edges, as `Scanner._batch_edges` finds them when it stores the batch."""
-    from dedupd.daemon.scan import batch_hits, best_edges
+    from dedupd.daemon.linking import batch_hits, best_edges
 
     edges, hits = [], []
     for s in range(0, len(variants), batch_size):
@@ -147,7 +147,8 @@ def run_set(name: str, data: dict, args) -> dict:
     from dedupd.daemon.config import parse_config
     from dedupd.daemon.grouping import Thresholds
     from dedupd.daemon.regroup import GroupCache
-    from dedupd.daemon.scan import BATCH, JOIN_CHUNKS, best_edges, join_hits
+    from dedupd.daemon.linking import JOIN_CHUNKS, best_edges, join_hits
+    from dedupd.daemon.scan import BATCH
 
     config = parse_config("")
     up, rot, act = config.report_threshold, config.rotated_threshold, config.act_threshold

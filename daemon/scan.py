@@ -41,7 +41,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
@@ -49,23 +49,17 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.decode_pool import shared_decoder
 from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
 from dedupd.daemon.grouping import Group, Thresholds, better_edge
+from dedupd.daemon.linking import (EDGE_WRITE, JOIN_MIN_FILES, DeferredEdges, PendingEdges, batch_hits, best_edges,
+                                   code_changed)
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
 from dedupd.index.edges import Edge
-from dedupd.index.hamming import popcount
 from dedupd.index.records import STATE_OK, FileRecord
-from dedupd.index.selfjoin import variant_join
 from dedupd.kernels import ALGORITHMS
 
 BATCH = 256
-# From this many files to fingerprint, cross-batch edges come from one join. At a 1M index,
-# 5,000 new files: join 2.2-2.5 s wall / 3.6-4.0 s CPU, lookups 7.5-10 s (docs/performance.md).
-JOIN_MIN_FILES = 5_000
-JOIN_CHUNKS = 4  # the join's runs of files: each sees only the codes stored before it (~40 % less work than 1)
-EDGE_WRITE = 50_000  # edges per add_edges transaction when the join's edges are stored
-PENDING_KEY = "edges_pending"
 SKIP_KINDS_THAT_ARE_ERRORS = frozenset({"unreadable_dir", "unreadable", "vanished"})
 
 
@@ -99,117 +93,6 @@ class ScanReport:
         out["errors"] = dict(self.errors)
         out["skipped"] = dict(self.skipped)
         return out
-
-
-@dataclass(frozen=True)
-class PendingEdges:
-    """The files whose edges are not all stored yet: ids from `from_id` on, and `ids`.
-
-    Written (meta `edges_pending`) before a deferring scan stores its first batch, so it
-    covers every id that scan assigns; re-fingerprinted files keep their ids and are added
-    before their batch is stored. Removed once the join's edges are stored. A scan treats a
-    pending file as changed (`Scanner._classify`): its variants were never stored, so the
-    only way to its edges is to fingerprint it again."""
-
-    from_id: int | None = None
-    ids: frozenset[int] = frozenset()
-
-    def __contains__(self, file_id: int) -> bool:
-        return (self.from_id is not None and file_id >= self.from_id) or file_id in self.ids
-
-    def __bool__(self) -> bool:
-        return self.from_id is not None or bool(self.ids)
-
-    def with_ids(self, ids: Iterable[int]) -> "PendingEdges":
-        return PendingEdges(self.from_id, self.ids | frozenset(ids))
-
-    @classmethod
-    def load(cls, index) -> "PendingEdges":
-        raw = index.get_meta(PENDING_KEY) or {}
-        return cls(raw.get("from_id"), frozenset(raw.get("ids", ())))
-
-    def store(self, index) -> None:
-        index.set_meta(PENDING_KEY, {"from_id": self.from_id, "ids": sorted(self.ids)} if self else None)
-
-
-class DeferredEdges:
-    """The files of a deferring scan, in the order they were stored, with their variants:
-    what the join at the end of the scan needs (`Scanner._link_deferred`).
-
-    Per file: its id, its batch number, and whether its code is new in this scan (a new
-    file, or a changed code). A file sees the codes of files indexed before the scan
-    whose code did not change, and those stored in earlier batches (its own batch was
-    linked when it was stored) -- what its own lookup would have found then, less what a
-    later re-fingerprint with another code drops again."""
-
-    def __init__(self) -> None:
-        self.ids: list[np.ndarray] = []
-        self.batches: list[np.ndarray] = []
-        self.changed: list[np.ndarray] = []
-        self.variants: list[np.ndarray] = []
-        self.count = 0  # batches so far
-
-    def add(self, ids: list[int], variants: np.ndarray, changed: list[bool]) -> None:
-        if ids:
-            self.ids.append(np.array(ids, np.int64))
-            self.batches.append(np.full(len(ids), self.count, np.int64))
-            self.changed.append(np.array(changed, bool))
-            self.variants.append(variants)
-        self.count += 1
-
-    def __len__(self) -> int:
-        return sum(len(i) for i in self.ids)
-
-    def hits(self, index, upright: int, rotated: int, workers: int):
-        """(file ids, other ids, distances, variants, storage positions) of every pair the join finds."""
-        all_ids, codes = index.all_codes()
-        return join_hits(np.concatenate(self.ids), np.concatenate(self.batches), np.concatenate(self.changed),
-                         np.concatenate(self.variants), all_ids, codes, upright, rotated, workers)
-
-
-def join_hits(ids, batch, changed, variants, all_ids, codes, upright: int, rotated: int, workers: int):
-    """The join of a deferring scan: files `ids` (in storage order, batch numbers `batch`,
-    `changed`: code new in this scan, `variants` (n, k, 2)) against the index's searchable
-    codes (`all_ids` ascending, `codes`). Returns (file ids, other ids, distances, variants,
-    positions of the files in `ids`) of every pair a lookup per file would have kept."""
-    rows = np.searchsorted(all_ids, ids)
-    found = (rows < len(all_ids)) & (all_ids[np.minimum(rows, len(all_ids) - 1)] == ids)
-    c_rank = np.full(len(all_ids), -1, np.int64)
-    c_batch = np.full(len(all_ids), -1, np.int64)
-    c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
-    c_batch[rows[found]] = batch[found]
-    # runs pay when the files are much of the index (a first scan); else each run rebuilds
-    # the tables over every code for little gain
-    chunks = JOIN_CHUNKS if 2 * len(ids) >= len(all_ids) else 1
-    hits = variant_join(variants, codes, upright, rotated, q_rank=batch, q_self=np.where(found, rows, -1),
-                        c_rank=c_rank, c_batch=c_batch, chunks=chunks, workers=workers)
-    return ids[hits.file], all_ids[hits.code], hits.distance, hits.variant, hits.file
-
-
-def batch_hits(variants: np.ndarray, upright: int, rotated: int):
-    """(file, other, distance, variant) rows of every pair within one batch: file's variant
-    (upright within `upright`, the others within `rotated`; -1: none) against the other's
-    upright code, by brute force (a batch is BATCH files)."""
-    upright_codes = variants[:, 0]
-    d = (popcount(variants[:, :, None, 0] ^ upright_codes[None, None, :, 0]).astype(np.int64)
-         + popcount(variants[:, :, None, 1] ^ upright_codes[None, None, :, 1]))  # (n, k, n)
-    radius = np.full(variants.shape[1], rotated, np.int64)
-    radius[0] = upright
-    f, k, g = np.nonzero((d <= radius[None, :, None]) & ~np.eye(len(variants), dtype=bool)[:, None, :])
-    return f, g, d[f, k, g], k
-
-
-def best_edges(a, b, distance, variant, order, act: int) -> list[Edge]:
-    """One edge per (a, b) pair of the hits, the best by `grouping.better_edge` (what
-    `_find_edges` keeps of a file's variants), in the order of `order` (the later file's
-    edge of a pair replaces the earlier one when stored, as in a lookup per file)."""
-    best: dict[tuple[int, int], Edge] = {}
-    for i in np.lexsort((b, order)).tolist():
-        edge = Edge(int(a[i]), int(b[i]), int(distance[i]), int(variant[i]))
-        key = (edge.a, edge.b)
-        if better_edge(edge, best.get(key), act):
-            best[key] = edge
-    return list(best.values())
 
 
 class Scanner:
@@ -441,7 +324,7 @@ class Scanner:
             edges = self._batch_edges(fresh)
             before = {r.path: r for r in replaced}
             deferred.add([r.file_id for r, _ in fresh], np.stack([item.variants for _, item in fresh]) if fresh else None,
-                         [_code_changed(before.get(r.path), r) for r, _ in fresh])
+                         [code_changed(before.get(r.path), r) for r, _ in fresh])
         thumbs = {r.file_id: item.thumb for r, item in fresh}
         edges = self._verify(edges, {r.file_id: r for r in stored}, thumbs, pool, report)
         self.index.add_edges(edges)
@@ -569,12 +452,6 @@ class Scanner:
             self.census.remove(r)
         return self.index.delete_many([r.file_id for r in records])
 
-
-
-def _code_changed(before: FileRecord | None, after: FileRecord) -> bool:
-    """Whether `after` brings a code the index did not hold for this file before the scan
-    (other files' lookups saw the old code until then; an unchanged one all along)."""
-    return before is None or before.state != STATE_OK or before.code != after.code
 
 
 def outermost(paths: list[str]) -> list[str]:

@@ -9,11 +9,13 @@ import os
 import numpy as np
 import pytest
 
+from dedupd.daemon import linking
 from dedupd.daemon import scan as scan_module
 from dedupd.daemon.config import load_config
 from dedupd.daemon.decode_pool import ThreadDecoder
 from dedupd.daemon.regroup import GroupCache
-from dedupd.daemon.scan import PENDING_KEY, PendingEdges, Scanner
+from dedupd.daemon.linking import PENDING_KEY, PendingEdges
+from dedupd.daemon.scan import Scanner
 from dedupd.daemon.state import open_index
 from testimages import encode, make_tree, photo, resize, write
 
@@ -105,7 +107,7 @@ def run_killed_before_the_join(scanner, monkeypatch) -> None:
         raise RuntimeError("killed before the join")
 
     with monkeypatch.context() as m:
-        m.setattr(scan_module, "variant_join", die)
+        m.setattr(linking, "variant_join", die)
         with pytest.raises(RuntimeError):
             scanner.run()
 
