@@ -15,7 +15,7 @@ Stages, each counted in the `ScanReport`:
    (stored in the order they were walked, so ids and edges do not depend on thread
    timing). A scan with many files to fingerprint (`join_min_files`, a first scan)
    finds the pairs within each batch as it stores it, and the pairs with earlier
-   batches and older files by one batch join at the end (`dedupd.index.selfjoin`,
+   batches and older files by one batch join at the end (`dedupd.daemon.linking`,
    docs/performance.md): the same edges as a lookup per file, at a fraction of the cost.
    Until that join has stored them, the index holds a marker (`PendingEdges`); a scan
    that finds one fingerprints the files it names again (their variants are not stored),

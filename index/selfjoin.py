@@ -22,7 +22,7 @@ to pay for).
 Which pairs: a pair (q, c) within the radius is reported iff
     c_rank[c] < q_rank[q]  and  c_batch[c] != q_rank[q]  and  c != q_self[q];
 with the defaults (q_rank 0, c_rank -1, c_batch -1, q_self -1) that is every pair. The scan
-uses them to look only at the codes a per-file lookup would have seen (`daemon/scan.py`).
+uses them to look only at the codes a per-file lookup would have seen (`daemon/linking.py`).
 
 The kernel runs in `workers` threads (nogil), each on its own range of query buckets.
 """
