@@ -185,9 +185,9 @@ class CodeTable:
         scan_all = None, np.zeros(len(q0), dtype=bool), None
         if mode == "scan":
             return scan_all
-        stale = self._mih is None or (self._n - self._mih.n + len(self._dirty)) > max(STALE_MIN, self._n // 16)
         if mode == "auto" and self._n < self.mih_min_rows:
             return scan_all
+        stale = self._mih is None or (self._n - self._mih.n + len(self._dirty)) > max(STALE_MIN, self._n // 16)
         if stale and mode == "auto":
             guess = mih.make_layout(*self._live, self._n, self.m)
             if guess.m == 0:
@@ -227,4 +227,3 @@ class CodeTable:
         bounds = np.searchsorted(qk[order], np.arange(len(q0) + 1))
         pairs = list(zip(ids[order].tolist(), dist[order].tolist()))
         return [pairs[bounds[k]:bounds[k + 1]] for k in range(len(q0))]
-
