@@ -42,6 +42,7 @@ from dedupd.daemon.actions.recover import recover
 from dedupd.daemon.config import Config, find_config_file, load_config
 from dedupd.daemon.control import ControlServer
 from dedupd.daemon.errors import ConfigError
+from dedupd.daemon.heap import release_free_memory
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.roots import RootHealth
 from dedupd.daemon.scan import ScanCancelled, Scanner
@@ -289,6 +290,7 @@ class Service:
             yield
         finally:
             self.busy = ""
+            release_free_memory()  # a burst's freed memory back to the system: ~10 MB at 1M files
 
     def _beat(self) -> None:
         self.last_beat = time.monotonic()
