@@ -15,7 +15,9 @@ from .errors import InvalidRecord
 from .records import STATE_OK, FileRecord
 
 # Bump on any change of the on-disk layout or record encoding.
-SCHEMA_VERSION = 3  # 2: records carry chroma, edges a verified flag; 3: codes stored once (`codes`), MIH in RAM
+SCHEMA_VERSION = 4  # 2: records carry chroma, edges a verified flag; 3: codes stored once (`codes`), MIH in RAM;
+# 4: v4 records (compact, no second copy of a searchable code), 11-byte packed lookups (`by_inode`, `by_content`)
+UPGRADABLE = (3,)  # schema versions the writer upgrades in place when it opens them (`migrate`)
 CODE_BITS = (64, 128)
 U64_MAX = (1 << 64) - 1
 

@@ -116,3 +116,21 @@ def _store(txn, db, key: bytes | None, rows: np.ndarray, nxt: bytes | None) -> N
         chunk = rows[s:s + BLOCK_ROWS]
         chunk_key = key if s == 0 and key is not None else _KEY.pack(int(chunk["id"][0]))
         txn.put(chunk_key, chunk.tobytes(), db=db)
+
+
+def codes_of(txn, db, ids) -> dict[int, tuple[int, int]]:
+    """{id: (word 0, word 1)} for those of `ids` that have a row (read only: the records of
+    searchable files keep their code here alone, `codec_v4`). One block read per block the
+    ids fall in: ids read in order share the block they are in."""
+    out: dict[int, tuple[int, int]] = {}
+    cur = txn.cursor(db=db)
+    lo, hi, rows = 0, -1, None
+    for fid in sorted(ids):
+        if rows is None or not lo <= fid < hi:
+            key, rows, nxt = _block_of(cur, fid)
+            lo = 0 if key is None else _KEY.unpack(key)[0]
+            hi = 1 << 64 if nxt is None else _KEY.unpack(nxt)[0]
+        j = int(np.searchsorted(rows["id"], fid))
+        if j < len(rows) and int(rows["id"][j]) == fid:
+            out[fid] = (int(rows["w0"][j]), int(rows["w1"][j]))
+    return out

@@ -1,17 +1,20 @@
 """Opening, locking and validating the LMDB environment behind `LmdbIndex`.
 
-Layout (one environment, named sub-databases): `files` (id -> record), `paths`
-(8 bytes of sha256 of the directory + 8 of the name -> id), `inodes` (dev, ino -> ids,
-dupsort), `content` and `content_new` (first 16 bytes of the content hash -> ids,
-dupsort: new entries go to the small `content_new`, which is moved into `content` in one
-sorted pass once it holds an eighth as many, because random keys cost one B-tree page
-per insert in a big table: `lmdb_tables.settle_content`), `codes`
-(every searchable code once, in blocks of rows sorted by id: `codeblocks`), `groups`,
-`meta`, and `edges` (dupsort + dupfixed: id -> other id, distance, variant; each near
-pair stored from both sides). The multi-index hashing tables are not stored: they are
-built in RAM from `codes`. The `meta` table carries a format marker, the schema
-version, the settings the codes were built with, the id counter and app metadata
-under "app:".
+Layout (one environment, named sub-databases): `records` (id -> record, `codec`), `paths`
+(8 bytes of sha256 of the directory + 8 of the name -> id), `by_inode` and `by_content`
+(one key each, dupsort + dupfixed: sorted 11-byte values, a 6-byte prefix of the inode or
+content hash then the 5-byte id, packed by LMDB without per-entry headers; a lookup reads
+the values with the prefix and checks each record: `codec.inode_prefix`,
+`codec.content_prefix`), `codes` (every searchable code once, in blocks of rows sorted by
+id: `codeblocks`; a searchable record does not repeat its code), `groups`, `meta`, and
+`edges` (dupsort + dupfixed: id -> other id, distance, variant; each near pair stored from
+both sides). The multi-index hashing tables are not stored: they are built in RAM from
+`codes`. The `meta` table carries a format marker, the schema version, the settings the
+codes were built with, the id counter and app metadata under "app:".
+
+Schema 3 (v3 records in `files`, 16-byte lookup keys in `inodes`, `content`, `content_new`) is
+upgraded in place by the writer when it opens one (`migrate`); a reader gets `IndexMismatch`
+saying so.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Iterator
 
 import lmdb
 
-from .base import SCHEMA_VERSION, IndexMeta, make_meta
+from .base import SCHEMA_VERSION, UPGRADABLE, IndexMeta, make_meta
 from .errors import (REINDEX_HINT, IndexCorrupt, IndexFailure, IndexLocked, IndexMismatch,
                      IndexMissing)
 
@@ -41,17 +44,16 @@ APP_PREFIX = b"app:"
 class Tables:
     """Handles of the named databases."""
 
-    files: object
+    records: object
     paths: object
-    inodes: object
-    content: object
-    content_new: object
+    by_inode: object
+    by_content: object
     groups: object
     meta: object
     codes: object
     edges: object
 
-    NAMES = ("files", "paths", "inodes", "content", "content_new", "codes", "groups", "meta", "edges")
+    NAMES = ("records", "paths", "by_inode", "by_content", "codes", "groups", "meta", "edges")
 
     def by_name(self, name: str) -> object:
         return getattr(self, name)
@@ -184,20 +186,20 @@ def open_env(path: Path, readonly: bool, map_size: int) -> lmdb.Environment:
                      create=not readonly, readahead=False, meminit=False, max_readers=254)
 
 
-def _open_tables(env: lmdb.Environment, txn=None, create: bool = False) -> Tables:
+def open_tables(env: lmdb.Environment, txn=None, create: bool = False) -> Tables:
+    """Handles of the schema-4 tables (`create`: inside the write transaction `txn`)."""
     def db(name: str, dupsort: bool = False, dupfixed: bool = False):
         return env.open_db(name.encode(), txn=txn, create=create, dupsort=dupsort, dupfixed=dupfixed)
 
-    return Tables(files=db("files"), paths=db("paths"), inodes=db("inodes", True, True),
-                  content=db("content", True, True), content_new=db("content_new", True, True),
-                  groups=db("groups"), meta=db("meta"),
+    return Tables(records=db("records"), paths=db("paths"), by_inode=db("by_inode", True, True),
+                  by_content=db("by_content", True, True), groups=db("groups"), meta=db("meta"),
                   codes=db("codes"), edges=db("edges", True, True))
 
 
 def create_index(env: lmdb.Environment, meta: IndexMeta) -> Tables:
     """Create every table and write the settings, in one transaction."""
     with env.begin(write=True) as txn:
-        tables = _open_tables(env, txn=txn, create=True)
+        tables = open_tables(env, txn=txn, create=True)
         put = lambda k, v: txn.put(k, v, db=tables.meta)  # noqa: E731
         put(b"format", FORMAT)
         for field in ("schema_version", "algo", "algo_version", "code_bits", "m"):
@@ -211,8 +213,9 @@ def is_empty(env: lmdb.Environment) -> bool:
         return txn.stat()["entries"] == 0
 
 
-def load_index(env: lmdb.Environment, path: Path, want: dict) -> tuple[IndexMeta, Tables]:
-    """Read and check the stored settings against `want`; open the tables."""
+def load_index(env: lmdb.Environment, path: Path, want: dict) -> tuple[IndexMeta, int]:
+    """Read and check the stored settings against `want`: (settings, stored schema version),
+    which is `SCHEMA_VERSION` or one `migrate` upgrades from (the caller opens the tables)."""
     with env.begin() as txn:
         if txn.get(b"meta") is None:
             raise IndexCorrupt(f"{path} holds an LMDB database that is not a dedupd index; "
@@ -229,11 +232,11 @@ def load_index(env: lmdb.Environment, path: Path, want: dict) -> tuple[IndexMeta
         meta = make_meta(stored["code_bits"], stored["m"], stored["algo"], stored["algo_version"])
     except (ValueError, TypeError) as e:
         raise IndexCorrupt(f"index at {path} has invalid settings ({e}); {REINDEX_HINT}") from None
-    return meta, _open_tables(env)
+    return meta, stored["schema_version"]
 
 
 def check_settings(stored: dict, want: dict, path: Path) -> None:
-    if stored["schema_version"] != SCHEMA_VERSION:
+    if stored["schema_version"] not in (SCHEMA_VERSION, *UPGRADABLE):
         raise IndexMismatch(f"index at {path} has schema version {stored['schema_version']}, this "
                             f"dedupd uses {SCHEMA_VERSION}; {REINDEX_HINT}")
     diffs = [f"{k} {stored[k]!r} (wanted {v!r})" for k, v in want.items()

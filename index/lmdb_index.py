@@ -26,14 +26,14 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import lmdb
 import numpy as np
 
-from . import codeblocks, codec, codecache, lmdb_env
-from .base import U64_MAX, IndexMeta, as_code, as_codes, check_radii, make_meta
-from .errors import IndexFailure, IndexMissing, RecordNotFound
+from . import codeblocks, codec, codecache, lmdb_env, migrate
+from .base import SCHEMA_VERSION, U64_MAX, IndexMeta, as_code, as_codes, check_radii, make_meta
+from .errors import IndexFailure, IndexMismatch, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
 from .lmdb_env import APP_PREFIX, mapped_errors
 from .edges import Edge, check_edge
-from .lmdb_tables import (Writer, content_ids, edges_of, path_keys, paths_under, put_edge, read_record,
-                          records_by_id, records_by_path)
+from .lmdb_tables import (Writer, decode_rows, edges_of, path_keys, paths_under, put_edge, read_record,
+                          records_by_content, records_by_id, records_by_inode, records_by_path)
 from .records import FileRecord
 
 T = TypeVar("T")
@@ -42,6 +42,8 @@ MAX_MAP_SIZE = 1 << 44
 ITER_BATCH = 512
 PATH_BATCH = 4096  # paths (`by_paths`) or ids (`get_many`) looked up per read transaction
 SCAN_BATCH = 65_536  # records read per read transaction by `paths_under` (only their paths)
+# `stats()["entries"]` names the tables as `MemoryIndex` does (what they hold), `table_bytes` as LMDB does
+_ENTRY_NAMES = {"records": "files", "by_inode": "inodes", "by_content": "content"}
 
 
 class LmdbIndex(lmdb_env.EnvOwner):
@@ -92,7 +94,15 @@ class LmdbIndex(lmdb_env.EnvOwner):
         else:
             check = {"algo": want.algo, "algo_version": want.algo_version,
                      "code_bits": want.code_bits, "m": m}
-            self.meta, self._t = lmdb_env.load_index(self._env, self.path, check)
+            self.meta, schema = lmdb_env.load_index(self._env, self.path, check)
+            if schema != SCHEMA_VERSION:
+                if self.readonly:
+                    raise IndexMismatch(
+                        f"the index at {self.path} has schema version {schema} and is upgraded to {SCHEMA_VERSION} "
+                        f"in place (no reindex) the next time dedupd or `dedupctl scan` opens it; start one of "
+                        f"them, then retry")
+                migrate.upgrade(self._env, self.path)
+            self._t = lmdb_env.open_tables(self._env)
 
     # -- transactions ----------------------------------------------------------
     def _live_env(self) -> lmdb.Environment:
@@ -223,25 +233,14 @@ class LmdbIndex(lmdb_env.EnvOwner):
     def by_inode(self, dev: int, ino: int) -> list[FileRecord]:
         if not (0 <= dev <= U64_MAX and 0 <= ino <= U64_MAX):
             return []
-        return self._read("by_inode", lambda txn: self._dups(txn, self._t.inodes, codec.inode_key(dev, ino)))
+        dev, ino = int(dev), int(ino)
+        return self._read("by_inode", lambda txn: records_by_inode(txn, self._t, dev, ino))
 
     def by_content(self, content_hash: bytes) -> list[FileRecord]:
         if not content_hash:
             return []
         want = bytes(content_hash)
-
-        def txn_fn(txn):
-            recs = (read_record(txn, self._t, i) for i in content_ids(txn, self._t, codec.content_key(want)))
-            return [r for r in recs if r is not None and r.content_hash == want]  # the key is a prefix of the hash
-
-        return self._read("by_content", txn_fn)
-
-    def _dups(self, txn, db, key: bytes) -> list[FileRecord]:
-        cur = txn.cursor(db=db)
-        if not cur.set_key(key):
-            return []
-        recs = (read_record(txn, self._t, codec.key_id(v)) for v in cur.iternext_dup())
-        return [r for r in recs if r is not None]
+        return self._read("by_content", lambda txn: records_by_content(txn, self._t, want))
 
     def iter_records(self) -> Iterator[FileRecord]:
         start = b""
@@ -253,16 +252,16 @@ class LmdbIndex(lmdb_env.EnvOwner):
             start = codec.id_key(batch[-1].file_id + 1)
 
     def _batch(self, txn, start: bytes) -> list[FileRecord]:
-        cur, out = txn.cursor(db=self._t.files), []
+        cur, rows = txn.cursor(db=self._t.records), []
         if cur.set_range(start):
             for key, raw in cur:
-                out.append(codec.decode_record(raw, codec.key_id(key)))
-                if len(out) == ITER_BATCH:
+                rows.append((codec.key_id(key), raw))
+                if len(rows) == ITER_BATCH:
                     break
-        return out
+        return decode_rows(txn, self._t, rows)
 
     def __len__(self) -> int:
-        return self._read("len", lambda txn: txn.stat(self._t.files)["entries"])
+        return self._read("len", lambda txn: txn.stat(self._t.records)["entries"])
 
     # -- search --------------------------------------------------------------
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]:
@@ -368,19 +367,19 @@ class LmdbIndex(lmdb_env.EnvOwner):
                 raise lmdb_env.IndexCorrupt(f"index at {self.path}: a stored group is unreadable") from None
 
     def stats(self) -> dict:
-        """Record count, entries per table (`codes`: searchable codes), and bytes:
-        `file_bytes` (data.mdb size), `used_bytes` (pages holding live data),
-        `table_bytes` (pages per table), `high_water_bytes` (pages ever used, including
-        free pages LMDB will reuse), `map_size`, `ram_bytes` (the in-RAM code table and
+        """Record count, entries per table (`codes`: searchable codes; named as `MemoryIndex` names
+        them: files, paths, inodes, content, ...), and bytes:
+        `file_bytes` (data.mdb size), `used_bytes` (pages holding live data), `table_bytes`
+        (pages per LMDB table: records, paths, by_inode, by_content, codes, ...),
+        `high_water_bytes` (pages ever used, including free pages LMDB will reuse), `map_size`, `ram_bytes` (the in-RAM code table and
         MIH tables, 0 until a search or `all_codes` loads them)."""
         def txn_fn(txn):
             st = {name: txn.stat(self._t.by_name(name)) for name in lmdb_env.Tables.NAMES}
             st["main"] = txn.stat()
             psize = st["main"]["psize"]
             tables = {name: psize * (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) for name, s in st.items()}
-            counts = {name: s["entries"] for name, s in st.items() if name != "main"}
+            counts = {_ENTRY_NAMES.get(name, name): s["entries"] for name, s in st.items() if name != "main"}
             counts["codes"] = codeblocks.count(txn, self._t.codes)
-            counts["content"] += counts.pop("content_new")
             # env-level calls stay inside the transaction, so that no map resize runs meanwhile
             return counts, tables, (self._env.info(), psize)
 

@@ -2,20 +2,21 @@
 
 Every table entry a record implies is listed by `entries`; a replace deletes the
 old entries the new record no longer implies and adds the new ones, so every
-table stays consistent with `files`. Codes are not entries: the writer lists
+table stays consistent with `records`. Codes are not entries: the writer lists
 (file id, code or None) changes, which `codeblocks.apply` writes to `codes` at the
-end of the transaction and the in-RAM code table replays after the commit.
+end of the transaction and the in-RAM code table replays after the commit. A
+searchable record's code lives in `codes` only, so reading records reads their codes
+from there (`decode_rows`), and the writer from its changes not yet applied.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import operator
-import os
-import struct
 from typing import Iterable
 
-from . import codec
+from . import codeblocks, codec
 from .base import U64_MAX, IndexMeta, check_record, is_searchable
 from .errors import IndexFailure, PathConflict, RecordNotFound
 from .lmdb_env import Tables
@@ -24,41 +25,74 @@ from .records import FileRecord
 
 NEXT_ID = b"next_id"
 PATHS, INODES, CONTENT = 0, 1, 2  # positions in `handles(tables)`
-CONTENT_BUFFER_MIN = 65_536  # `content_new` entries before a move into `content` is considered
 Entry = tuple[int, bytes, bytes]  # (table position, key, value)
-# where a stored record keeps its path (`record_path`): codec's header ends with the lengths
-# of path, format, content_hash, algo, state (u32 + 4 x u8) and error (u16); the path follows it
-_RECORD_VERSION = bytes((codec.RECORD_V3,))
-_HEAD_SIZE = codec._HEAD.size
-_PATH_LEN = struct.Struct("<I")
-_PATH_LEN_AT = _HEAD_SIZE - 4 - 4 * 1 - 2
+Pending = dict  # file id -> code or None: a writer's code changes not yet in `codes`
 
 
 def handles(tables: Tables) -> list:
-    return [tables.paths, tables.inodes, tables.content]
+    return [tables.paths, tables.by_inode, tables.by_content]
 
 
 def entries(rec: FileRecord, path_key: bytes | None = None) -> list[Entry]:
-    """Every (table, key, value) the record implies, apart from its `files` row and its code."""
-    fid = codec.id_key(rec.file_id)
-    out = [(PATHS, path_key or codec.path_key(rec.path), fid), (INODES, codec.inode_key(rec.dev, rec.ino), fid)]
+    """Every (table, key, value) the record implies, apart from its `records` row and its code."""
+    out = [(PATHS, path_key or codec.path_key(rec.path), codec.id_key(rec.file_id)),
+           (INODES, codec.LOOKUP_KEY, codec.lookup_value(codec.inode_prefix(rec.dev, rec.ino), rec.file_id))]
     if rec.content_hash:
-        out.append((CONTENT, codec.content_key(rec.content_hash), fid))
+        out.append((CONTENT, codec.LOOKUP_KEY, codec.lookup_value(codec.content_prefix(rec.content_hash), rec.file_id)))
     return out
 
 
-def read_record(txn, tables: Tables, file_id: int) -> FileRecord | None:
+def decode_rows(txn, tables: Tables, rows: Iterable[tuple[int, bytes]], pending: Pending | None = None) -> list[FileRecord]:
+    """The records of stored (id, raw) rows, with the codes of the searchable ones read from
+    `codes` (one block read per block their ids fall in) or from `pending`."""
+    rows = list(rows)
+    need = [fid for fid, raw in rows if codec.code_in_table(raw)]
+    codes: dict = {}
+    if need:
+        if pending:
+            codes = {fid: pending[fid] for fid in need if fid in pending}
+            need = [fid for fid in need if fid not in codes]
+        codes.update(codeblocks.codes_of(txn, tables.codes, need))
+    return [codec.decode_record(raw, fid, codes.get(fid)) for fid, raw in rows]
+
+
+def read_record(txn, tables: Tables, file_id: int, pending: Pending | None = None) -> FileRecord | None:
     if not 0 <= file_id <= U64_MAX:
         return None
-    raw = txn.get(codec.id_key(file_id), db=tables.files)
-    return None if raw is None else codec.decode_record(raw, file_id)
+    raw = txn.get(codec.id_key(file_id), db=tables.records)
+    return None if raw is None else decode_rows(txn, tables, [(file_id, raw)], pending)[0]
 
 
 def records_by_id(txn, tables: Tables, ids: list[int]) -> dict[int, FileRecord]:
     """{id: record} for those of `ids` (ascending, in range) that are stored: one `getmulti`."""
-    with txn.cursor(db=tables.files) as cur:
+    with txn.cursor(db=tables.records) as cur:
         rows = cur.getmulti([codec.id_key(i) for i in ids])
-    return {fid: codec.decode_record(raw, fid) for fid, raw in ((codec.key_id(k), raw) for k, raw in rows)}
+    return {rec.file_id: rec for rec in decode_rows(txn, tables, ((codec.key_id(k), raw) for k, raw in rows))}
+
+
+def lookup_ids(txn, db, prefix: bytes) -> list[int]:
+    """Ids whose `by_inode`/`by_content` value starts with `prefix`, ascending."""
+    cur = txn.cursor(db=db)
+    if not cur.set_range_dup(codec.LOOKUP_KEY, prefix):
+        return []
+    ids = []
+    for value in cur.iternext_dup():
+        if value[:codec.PREFIX_BYTES] != prefix:
+            break
+        ids.append(codec.lookup_id(value))
+    return ids
+
+
+def records_by_inode(txn, tables: Tables, dev: int, ino: int) -> list[FileRecord]:
+    """The records of (dev, ino), by id: the prefix's candidates, each checked (the prefix is lossy)."""
+    ids = lookup_ids(txn, tables.by_inode, codec.inode_prefix(dev, ino))
+    return [r for r in records_by_id(txn, tables, ids).values() if r.dev == dev and r.ino == ino]
+
+
+def records_by_content(txn, tables: Tables, content_hash: bytes) -> list[FileRecord]:
+    """The records whose content hash is `content_hash`, by id (candidates by prefix, each checked)."""
+    ids = lookup_ids(txn, tables.by_content, codec.content_prefix(content_hash))
+    return [r for r in records_by_id(txn, tables, ids).values() if r.content_hash == content_hash]
 
 
 def path_keys(paths: Iterable[str]) -> list[tuple[bytes, tuple[str, ...]]]:
@@ -77,39 +111,33 @@ def path_keys(paths: Iterable[str]) -> list[tuple[bytes, tuple[str, ...]]]:
 
 def records_by_path(txn, tables: Tables, keyed: list[tuple[bytes, tuple[str, ...]]]) -> dict[str, FileRecord]:
     """{path: record} for the keyed paths (from `path_keys`) that a record holds exactly:
-    one `getmulti` over `paths`, one over `files` in id order."""
+    one `getmulti` over `paths`, one over `records` in id order."""
     with txn.cursor(db=tables.paths) as cur:
         hits = cur.getmulti([key for key, _ in keyed])
     if not hits:
         return {}
     wanted = dict(keyed)
     key_of = {fid: key for key, fid in hits}
-    with txn.cursor(db=tables.files) as cur:
+    with txn.cursor(db=tables.records) as cur:
         rows = cur.getmulti(sorted(key_of))
     out = {}
-    for fid, raw in rows:
-        rec = codec.decode_record(raw, codec.key_id(fid))
-        if rec.path in wanted[key_of[fid]]:  # the key is a hash: the record must hold the path itself
+    for rec in decode_rows(txn, tables, ((codec.key_id(fid), raw) for fid, raw in rows)):
+        if rec.path in wanted[key_of[codec.id_key(rec.file_id)]]:  # the key is a hash: the record must hold the path itself
             out[rec.path] = rec
     return out
 
 
 def record_path(raw: bytes, fid: bytes) -> bytes:
-    """The path bytes of a stored record, without decoding the rest of it (a pass over every
-    record for a path prefix reads only this). Follows `codec`'s layout: the header
-    ends with the six field lengths, path first, and the path is the first field after it;
-    anything but a current record goes through `decode_record`, which raises `IndexCorrupt`."""
-    if raw[:1] != _RECORD_VERSION or len(raw) < _HEAD_SIZE:
-        return os.fsencode(codec.decode_record(raw, codec.key_id(fid)).path)
-    n = _PATH_LEN.unpack_from(raw, _PATH_LEN_AT)[0]
-    return raw[_HEAD_SIZE:_HEAD_SIZE + n]
+    """The path bytes of a stored record (under id key `fid`), without decoding the rest of it
+    (a pass over every record for a path prefix reads only this): `codec.record_path`."""
+    return codec.record_path(raw, codec.key_id(fid))
 
 
 def paths_under(txn, tables: Tables, start: bytes, prefixes: tuple[bytes, ...], limit: int) -> tuple[dict[int, bytes], bytes | None]:
     """Records from id key `start` on whose path bytes start with one of `prefixes`, reading at
     most `limit` records: ({id: path bytes}, the id key to go on from, or None at the end)."""
     out: dict[int, bytes] = {}
-    cur = txn.cursor(db=tables.files)
+    cur = txn.cursor(db=tables.records)
     if not cur.set_range(start):
         return out, None
     for n, (fid, raw) in enumerate(cur):
@@ -125,15 +153,16 @@ class Writer:
     """Record writes within one write transaction (ids come from the `meta` counter).
 
     New records are buffered and written by `flush` (also called by `finish`, and before
-    any replace or delete, which read the tables): their `files` rows in id order with
-    MDB_APPEND (full pages), the other entries per table in one `putmulti` call, sorted
-    for the tables keyed by hashes (`inodes`, `content`) so that each B-tree page is
-    touched once per batch instead of once per record. Content entries are written to
-    `content_new` and deleted from whichever of the two content tables holds them."""
+    any replace or delete, which read the tables): their `records` rows in id order with
+    MDB_APPEND (full pages), the other entries per table in one `putmulti` call. The
+    lookup values (`by_inode`, `by_content`) go in sorted, and those above every stored
+    value with MDB_APPENDDUP: a page that only ever receives values at its end is left full
+    instead of split in half (inodes stored in inode order, ids of a fresh index)."""
 
     def __init__(self, txn, tables: Tables, meta: IndexMeta, changes: list):
         self.txn, self.t, self.meta = txn, tables, meta
         self.changes = changes  # (file id, code or None): for `codes` and the in-RAM code table
+        self.pending: Pending = {}  # the same, last change per id: what reads in this transaction see
         self.dbs = handles(tables)
         raw = txn.get(NEXT_ID, db=tables.meta)
         self.next_id = 1 if raw is None else codec.key_id(raw)
@@ -143,29 +172,36 @@ class Writer:
 
     def finish(self) -> None:
         self.flush()
-        settle_content(self.txn, self.t)
         self.txn.put(NEXT_ID, codec.id_key(self.next_id), db=self.t.meta)
 
+    def _code_change(self, file_id: int, code: "tuple[int, int] | None") -> None:
+        self.changes.append((file_id, code))
+        self.pending[file_id] = code
+
+    def _read(self, file_id: int) -> FileRecord | None:
+        return read_record(self.txn, self.t, file_id, self.pending)
+
     def _put_entry(self, t: int, key: bytes, value: bytes) -> None:
-        self.txn.put(key, value, db=self.t.content_new if t == CONTENT else self.dbs[t])
+        self.txn.put(key, value, db=self.dbs[t])
 
     def _delete_entry(self, t: int, key: bytes, value: bytes) -> None:
-        if not (t == CONTENT and self.txn.delete(key, value, db=self.t.content_new)):
-            self.txn.delete(key, value, db=self.dbs[t])
+        self.txn.delete(key, value, db=self.dbs[t])
 
     def flush(self) -> None:
         if self._files:  # ids above every stored id: appends (full pages, no search)
-            with self.txn.cursor(db=self.t.files) as cur:
+            with self.txn.cursor(db=self.t.records) as cur:
                 cur.putmulti(self._files, append=True)
         by_table: list[list] = [[] for _ in self.dbs]
         for t, key, value in self._entries:
             by_table[t].append((key, value))
         for t, items in enumerate(by_table):
-            if items:
-                if t != PATHS:  # a path key leads with its directory: a batch's keys already cluster,
-                    items.sort()  # and sorted inserts into a fresh key range leave pages half full
-                with self.txn.cursor(db=self.t.content_new if t == CONTENT else self.dbs[t]) as cur:
+            if not items:
+                continue
+            with self.txn.cursor(db=self.dbs[t]) as cur:
+                if t == PATHS:  # a path key leads with its directory: a batch's keys already cluster
                     cur.putmulti(items, dupdata=True)
+                else:
+                    put_sorted(cur, sorted(value for _, value in items))
         self._files, self._entries, self._paths = [], [], {}
 
     def put(self, rec: FileRecord) -> FileRecord:
@@ -173,22 +209,23 @@ class Writer:
         if rec.file_id == 0:
             return self._put_new(with_id(rec, self.next_id))
         self.flush()
-        old = read_record(self.txn, self.t, rec.file_id)
+        old = self._read(rec.file_id)
         if old is None:
             raise RecordNotFound(f"no record with file id {rec.file_id} to replace")
         path_key = self._check_path(rec)
-        txn, dbs = self.txn, self.dbs
+        raw = codec.encode_record(rec)
+        txn = self.txn
         if old.code != rec.code or not is_searchable(rec):
             drop_edges(txn, self.t, rec.file_id)  # edges hold only for the code they were found with
         old_entries, new_entries = set(entries(old)), entries(rec, path_key)
         for entry in old_entries.difference(new_entries):
             self._delete_entry(*entry)
-        txn.put(codec.id_key(rec.file_id), codec.encode_record(rec), db=self.t.files)
+        txn.put(codec.id_key(rec.file_id), raw, db=self.t.records)
         for entry in new_entries:
             if entry not in old_entries:
                 self._put_entry(*entry)
         if _code_of(rec) != _code_of(old):
-            self.changes.append((rec.file_id, _code_of(rec)))
+            self._code_change(rec.file_id, _code_of(rec))
         return rec
 
     def _put_new(self, rec: FileRecord) -> FileRecord:
@@ -199,7 +236,7 @@ class Writer:
         self.next_id += 1
         code = _code_of(rec)
         if code is not None:
-            self.changes.append((rec.file_id, code))
+            self._code_change(rec.file_id, code)
         return rec
 
     def _check_path(self, rec: FileRecord) -> bytes:
@@ -210,7 +247,7 @@ class Writer:
             holder = self.txn.get(key, db=self.t.paths)
             if holder is None or codec.key_id(holder) == rec.file_id:
                 return key
-            other = read_record(self.txn, self.t, codec.key_id(holder))
+            other = self._read(codec.key_id(holder))
         if other is not None and other.path == rec.path:
             raise PathConflict(f"path {rec.path!r} belongs to record {other.file_id}; update that record instead")
         raise IndexFailure(f"path {rec.path!r} collides with the path hash of record "
@@ -218,43 +255,30 @@ class Writer:
 
     def delete(self, file_id: int) -> bool:
         self.flush()
-        old = read_record(self.txn, self.t, file_id)
+        old = self._read(file_id)
         if old is None:
             return False
         for entry in entries(old):
             self._delete_entry(*entry)
         drop_edges(self.txn, self.t, file_id)
-        self.txn.delete(codec.id_key(file_id), db=self.t.files)
+        self.txn.delete(codec.id_key(file_id), db=self.t.records)
         if is_searchable(old):
-            self.changes.append((file_id, None))
+            self._code_change(file_id, None)
         return True
 
 
-def settle_content(txn, tables: Tables) -> None:
-    """Move `content_new` into `content` once it holds an eighth as many entries: in key order,
-    so that each page of the big table is written once per move instead of once per entry."""
-    waiting = txn.stat(tables.content_new)["entries"]
-    if waiting <= max(CONTENT_BUFFER_MIN, txn.stat(tables.content)["entries"] // 8):
-        return
-    with txn.cursor(db=tables.content_new) as src, txn.cursor(db=tables.content) as dst:
-        chunk: list = []
-        for item in src.iternext(keys=True, values=True):
-            chunk.append(item)
-            if len(chunk) == 65_536:
-                dst.putmulti(chunk, dupdata=True)
-                chunk = []
-        dst.putmulti(chunk, dupdata=True)
-    txn.drop(tables.content_new, delete=False)
-
-
-def content_ids(txn, tables: Tables, key: bytes) -> list[int]:
-    """Ids under a `content` key, from both content tables, ascending."""
-    ids = []
-    for db in (tables.content, tables.content_new):
-        cur = txn.cursor(db=db)
-        if cur.set_key(key):
-            ids += [codec.key_id(v) for v in cur.iternext_dup()]
-    return sorted(ids)
+def put_sorted(cur, values: list[bytes]) -> None:
+    """Add sorted, distinct `values` under `codec.LOOKUP_KEY` (the cursor's table is a lookup
+    table): those above the greatest stored value are appended (MDB_APPENDDUP, no half pages)."""
+    last = cur.value() if cur.set_key(codec.LOOKUP_KEY) and cur.last_dup() else b""
+    cut = bisect.bisect_right(values, last)
+    key = codec.LOOKUP_KEY
+    if cut:
+        cur.putmulti([(key, v) for v in values[:cut]], dupdata=True)
+    if cut < len(values):
+        _, added = cur.putmulti([(key, v) for v in values[cut:]], dupdata=True, append=True)
+        if added != len(values) - cut:  # cannot happen for distinct sorted values above `last`
+            raise IndexFailure(f"lookup values out of order: {added} of {len(values) - cut} appended")
 
 
 def _code_of(rec: FileRecord) -> tuple[int, int] | None:

@@ -381,7 +381,7 @@ def test_lmdb_index_of_schema_2_asks_for_reindex(tmp_path):
     with env.begin(write=True) as txn:
         txn.put(b"schema_version", b"2", db=env.open_db(b"meta", txn=txn, create=False))
     env.close()
-    with pytest.raises(IndexMismatch, match=r"schema version 2, this dedupd uses 3; run `dedupctl reindex`"):
+    with pytest.raises(IndexMismatch, match=r"schema version 2, this dedupd uses 4; run `dedupctl reindex`"):
         LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
 
 
@@ -401,23 +401,24 @@ def test_lmdb_codes_are_stored_once_and_survive_reopen(tmp_path):
         assert ro.range_search((5, 5), 0) == [(stored[1].file_id, 0)]
 
 
-def test_lmdb_content_entries_move_to_the_big_table_and_stay_findable(tmp_path, monkeypatch):
-    """New content entries wait in `content_new` and move into `content` in one sorted pass;
-    lookups, replaces and deletes see both tables."""
-    from dedupd.index import lmdb_tables
-    monkeypatch.setattr(lmdb_tables, "CONTENT_BUFFER_MIN", 4)
-    h = [bytes([i]) * 32 for i in range(40)]
+def test_lmdb_lookups_check_each_candidate_against_its_record(tmp_path, monkeypatch):
+    """`by_inode` and `by_content` find candidates by a 6-byte prefix: with prefixes made to
+    collide on purpose (one per device, one per first hash byte), every answer is still exact,
+    through replaces and deletes."""
+    from dedupd.index import codec
+    monkeypatch.setattr(codec, "inode_prefix", lambda dev, ino: bytes([dev % 256]) * 6)
+    monkeypatch.setattr(codec, "content_prefix", lambda h: bytes(h[:1]).ljust(6, b"\0"))
+    h = [bytes([i % 3, i]) * 16 for i in range(12)]
     with LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1) as ix:
-        first = ix.put_many([rec(f"/a{i}", i, content_hash=h[i % 10]) for i in range(20)])  # moved at once
-        second = ix.put_many([rec(f"/b{i}", 100 + i, content_hash=h[i]) for i in range(3)])  # waits in content_new
-        with ix._env.begin() as txn:
-            assert txn.stat(ix._t.content)["entries"] == 20 and txn.stat(ix._t.content_new)["entries"] == 3
-        assert [r.file_id for r in ix.by_content(h[0])] == [first[0].file_id, first[10].file_id, second[0].file_id]
-        ix.put(first[0].with_(content_hash=h[30]))  # an entry leaves the big table
-        ix.delete_many([second[1].file_id])  # one leaves the small table
-        assert [r.file_id for r in ix.by_content(h[0])] == [first[10].file_id, second[0].file_id]
-        assert ix.by_content(h[1]) == [first[1], first[11]] and ix.by_content(h[30]) == [ix.get(first[0].file_id)]
-        assert ix.stats()["entries"]["content"] == 22
+        a = ix.put_many([rec(f"/a{i}", i % 4, content_hash=h[i % 6]) for i in range(12)])
+        assert [r.file_id for r in ix.by_inode(7, 1)] == [a[1].file_id, a[5].file_id, a[9].file_id]
+        assert ix.by_content(h[0]) == [a[0], a[6]] and ix.by_content(h[3]) == [a[3], a[9]]
+        ix.put(a[0].with_(content_hash=h[3], ino=1))
+        ix.delete_many([a[9].file_id])
+        assert [r.file_id for r in ix.by_content(h[3])] == [a[0].file_id, a[3].file_id]
+        assert [r.file_id for r in ix.by_inode(7, 1)] == [a[0].file_id, a[1].file_id, a[5].file_id]
+        assert ix.by_content(h[0]) == [a[6]] and ix.by_inode(7, 0) == [a[4], a[8]] and ix.by_inode(8, 1) == []
+        assert ix.stats()["entries"]["content"] == 11 and ix.stats()["entries"]["inodes"] == 11
 
 
 def test_lmdb_directory_with_other_files_is_corrupt(tmp_path):

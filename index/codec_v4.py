@@ -1,0 +1,306 @@
+"""Record encoding v4: compact, canonical and extensible (what `codec.encode_record` writes).
+
+Layout, after the version byte (4): a varint of flags, then the path, then the fields::
+
+    flags     varint: which optional fields follow, how the floats and the code are held
+    path      varint length + bytes (`os.fsencode`: undecodable names round-trip)
+    dev, ino, size                          unsigned LEB128 varints
+    mtime_ns                                zigzag varint
+    ctime_ns - mtime_ns                     zigzag varint (a few bytes: they are usually close)
+    width, height, algo_version, encoding   unsigned varints
+    quality, chroma   absent when +0.0 (`_Q_ZERO`, `_C_ZERO`), float32 when that holds the
+                      value exactly, float64 when not (`_Q_F64`, `_C_F64`): bit-exact always
+    code      16 bytes (two u64 LE) only with `_CODE_HERE`: a record that is not searchable
+              (state not "ok") keeps its code here; a searchable one (`_CODE_IN_TABLE`) does
+              not, its code is in the `codes` table (`codeblocks`) and is passed to the decoder
+    format, algo, state, error   one byte each: an index into `TEXTS`, or 255 then a varint
+                                 length and UTF-8 (surrogatepass) bytes for any other text
+    content_hash                 varint length + bytes (the whole sha256: 32 bytes)
+
+The path comes first so that a pass over every record for a path prefix reads only it
+(`path_of`). Every record has exactly one encoding (the decoder refuses any other: overlong
+varints, a float64 that float32 holds, a literal of a text in `TEXTS`, unknown flags), so
+that a record read back and written again is the same bytes.
+
+Extending: a new optional field gets the next flag bit and is appended after the content
+hash; records without the bit decode with the field's default, so old records need no
+rewrite and the version stays 4. A decoder that meets a flag it does not know refuses the
+record (`IndexCorrupt`): it cannot know the field's length. The next planned field, an
+optional second 128-bit code, would be bit 8 (`_NEXT_FLAG`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+
+from .errors import IndexCorrupt, InvalidRecord
+from .records import STATE_OK, FileRecord
+
+RECORD_V4 = 4
+_CODE_HERE, _CODE_IN_TABLE, _EXIF = 1, 2, 4
+_Q_ZERO, _Q_F64, _C_ZERO, _C_F64 = 8, 16, 32, 64
+_KNOWN_FLAGS = 127
+_NEXT_FLAG = 128  # the first free bit (see the module doc)
+U64_MAX, U32_MAX = (1 << 64) - 1, (1 << 32) - 1
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+_F32, _F64, _CODE = struct.Struct("<f"), struct.Struct("<d"), struct.Struct("<QQ")
+_TEXT_MAX = {"format": 255, "algo": 255, "state": 255, "error": 65535}  # as v3's length fields allowed
+
+# Texts stored as one byte: append only (a stored byte must keep its meaning). 255 = literal follows.
+TEXTS = ("", "ok", "error", "jpeg", "png", "gif", "bmp", "webp", "tiff", "heif",
+         "lbph", "lbph1", "phash", "dhash", "ahash",
+         "changed", "corrupt", "decode_crash", "decode_memory", "decode_timeout", "empty", "not_regular",
+         "too_large", "truncated", "unreadable", "unsupported_format", "vanished")
+_LITERAL = 255
+_TEXT_BYTE = {t: bytes((i,)) for i, t in enumerate(TEXTS)}
+_BYTE = [bytes((i,)) for i in range(128)]
+
+
+def uvarint(n: int) -> bytes:
+    """Unsigned LEB128 of n >= 0."""
+    if n < 128:
+        return _BYTE[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 127) | 128)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at `pos`. Raises IndexError when the data ends
+    inside it and ValueError for an overlong encoding (a last byte 0 after the first)."""
+    b = data[pos]
+    if b < 128:
+        return b, pos + 1
+    value, shift = b & 127, 7
+    while True:
+        pos += 1
+        b = data[pos]
+        value |= (b & 127) << shift
+        if b < 128:
+            if b == 0:
+                raise ValueError("overlong varint")
+            return value, pos + 1
+        shift += 7
+        if shift > 70:
+            raise ValueError("varint too long")
+
+
+def _zigzag(n: int) -> int:
+    return n * 2 if n >= 0 else -n * 2 - 1
+
+
+def _unzigzag(z: int) -> int:
+    return z >> 1 if not z & 1 else -((z + 1) >> 1)
+
+
+def _float(x: float, zero: int, f64: int) -> tuple[int, bytes]:
+    """(flag, bytes) of a float: nothing for +0.0, float32 when it holds x exactly, else float64."""
+    if x == 0.0 and math.copysign(1.0, x) > 0:
+        return zero, b""
+    try:
+        small = _F32.pack(x)
+        if _F32.unpack(small)[0] == x:
+            return 0, small
+    except OverflowError:
+        pass
+    return f64, _F64.pack(x)
+
+
+def _text(s: str, what: str) -> bytes:
+    known = _TEXT_BYTE.get(s) if type(s) is str else None
+    if known is not None:
+        return known
+    try:
+        raw = s.encode("utf-8", "surrogatepass")
+    except (UnicodeError, AttributeError) as e:
+        raise InvalidRecord(f"cannot encode {what} {s!r}: {e}") from None
+    if len(raw) > _TEXT_MAX[what]:
+        raise InvalidRecord(f"{what} of {len(raw)} bytes is longer than {_TEXT_MAX[what]}")
+    return b"\xff" + uvarint(len(raw)) + raw
+
+
+def _unsigned(value: int, limit: int, what: str) -> bytes:
+    if type(value) is not int:
+        try:
+            value = int(value)  # numpy integers, bools
+        except (TypeError, ValueError):
+            raise InvalidRecord(f"{what} must be an integer, not {value!r}") from None
+    if not 0 <= value <= limit:
+        raise InvalidRecord(f"{what} {value} is out of range (0..{limit})")
+    return uvarint(value)
+
+
+def code_in_table(rec: FileRecord) -> bool:
+    """Whether the record's code is kept in the `codes` table instead of the record: it is
+    searchable (`base.is_searchable`, repeated here: base imports nothing of the codec)."""
+    return rec.code is not None and rec.state == STATE_OK
+
+
+def encode(rec: FileRecord) -> bytes:
+    """The v4 bytes of `rec`. Raises `InvalidRecord` for a field v3 could not hold either."""
+    try:
+        path = os.fsencode(rec.path)
+        if len(path) > U32_MAX:
+            raise ValueError("longer than 4 GiB")
+    except (UnicodeError, TypeError, ValueError) as e:
+        raise InvalidRecord(f"cannot encode path {rec.path!r}: {e}") from None
+    mtime, ctime = rec.mtime_ns, rec.ctime_ns
+    if not (type(mtime) is int and type(ctime) is int and I64_MIN <= mtime <= I64_MAX and I64_MIN <= ctime <= I64_MAX):
+        try:
+            mtime, ctime = int(mtime), int(ctime)
+        except (TypeError, ValueError):
+            raise InvalidRecord(f"{rec.path!r}: mtime and ctime must be integers") from None
+        if not (I64_MIN <= mtime <= I64_MAX and I64_MIN <= ctime <= I64_MAX):
+            raise InvalidRecord(f"{rec.path!r}: mtime or ctime out of the 64-bit range")
+    try:
+        if isinstance(rec.quality, (str, bytes)) or isinstance(rec.chroma, (str, bytes)):
+            raise TypeError("a text")  # float() would parse it; struct's 'd' of v3 refused it
+        qflag, qraw = _float(float(rec.quality), _Q_ZERO, _Q_F64)
+        cflag, craw = _float(float(rec.chroma), _C_ZERO, _C_F64)
+    except (TypeError, ValueError) as e:
+        raise InvalidRecord(f"{rec.path!r}: quality and chroma must be numbers ({e})") from None
+    flags = qflag | cflag | (_EXIF if rec.has_exif else 0)
+    code = b""
+    if rec.code is not None:
+        if code_in_table(rec):
+            flags |= _CODE_IN_TABLE
+        else:
+            flags |= _CODE_HERE
+            try:
+                code = _CODE.pack(int(rec.code[0]), int(rec.code[1]))
+            except (struct.error, TypeError, ValueError, IndexError) as e:
+                raise InvalidRecord(f"{rec.path!r}: bad code {rec.code!r}: {e}") from None
+    chash = bytes(rec.content_hash)
+    if len(chash) > 255:
+        raise InvalidRecord(f"{rec.path!r}: content hash of {len(chash)} bytes")
+    return b"".join((
+        b"\x04", uvarint(flags), uvarint(len(path)), path,
+        _unsigned(rec.dev, U64_MAX, "dev"), _unsigned(rec.ino, U64_MAX, "ino"), _unsigned(rec.size, U64_MAX, "size"),
+        uvarint(_zigzag(mtime)), uvarint(_zigzag(ctime - mtime)),
+        _unsigned(rec.width, U32_MAX, "width"), _unsigned(rec.height, U32_MAX, "height"),
+        _unsigned(rec.algo_version, U32_MAX, "algo_version"), _unsigned(rec.encoding, U32_MAX, "encoding"),
+        qraw, craw, code,
+        _text(rec.format, "format"), _text(rec.algo, "algo"), _text(rec.state, "state"), _text(rec.error, "error"),
+        uvarint(len(chash)), chash,
+    ))
+
+
+_DECODED: dict[bytes, str] = {}  # literal texts decoded once (a few values every record repeats)
+
+
+def _read_text(data: bytes, pos: int, what: str) -> tuple[str, int]:
+    b = data[pos]
+    if b < len(TEXTS):
+        return TEXTS[b], pos + 1
+    if b != _LITERAL:
+        raise ValueError(f"unknown {what} code {b}")
+    n, pos = read_uvarint(data, pos + 1)
+    raw = data[pos:pos + n]
+    if len(raw) != n or n > _TEXT_MAX[what]:
+        raise ValueError(f"bad {what} length")
+    text = _DECODED.get(raw)
+    if text is None:
+        text = raw.decode("utf-8", "surrogatepass")
+        if text in _TEXT_BYTE:
+            raise ValueError(f"{what} {text!r} stored as a literal")
+        if n <= 16 and len(_DECODED) < 256:
+            _DECODED[raw] = text
+    return text, pos + n
+
+
+def _read_float(data: bytes, pos: int, flags: int, zero: int, f64: int) -> tuple[float, int]:
+    if flags & zero:
+        if flags & f64:
+            raise ValueError("a float both zero and float64")
+        return 0.0, pos
+    if flags & f64:
+        if pos + 8 > len(data):
+            raise IndexError
+        x = _F64.unpack_from(data, pos)[0]
+        if _float(x, zero, f64)[0] != f64:
+            raise ValueError("a float64 that float32 holds")
+        return x, pos + 8
+    if pos + 4 > len(data):
+        raise IndexError
+    x = _F32.unpack_from(data, pos)[0]
+    if x == 0.0 and math.copysign(1.0, x) > 0:
+        raise ValueError("+0.0 stored as float32")
+    return x, pos + 4
+
+
+def path_of(data: bytes) -> bytes:
+    """The path bytes of a v4 record, nothing else decoded. Raises IndexError/ValueError on garbage."""
+    _, pos = read_uvarint(data, 1)
+    n, pos = read_uvarint(data, pos)
+    path = data[pos:pos + n]
+    if len(path) != n:
+        raise IndexError
+    return path
+
+
+def decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRecord:
+    """The record `data` (v4) holds; `code` is its code from the `codes` table, used when the
+    record says its code is there. Raises `IndexCorrupt` on anything that `encode` would not write."""
+    try:
+        return _decode(data, file_id, code)
+    except (IndexError, ValueError, UnicodeDecodeError, struct.error) as e:
+        raise IndexCorrupt(f"record {file_id}: bad v4 record ({e or 'truncated'})") from None
+
+
+def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRecord:
+    flags, pos = read_uvarint(data, 1)
+    if flags & ~_KNOWN_FLAGS:
+        raise ValueError(f"unknown flags {flags:#x} (written by a newer dedupd?)")
+    n, pos = read_uvarint(data, pos)
+    path = data[pos:pos + n]
+    if len(path) != n or n > U32_MAX:
+        raise IndexError
+    pos += n
+    dev, pos = read_uvarint(data, pos)
+    ino, pos = read_uvarint(data, pos)
+    size, pos = read_uvarint(data, pos)
+    zm, pos = read_uvarint(data, pos)
+    zd, pos = read_uvarint(data, pos)
+    width, pos = read_uvarint(data, pos)
+    height, pos = read_uvarint(data, pos)
+    algo_version, pos = read_uvarint(data, pos)
+    encoding, pos = read_uvarint(data, pos)
+    mtime = _unzigzag(zm)
+    ctime = mtime + _unzigzag(zd)
+    if (max(dev, ino, size) > U64_MAX or max(width, height, algo_version, encoding) > U32_MAX
+            or not (I64_MIN <= mtime <= I64_MAX and I64_MIN <= ctime <= I64_MAX)):
+        raise ValueError("a field out of range")
+    quality, pos = _read_float(data, pos, flags, _Q_ZERO, _Q_F64)
+    chroma, pos = _read_float(data, pos, flags, _C_ZERO, _C_F64)
+    if flags & _CODE_HERE:
+        if flags & _CODE_IN_TABLE or pos + 16 > len(data):
+            raise ValueError("bad code flags or truncated code")
+        rec_code = _CODE.unpack_from(data, pos)
+        pos += 16
+    elif flags & _CODE_IN_TABLE:
+        if code is None:
+            raise ValueError("searchable, but its code is not in the codes table")
+        rec_code = (int(code[0]), int(code[1]))
+    else:
+        rec_code = None
+    fmt, pos = _read_text(data, pos, "format")
+    algo, pos = _read_text(data, pos, "algo")
+    state, pos = _read_text(data, pos, "state")
+    error, pos = _read_text(data, pos, "error")
+    if bool(flags & _CODE_IN_TABLE) != (rec_code is not None and state == STATE_OK):
+        raise ValueError("the code is kept where a record of this state does not keep it")
+    n, pos = read_uvarint(data, pos)
+    chash = data[pos:pos + n]
+    if len(chash) != n or pos + n != len(data):
+        raise ValueError("bad content hash length or trailing bytes")
+    return FileRecord(
+        file_id=file_id, path=os.fsdecode(path), dev=dev, ino=ino, size=size, mtime_ns=mtime, ctime_ns=ctime,
+        width=width, height=height, format=fmt, content_hash=chash, code=rec_code, algo=algo,
+        algo_version=algo_version, quality=quality, chroma=chroma, has_exif=bool(flags & _EXIF), state=state,
+        error=error, encoding=encoding,
+    )
