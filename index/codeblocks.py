@@ -10,6 +10,7 @@ start new ones. A block left less than half full merges with the next one when b
 
 from __future__ import annotations
 
+import bisect
 import struct
 
 import numpy as np
@@ -19,6 +20,7 @@ from .errors import IndexCorrupt
 ROW = np.dtype([("id", "<u8"), ("w0", "<u8"), ("w1", "<u8")])
 BLOCK_ROWS = (4 * 4096 - 16) // ROW.itemsize  # 682: a value of 4 overflow pages, no slack
 _KEY = struct.Struct(">Q")
+_ROW, _ROW_ID = struct.Struct("<QQQ"), struct.Struct("<Q")  # a row, its id (as ROW, for reads in place)
 Change = tuple[int, "tuple[int, int] | None"]
 
 
@@ -120,17 +122,28 @@ def _store(txn, db, key: bytes | None, rows: np.ndarray, nxt: bytes | None) -> N
 
 def codes_of(txn, db, ids) -> dict[int, tuple[int, int]]:
     """{id: (word 0, word 1)} for those of `ids` that have a row (read only: the records of
-    searchable files keep their code here alone, `codec_v4`). One block read per block the
-    ids fall in: ids read in order share the block they are in."""
+    searchable files keep their code here alone, `codec_v4`). A block is found by one cursor
+    move and searched in place (bisect over its rows, no array built); ids read in order
+    share the block they fall in."""
     out: dict[int, tuple[int, int]] = {}
     cur = txn.cursor(db=db)
-    lo, hi, rows = 0, -1, None
+    raw, first, last, n = b"", 1, 0, 0
     for fid in sorted(ids):
-        if rows is None or not lo <= fid < hi:
-            key, rows, nxt = _block_of(cur, fid)
-            lo = 0 if key is None else _KEY.unpack(key)[0]
-            hi = 1 << 64 if nxt is None else _KEY.unpack(nxt)[0]
-        j = int(np.searchsorted(rows["id"], fid))
-        if j < len(rows) and int(rows["id"][j]) == fid:
-            out[fid] = (int(rows["w0"][j]), int(rows["w1"][j]))
+        if not first <= fid <= last:
+            want = _KEY.pack(fid)
+            if cur.set_range(want):
+                if cur.key() != want and not cur.prev():
+                    continue  # before the first block
+            elif not cur.last():
+                return out  # no blocks
+            raw = cur.value()
+            n = len(raw) // ROW.itemsize
+            if n == 0 or len(raw) % ROW.itemsize:
+                _rows(raw, bytes(cur.key()))  # raises IndexCorrupt
+            first, last = _ROW_ID.unpack_from(raw, 0)[0], _ROW_ID.unpack_from(raw, (n - 1) * ROW.itemsize)[0]
+        j = bisect.bisect_left(range(n), fid, key=lambda k: _ROW_ID.unpack_from(raw, k * ROW.itemsize)[0])
+        if j < n:
+            row_id, w0, w1 = _ROW.unpack_from(raw, j * ROW.itemsize)
+            if row_id == fid:
+                out[fid] = (w0, w1)
     return out

@@ -82,3 +82,25 @@ def test_a_damaged_block_is_corrupt(env):
         txn.put(b"\x00" * 8, b"short", db=db)
     with e.begin() as txn, pytest.raises(IndexCorrupt, match="not a multiple of 24"):
         codeblocks.load(txn, db)
+
+
+def test_codes_of_answers_as_a_dict_of_every_row(env):
+    """`codes_of` (what record reads use) against the rows `load` returns: ids in blocks, in
+    the gaps deletes left, before the first block and after the last."""
+    rng = np.random.default_rng(3)
+    write(env, [(int(i), (int(i) * 3, 2**64 - int(i))) for i in rng.choice(np.arange(5, 9000), 4000, replace=False)])
+    write(env, [(int(i), None) for i in rng.choice(np.arange(5, 9000), 1500, replace=False)])
+    ids, codes, sizes = contents(env)
+    assert len(sizes) > 2
+    truth = dict(zip(ids, map(tuple, codes)))
+    e, db = env
+    asked = [0, 1, 4, 9000, 2**64 - 1] + rng.integers(0, 9100, 3000).tolist()
+    with e.begin() as txn:
+        assert codeblocks.codes_of(txn, db, asked) == {i: truth[i] for i in asked if i in truth}
+        assert codeblocks.codes_of(txn, db, [ids[-1]]) == {ids[-1]: truth[ids[-1]]}
+
+
+def test_codes_of_an_empty_table_is_empty(env):
+    e, db = env
+    with e.begin() as txn:
+        assert codeblocks.codes_of(txn, db, [1, 2]) == {}
