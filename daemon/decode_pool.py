@@ -16,7 +16,10 @@ area sums the fingerprint reads and the verification thumbnail, never the decode
 picture, so a decompression bomb within the pixel limit stays in the worker.
 
 Jobs go to the workers in batches of up to `batch` (one pipe round trip for several
-small files); answers come back one per file, so the time limit is per file.
+small files); answers come back one per file, so the time limit is per file. Answers are
+`decode_wire` frames, parsed with bounds checks, never unpickled: the worker is the process
+that reads untrusted bytes, so the daemon treats what it writes as data. A worker that writes
+anything else is stopped and its file counted as `decode_crash`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from dedupd.daemon import decode_wire
 from dedupd.daemon.decode_job import DecodedFile, decode_file, load_thumb
 from dedupd.daemon.decode_worker import memory_for
 from dedupd.daemon.errors import FileProblem
@@ -43,6 +47,9 @@ from dedupd.kernels.errors import DedupdError
 DEFAULT_TIMEOUT = 60.0  # seconds for one file; a 100 MP PNG decodes in ~2 s on a loaded 2-core VM
 START_TIMEOUT = 60.0  # seconds for a worker to import numpy and OpenCV and say it is ready
 ANSWER_PIPE_BYTES = 1 << 20  # Linux's default unprivileged maximum (/proc/sys/fs/pipe-max-size)
+# the answer frames each job kind may get (a per-file problem is an answer to any job)
+_ANSWER_TAGS = {"decode": {decode_wire.TAG_DECODED, decode_wire.TAG_PROBLEM},
+                "thumb": {decode_wire.TAG_THUMB, decode_wire.TAG_NO_THUMB, decode_wire.TAG_PROBLEM}}
 
 
 class DecodeTimeout(FileProblem):
@@ -97,8 +104,8 @@ class _Job:
 @dataclass
 class _Worker:
     proc: subprocess.Popen
-    requests: Connection
-    answers: Connection
+    requests: Connection  # jobs, pickled: the daemon is the trusted writer
+    answers: decode_wire.AnswerReader  # answer frames, parsed as data
     ready: bool = False
 
 
@@ -200,7 +207,7 @@ class ProcessDecoder:
             worker = self._replace(slot)
             worker.requests.send([(n, job.kind, job.args) for n, job in enumerate(jobs)])
         for n, job in enumerate(jobs):
-            problem = self._answer(slot, worker, job)
+            problem = self._answer(slot, worker, job, n)
             if problem is not None:  # the worker is gone: the rest of the batch goes back in line
                 job.future.set_exception(problem)
                 with self._cond:
@@ -208,25 +215,33 @@ class ProcessDecoder:
                     self._cond.notify_all()
                 return
 
-    def _answer(self, slot: int, worker: _Worker, job: _Job) -> FileProblem | None:
-        """Resolve `job` from the worker's next answer; a FileProblem if the worker had to go."""
+    def _answer(self, slot: int, worker: _Worker, job: _Job, job_id: int) -> FileProblem | None:
+        """Resolve `job` (number `job_id` of the batch) from the worker's next answer; a
+        FileProblem if the worker had to go."""
         path = str(job.args[0])
-        if not worker.answers.poll(self.timeout):
+        try:
+            got_id, tag, body = worker.answers.next(self.timeout)
+            if got_id != job_id or tag not in _ANSWER_TAGS[job.kind]:
+                raise decode_wire.MalformedAnswer(f"answer {got_id} (tag {tag}) to {job.kind} job {job_id}")
+            value = decode_wire.parse(tag, body)
+        except decode_wire.AnswerTimeout:
             self.stats["decode_timeout"] += 1
             self._kill(slot)
             return DecodeTimeout(path, f"more than {self.timeout:g} s")
-        try:
-            answer = worker.answers.recv()
         except (EOFError, OSError):
             code = worker.proc.wait()
             self.stats["decode_crash"] += 1
             self._workers[slot] = None
             _close(worker)
             return DecodeCrashed(path, f"worker exit status {code}" if code >= 0 else f"worker killed by signal {-code}")
-        if answer[1] == "ok":
-            job.future.set_result(answer[2])
+        except decode_wire.MalformedAnswer as exc:
+            self.stats["decode_crash"] += 1
+            self._kill(slot)
+            return DecodeCrashed(path, f"its worker wrote {exc}; the worker was stopped")
+        if tag == decode_wire.TAG_PROBLEM:
+            job.future.set_exception(WorkerProblem(*value[1:]))
         else:
-            job.future.set_exception(WorkerProblem(*answer[2:]))
+            job.future.set_result(value)
         return None
 
     # -- worker processes -------------------------------------------------------------------
@@ -248,16 +263,22 @@ class ProcessDecoder:
         os.close(req_r)
         os.close(ans_w)
         self.stats["started"] += 1
-        return _Worker(proc, Connection(req_w, readable=False), Connection(ans_r, writable=False))
+        return _Worker(proc, Connection(req_w, readable=False), decode_wire.AnswerReader(ans_r))
 
     def _ready(self, slot: int) -> _Worker:
         worker = self._workers[slot] or self._replace(slot)
         if not worker.ready:
-            if not worker.answers.poll(START_TIMEOUT):
-                self._kill(slot)
-                raise DecodeWorkersFailed(f"a decode worker did not start within {START_TIMEOUT:g} s")
             try:
-                worker.answers.recv()
+                _, tag, body = worker.answers.next(START_TIMEOUT)
+                if tag != decode_wire.TAG_READY:
+                    raise decode_wire.MalformedAnswer(f"a first answer with tag {tag}")
+                decode_wire.parse(tag, body)
+            except decode_wire.AnswerTimeout:
+                self._kill(slot)
+                raise DecodeWorkersFailed(f"a decode worker did not start within {START_TIMEOUT:g} s") from None
+            except decode_wire.MalformedAnswer as exc:
+                self._kill(slot)
+                raise DecodeWorkersFailed(f"a decode worker did not say it was ready ({exc})") from None
             except (EOFError, OSError):
                 code = worker.proc.wait()
                 self._workers[slot] = None

@@ -14,10 +14,13 @@ pipe descriptors it talks over. Before it reads any job it
   8.4 MP, `decode_job.area_sums`), so it sends back the fingerprint's exact
   input and the verification thumbnail, never the image (`decode_job.DecodedFile`).
 
-Protocol (multiprocessing `Connection` messages): the worker sends ("ready", pid,
-address space limit); then for every list of jobs [(job id, kind, args), ...] it
-receives, it answers each job in order with (job id, "ok", value) or (job id,
-"problem", kind, path, detail). End of input ends the worker.
+Protocol: jobs come in as multiprocessing `Connection` messages from the daemon (a
+trusted writer): lists [(job id, kind, args), ...]. Answers go out as `decode_wire` frames,
+plain numbers and array bytes that the daemon parses with bounds checks, never a pickle
+(what this process writes is the first thing a file that took it over would control): a
+TAG_READY frame (pid, address-space cap) first, then for every job, in order, its result
+(TAG_DECODED, TAG_THUMB, TAG_NO_THUMB) or TAG_PROBLEM (kind, path, detail). End of input
+ends the worker.
 """
 
 from __future__ import annotations
@@ -59,21 +62,35 @@ def _limit_memory(headroom: int) -> int:
 
 
 def _jobs() -> dict:
+    """job kind -> (what computes it, how its result is framed)."""
+    from dedupd.daemon import decode_wire
     from dedupd.daemon.decode_job import decode_file, load_thumb
 
-    return {"decode": decode_file, "thumb": load_thumb}
+    return {"decode": (decode_file, decode_wire.decoded), "thumb": (load_thumb, decode_wire.thumb)}
 
 
-def _answer(job_id: int, fn, args: tuple, problem_type) -> tuple:
+def _answer(job_id: int, job: tuple, args: tuple, problem_type) -> bytes:
+    """The answer frame of one job: its result, or the per-file problem it raised."""
+    from dedupd.daemon import decode_wire  # already loaded by _jobs: a dictionary look-up
+
+    fn, framed = job
     try:
-        return (job_id, "ok", fn(*args))
+        return framed(job_id, fn(*args))
     except problem_type as p:
         kind = p.kind
         if kind == "corrupt" and "Insufficient memory" in p.detail:  # OpenCV's allocation failure
             kind = "decode_memory"
-        return (job_id, "problem", kind, p.path, p.detail)
+        return decode_wire.problem(job_id, kind, p.path, p.detail)
     except MemoryError:
-        return (job_id, "problem", "decode_memory", str(args[0]), "the decode needs more memory than the worker may use")
+        return decode_wire.problem(job_id, "decode_memory", str(args[0]),
+                                   "the decode needs more memory than the worker may use")
+
+
+def _write(fd: int, data: bytes) -> None:
+    """All of `data` to the pipe (one write when the pipe has room: decode_pool widens it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def main(argv: list[str]) -> int:
@@ -88,9 +105,11 @@ def main(argv: list[str]) -> int:
     from dedupd.daemon.errors import FileProblem
     from dedupd.daemon.failpoints import hit
 
+    from dedupd.daemon.decode_wire import ready
+
     cv2.setNumThreads(1)  # one decode per worker; the pool runs one worker per core
-    requests, answers = Connection(fd_in, writable=False), Connection(fd_out, readable=False)
-    answers.send(("ready", os.getpid(), _limit_memory(headroom)))
+    requests = Connection(fd_in, writable=False)
+    _write(fd_out, ready(os.getpid(), _limit_memory(headroom)))
     while True:
         try:
             batch = requests.recv()
@@ -98,7 +117,7 @@ def main(argv: list[str]) -> int:
             return 0
         for job_id, kind, args in batch:
             hit("decode_worker.job")  # DEDUPD_FAILPOINT=decode_worker.job: a worker dying mid-file
-            answers.send(_answer(job_id, jobs[kind], args, FileProblem))
+            _write(fd_out, _answer(job_id, jobs[kind], args, FileProblem))
 
 
 if __name__ == "__main__":

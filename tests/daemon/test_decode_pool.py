@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import signal
 
 import cv2
 import numpy as np
 import pytest
 
+from dedupd.daemon import decode_wire
 from dedupd.daemon.decode import decode_image
 from dedupd.daemon.decode_job import DecodedFile
 from dedupd.daemon.decode_pool import ProcessDecoder, ThreadDecoder
@@ -58,7 +58,7 @@ def test_a_worker_sends_the_area_sums_and_the_thumbnail_never_the_image(pool, tm
     assert gray.shape == (1600, 2400)
     got = pool.decode(str(big), algo)
     assert isinstance(got, DecodedFile) and got.area.shape == gray.shape
-    assert len(pickle.dumps(got)) < 100_000  # what crosses the pipe (the grey image alone is 3.8 MB)
+    assert len(decode_wire.decoded(0, got)) < 100_000  # what crosses the pipe (the grey image alone is 3.8 MB)
     assert max(got.thumb.shape) == THUMB_SIDE and np.array_equal(got.thumb, thumbnail(gray))
     want = fingerprint(gray, algo)
     have = fingerprint_area(got.area, algo)
@@ -107,7 +107,7 @@ def test_the_answer_pipes_hold_a_whole_answer(pool, tmp_path):
 
     square = np.ascontiguousarray(photo("coffee")[:400, :400])
     p = write(tmp_path / "a.png", encode(square, ".png"))
-    answer = len(pickle.dumps(pool.decode(str(p), "lbph"), protocol=pickle.HIGHEST_PROTOCOL))
+    answer = len(decode_wire.decoded(0, pool.decode(str(p), "lbph")))
     assert answer > 64 << 10
     for worker in pool._workers:
         assert fcntl.fcntl(worker.answers.fileno(), fcntl.F_GETPIPE_SZ) >= answer
@@ -180,3 +180,23 @@ def test_the_daemon_side_survives_a_killed_worker(pool, tmp_path):
     results = [fingerprint_file(ref(p), "lbph", LIMIT, pool) for _ in range(4)]
     assert all(r.record.state == "ok" for r in results)  # a worker that died idle is replaced first
     assert not set(pool.pids()) & set(killed)
+
+
+def test_a_malformed_answer_stops_its_worker_and_costs_that_file_only(tmp_path, monkeypatch):
+    """What a worker writes is parsed as data (decode_wire); one that writes anything else is
+    taken for compromised: stopped and replaced, its file counted as decode_crash."""
+    paths = [write(tmp_path / f"{n}.jpg", encode(photo(n), ".jpg")) for n in ("astronaut", "coffee")]
+    real_parse = decode_wire.parse
+
+    def parse(tag, body):
+        value = real_parse(tag, body)
+        if isinstance(value, DecodedFile) and value.size == paths[0].stat().st_size:
+            raise decode_wire.MalformedAnswer("a test's malformed answer")
+        return value
+
+    monkeypatch.setattr(decode_wire, "parse", parse)
+    with ProcessDecoder(1, LIMIT) as p:
+        first = p.pids()
+        bad, good = (fingerprint_file(ref(path), "lbph", LIMIT, p) for path in paths)
+        assert bad.record.error == "decode_crash" and p.stats["decode_crash"] == 1
+        assert good.record.state == "ok" and p.pids() != first
