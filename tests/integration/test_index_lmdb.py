@@ -81,7 +81,7 @@ def test_second_writer_is_locked_out(tmp_path, spawn):
 def test_map_grows_on_map_full(tmp_path):
     with LmdbIndex.open(tmp_path, **ARGS, map_size=64 * 1024) as ix:
         ix.put_many(rec(i) for i in range(3000))
-        assert len(ix) == 3000 and ix.stats()["map_size"] >= 1 << 20
+        assert len(ix) == 3000 and ix.stats()["map_size"] >= 8 * 64 * 1024  # doubled 3 times at least
         assert ix.range_search((5, 35), 0) == [(6, 0)]
 
 
@@ -123,7 +123,7 @@ def _raw_put(path, db: bytes, key: bytes, value: bytes) -> None:
 def test_damaged_record_raises_index_corrupt(tmp_path):
     with LmdbIndex.open(tmp_path, **ARGS) as ix:
         ix.put(rec(1))
-    _raw_put(tmp_path, b"files", (1).to_bytes(8, "big"), b"\x01garbage")
+    _raw_put(tmp_path, b"records", (1).to_bytes(8, "big"), b"\x01garbage")
     with LmdbIndex.open(tmp_path, **ARGS) as ix:
         with pytest.raises(IndexCorrupt):
             ix.get(1)
