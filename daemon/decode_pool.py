@@ -33,7 +33,6 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 
 import numpy as np
 
@@ -104,7 +103,7 @@ class _Job:
 @dataclass
 class _Worker:
     proc: subprocess.Popen
-    requests: Connection  # jobs, pickled: the daemon is the trusted writer
+    requests: decode_wire.JobPipe  # jobs, pickled: the daemon is the trusted writer
     answers: decode_wire.AnswerReader  # answer frames, parsed as data
     ready: bool = False
 
@@ -263,7 +262,7 @@ class ProcessDecoder:
         os.close(req_r)
         os.close(ans_w)
         self.stats["started"] += 1
-        return _Worker(proc, Connection(req_w, readable=False), decode_wire.AnswerReader(ans_r))
+        return _Worker(proc, decode_wire.JobPipe(req_w), decode_wire.AnswerReader(ans_r))
 
     def _ready(self, slot: int) -> _Worker:
         worker = self._workers[slot] or self._replace(slot)

@@ -1,4 +1,5 @@
-"""A decode worker's answers on the wire: fixed binary frames, parsed with bounds checks, never pickles.
+"""The decode workers' pipes: jobs in (pickles from the daemon), answers out (fixed binary frames,
+parsed with bounds checks, never pickles).
 
 A decode worker reads untrusted bytes (SAFETY.md rule 22). If a decoder bug ever let a file
 take the worker over, what the worker writes to its answer pipe is the next thing such a file
@@ -13,7 +14,12 @@ sums and the thumbnail are copied once into the frame and once out of it, and `A
 reads frames into one reused buffer (the pipe's whole contents in one `readv`, often several
 answers at once) where `multiprocessing.connection` allocated a new one per message.
 
-Frame: `FRAME` (body length, job id, tag), then the body. Bodies, all in native byte order
+Jobs go the other way, from the trusted daemon: `JobPipe.send` writes a list of (job id, kind,
+args) as one pickle behind a 4-byte length (`JOBS`), `read_jobs` reads it in the worker.
+(multiprocessing's `Connection` did the same with a `ForkingPickler`, which copies the copyreg
+dispatch table for every message.)
+
+Answer frame: `FRAME` (body length, job id, tag), then the body. Bodies, all in native byte order
 (the worker is a child of the daemon on the same machine):
 
 - TAG_READY: pid, address-space cap (`READY`), the worker's first frame;
@@ -30,6 +36,7 @@ Frame: `FRAME` (body length, job id, tag), then the body. Bodies, all in native 
 from __future__ import annotations
 
 import os
+import pickle
 import select
 import struct
 import time
@@ -42,6 +49,7 @@ from dedupd.daemon.verify import THUMB_SIDE
 from dedupd.kernels.area import AreaInput
 from dedupd.kernels.errors import DedupdError
 
+JOBS = struct.Struct("=I")  # bytes of the pickled job list that follows
 FRAME = struct.Struct("=IIB")  # body bytes, job id, tag
 READY = struct.Struct("=qq")  # pid, address-space cap
 # dev, ino, size, mtime_ns, ctime_ns, sha256, chroma, width, height, orientation, has_exif,
@@ -69,7 +77,60 @@ class AnswerTimeout(DedupdError):
     """No whole answer arrived within the time limit."""
 
 
-# ------------------------------------------------------------------ the worker's side
+# ------------------------------------------------------------------ jobs, daemon -> worker
+
+
+class JobPipe:
+    """The daemon's end of a worker's job pipe. Owns the descriptor."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def send(self, jobs: list[tuple]) -> None:
+        """Write one list of (job id, kind, args); OSError (EPIPE) if the worker is gone."""
+        payload = pickle.dumps(jobs, protocol=pickle.HIGHEST_PROTOCOL)
+        write_all(self.fd, JOBS.pack(len(payload)) + payload)
+
+    def close(self) -> None:
+        """Close the descriptor (the worker sees end of input); once only, like AnswerReader.close."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def read_jobs(fd: int) -> list[tuple] | None:
+    """The worker's side of `JobPipe.send`: the next list of jobs, None at end of input."""
+    head = _read_exactly(fd, JOBS.size)
+    if head is None:
+        return None
+    payload = _read_exactly(fd, JOBS.unpack(head)[0])
+    if payload is None:
+        return None
+    return pickle.loads(payload)  # written by the daemon, the trusted side
+
+
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to the pipe (one write when the pipe has room: decode_pool widens the answer pipe)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# ------------------------------------------------------------------ answers, worker -> daemon
 
 
 def frame(job_id: int, tag: int, *parts) -> bytes:
@@ -119,7 +180,7 @@ def _pixels(img: np.ndarray) -> np.ndarray:
     return img
 
 
-# ------------------------------------------------------------------ the daemon's side
+# ------------------------------------------------------------------ answers, the daemon's side
 
 
 def parse(tag: int, body: memoryview):

@@ -14,8 +14,8 @@ pipe descriptors it talks over. Before it reads any job it
   8.4 MP, `decode_job.area_sums`), so it sends back the fingerprint's exact
   input and the verification thumbnail, never the image (`decode_job.DecodedFile`).
 
-Protocol: jobs come in as multiprocessing `Connection` messages from the daemon (a
-trusted writer): lists [(job id, kind, args), ...]. Answers go out as `decode_wire` frames,
+Protocol (`decode_wire`): jobs come in from the daemon (a trusted writer) as pickled lists
+[(job id, kind, args), ...] (`read_jobs`). Answers go out as `decode_wire` frames,
 plain numbers and array bytes that the daemon parses with bounds checks, never a pickle
 (what this process writes is the first thing a file that took it over would control): a
 TAG_READY frame (pid, address-space cap) first, then for every job, in order, its result
@@ -86,16 +86,7 @@ def _answer(job_id: int, job: tuple, args: tuple, problem_type) -> bytes:
                                    "the decode needs more memory than the worker may use")
 
 
-def _write(fd: int, data: bytes) -> None:
-    """All of `data` to the pipe (one write when the pipe has room: decode_pool widens it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def main(argv: list[str]) -> int:
-    from multiprocessing.connection import Connection
-
     fd_in, fd_out, pixel_limit, headroom = (int(a) for a in argv)
     os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(pixel_limit)  # the parent set it too; before cv2
     _without_kernels()
@@ -105,19 +96,15 @@ def main(argv: list[str]) -> int:
     from dedupd.daemon.errors import FileProblem
     from dedupd.daemon.failpoints import hit
 
-    from dedupd.daemon.decode_wire import ready
+    from dedupd.daemon.decode_wire import read_jobs, ready, write_all
 
     cv2.setNumThreads(1)  # one decode per worker; the pool runs one worker per core
-    requests = Connection(fd_in, writable=False)
-    _write(fd_out, ready(os.getpid(), _limit_memory(headroom)))
-    while True:
-        try:
-            batch = requests.recv()
-        except EOFError:
-            return 0
+    write_all(fd_out, ready(os.getpid(), _limit_memory(headroom)))
+    while (batch := read_jobs(fd_in)) is not None:  # None: end of input
         for job_id, kind, args in batch:
             hit("decode_worker.job")  # DEDUPD_FAILPOINT=decode_worker.job: a worker dying mid-file
-            _write(fd_out, _answer(job_id, jobs[kind], args, FileProblem))
+            write_all(fd_out, _answer(job_id, jobs[kind], args, FileProblem))
+    return 0
 
 
 if __name__ == "__main__":

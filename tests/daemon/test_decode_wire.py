@@ -228,3 +228,26 @@ def test_a_frame_longer_than_the_buffer_is_malformed_before_it_is_read():
     finally:
         reader.close()
         os.close(w)
+
+
+# ------------------------------------------------------------------ jobs
+
+
+def test_job_lists_arrive_whole_and_in_order_then_end_of_input():
+    r, w = os.pipe()
+    pipe = wire.JobPipe(w)
+    batches = [[(0, "decode", ("/a.jpg", LIMIT, "lbph"))],
+               [(n, "thumb", (f"/{n}\udcff.png", n, -n, bytes(32), LIMIT)) for n in range(4)],
+               [(0, "decode", ("/" + "x" * 70_000, LIMIT, "phash"))]]  # longer than a pipe's default 64 KB
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: wire.read_jobs(r), None)))
+    reader.start()
+    try:
+        for batch in batches:
+            pipe.send(batch)
+    finally:
+        pipe.close()
+        pipe.close()
+    reader.join(10)
+    os.close(r)
+    assert got == batches
