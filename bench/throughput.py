@@ -20,12 +20,15 @@ rounds, medians. Two file sets, measured separately: large JPEGs (the corpus
   full-decode  read the bytes + cv2.imdecode(IMREAD_GRAYSCALE): what the reduced decode saves.
 
 Each file's own time (in its worker thread) is recorded too, to split the large set into
-baseline and progressive JPEGs.
+baseline and progressive JPEGs. And each round's CPU time per file: this process's (all its
+threads) plus, for ours, the decode worker processes' (schedstat). On idle cores the ratio of
+images/s is the inverse ratio of CPU per file, so "decode-only CPU / ours CPU" is what the
+small-set ratio comes to on a quiet machine, measured even on a loaded one.
 
 Then, per set, where a file's CPU time goes on each side of the decode worker's pipe (one
 thread, CPU time of that thread, interleaved rounds): "now" = the worker's job
-(decode_job.decode_file: read, sha256, decode, area sums, thumbnail, pickled) and the
-scanning process's part (unpickle, fingerprint_area, record); "grey" = the split before the
+(decode_job.decode_file: read, sha256, decode, area sums, thumbnail, framed by decode_wire)
+and the scanning process's part (parse the frame, fingerprint_area, record); "grey" = the split before the
 worker kept the image (the worker read, hashed, decoded and pickled the grey image; the
 scanning process unpickled it, ran LBPH on it and made the thumbnail). Also the bytes that
 cross the pipe per file.
@@ -39,7 +42,7 @@ file of the worker process (schedstat, ns) and of this process (the caller and i
 serving thread), and wall ms per file.
 
 Then, per set, the thread CPU of each step of a file's round trip in one thread (read,
-read_whole, sha256, decode, area sums, thumbnail, pickling both ways, fingerprint).
+read_whole, sha256, decode, area sums, thumbnail, the answer framed and parsed, fingerprint).
 
 Then a whole `dedupctl scan` of the corpus photos (Scanner.run into a fresh index: walk,
 fingerprint, link, verify, group, store) against fingerprinting the same files alone
@@ -115,7 +118,7 @@ def methods(decoder, threads_decoder) -> dict[str, Callable[[str], object]]:
             "imagehash": ih_phash, "pdq": pdq}
 
 
-def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) -> dict:
+def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int, decoder=None) -> dict:
     pixels = sum(_pixels(p) for p in paths)
     kinds = {p: _jpeg_kind(p) for p in paths}
     note(f"[{name}] {len(paths)} files, {pixels / 1e6:.1f} MP, {workers} workers, {repeats} rounds")
@@ -128,15 +131,27 @@ def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) 
             per_file[m][path].append(time.perf_counter() - t0)
         return run
 
+    cpu: dict[str, list[float]] = {m: [] for m in fns}  # ms per file, this process + ours' workers
+
     # ours hands the decode to worker processes: twice the threads keep them busy (as a scan does)
     with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(2 * workers) as wide:
         def case(m, fn):
             ex = wide if m == "ours" else pool
             return lambda: list(ex.map(fn, paths))
 
+        def charged(m, run):
+            def go():
+                pids = decoder.pids() if m == "ours" and decoder is not None else []
+                w0, c0 = _schedstat(pids), time.process_time()
+                run()
+                c1, w1 = time.process_time(), _schedstat(pids)
+                if decoder is None or m != "ours" or decoder.pids() == pids:  # a replaced worker's CPU is lost
+                    cpu[m].append(1000 * (c1 - c0 + w1 - w0) / len(paths))
+            return go
+
         for m, fn in fns.items():  # warm: numba, libraries, pool threads (untimed)
             case(m, fn)()
-        secs = common.interleaved({m: case(m, clocked(m, fn)) for m, fn in fns.items()}, repeats,
+        secs = common.interleaved({m: charged(m, case(m, clocked(m, fn))) for m, fn in fns.items()}, repeats,
                                   on_round=lambda r, t: note(f"  round {r + 1}: " + ", ".join(
                                       f"{m} {len(paths) / s:.1f}/s" for m, s in t.items())))
     ips = {m: [len(paths) / s for s in v] for m, v in secs.items()}
@@ -156,8 +171,23 @@ def run_set(name: str, paths: list[str], fns: dict, workers: int, repeats: int) 
         "ips_min": {m: rounded(min(v)) for m, v in ips.items()},
         "ips_max": {m: rounded(max(v)) for m, v in ips.items()},
         "ratios": paired,
+        "cpu_ms_per_file": {m: rounded(median(v)) if v else None for m, v in cpu.items()},
+        "cpu_ratio_decode_only_to_ours": rounded(median(cpu["decode-only"]) / median(cpu["ours"]))
+        if cpu.get("ours") and cpu.get("decode-only") else None,
         "thread_ms_per_file_by_kind": by_kind,
     }
+
+
+def _schedstat(pids: list[int]) -> float:
+    """Seconds on CPU of these processes (to the nanosecond: /proc/PID/schedstat); 0 for none."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
 
 
 def pipe_split(paths: list[str], repeats: int) -> dict:
@@ -166,6 +196,7 @@ def pipe_split(paths: list[str], repeats: int) -> dict:
     import hashlib
     import pickle
 
+    from dedupd.daemon import decode_wire
     from dedupd.daemon.decode import decode_image
     from dedupd.daemon.decode_job import decode_file, read_whole
     from dedupd.daemon.fingerprinting import fingerprint_decoded
@@ -183,10 +214,11 @@ def pipe_split(paths: list[str], repeats: int) -> dict:
         thumbnail(gray)
 
     def now_worker(path):
-        return pickle.dumps(decode_file(path, PIXEL_LIMIT, "lbph"), protocol=pickle.HIGHEST_PROTOCOL)
+        return decode_wire.decoded(0, decode_file(path, PIXEL_LIMIT, "lbph"))
 
     def now_caller(blob, path):
-        fingerprint_decoded(path, pickle.loads(blob), "lbph")
+        fingerprint_decoded(path, decode_wire.parse(decode_wire.TAG_DECODED, memoryview(blob)[decode_wire.FRAME.size:]),
+                            "lbph")
 
     sides = {"grey": (grey_worker, grey_caller), "now": (now_worker, now_caller)}
     cpu = {f"{v}/{side}": [] for v in sides for side in ("worker", "caller")}
@@ -213,10 +245,10 @@ def parts(paths: list[str], repeats: int) -> dict:
     """Thread CPU ms per file of each step of a file's round trip, one thread, medians of
     `repeats` rounds: what the decode-only loop does (read, decode) and what ours adds."""
     import hashlib
-    import pickle
 
     import cv2
 
+    from dedupd.daemon import decode_wire
     from dedupd.daemon.decode import decode_image
     from dedupd.daemon.decode_job import DecodedFile, area_sums, read_whole
     from dedupd.daemon.fingerprinting import fingerprint_decoded
@@ -224,8 +256,8 @@ def parts(paths: list[str], repeats: int) -> dict:
 
     cv2.setNumThreads(1)  # as in a decode worker
     steps = ["read (open + read)", "read_whole (fstat x2, header check)", "sha256", "decode_image",
-             "area sums + AreaInput", "thumbnail", "pickle the answer", "unpickle the answer",
-             "fingerprint_area + record"]
+             "area sums + AreaInput", "thumbnail", "frame the answer (decode_wire)",
+             "parse the answer (AreaInput re-checked)", "fingerprint_area + record"]
     cpu: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(repeats):
         acc = dict.fromkeys(steps, 0.0)
@@ -246,8 +278,8 @@ def parts(paths: list[str], repeats: int) -> dict:
             thumb = timed(steps[5], thumbnail, decoded.gray)
             got = DecodedFile(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest,
                               decoded.info, decoded.chroma, area, thumb)
-            blob = timed(steps[6], pickle.dumps, got, pickle.HIGHEST_PROTOCOL)
-            back = timed(steps[7], pickle.loads, blob)
+            blob = timed(steps[6], decode_wire.decoded, 0, got)
+            back = timed(steps[7], decode_wire.parse, decode_wire.TAG_DECODED, memoryview(blob)[decode_wire.FRAME.size:])
             timed(steps[8], fingerprint_decoded, path, back, "lbph")
         for k in steps:
             cpu[k].append(1000 * acc[k] / len(paths))
@@ -405,7 +437,7 @@ def main(argv=None) -> int:
         common.warm_page_cache(paths)
     common.warm_page_cache(common.list_images(corpus / "photos"))
 
-    results = {name: run_set(name, paths, fns, args.workers, repeats) for name, paths in sets.items()}
+    results = {name: run_set(name, paths, fns, args.workers, repeats, decoder) for name, paths in sets.items()}
     for name, paths in sets.items():
         note(f"[{name}] CPU per file on each side of the pipe ...")
         results[name]["pipe_split"] = pipe_split(paths, repeats)
@@ -428,6 +460,11 @@ def main(argv=None) -> int:
                 [[n] + [f"{r['ratios'][f'ours/{m}']:.2f}x" for m in others]
                  + [" ".join(f"{k}:{v}" for k, v in r["reductions"].items())] for n, r in results.items()],
                 title="ratios of images/s (median of per-round ratios; > 1 = ours faster)")
+    print_table(["set"] + [f"{m} ms" for m in fns] + ["decode-only / ours"],
+                [[n] + [r["cpu_ms_per_file"][m] for m in fns] + [f"{r['cpu_ratio_decode_only_to_ours']:.2f}x"]
+                 for n, r in results.items()],
+                title="CPU per file (this process + ours' decode workers; median of the rounds): on idle cores "
+                      "ours/decode-only in images/s comes to decode-only / ours here")
     print_table(["set", "kind", "files"] + [f"{m} ms" for m in fns],
                 [[n, kind, k["files"]] + [k["ms_per_file"][m] for m in fns]
                  for n, r in results.items() for kind, k in r["thread_ms_per_file_by_kind"].items()],
