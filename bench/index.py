@@ -31,8 +31,10 @@ exit status is 1). A slow method stops being timed for a case after --case-budge
 
 Inserts: `put_many` of 10k records (synthetic paths, sha256 content hashes) into a fresh
 LmdbIndex; files/s counts the put_many calls only (building the FileRecord objects is timed
-apart). Bytes per file: LMDB pages per table (`stats()`); "without paths" removes the `paths`
-table and the path strings stored inside the `files` records (their exact byte count).
+apart). Bytes per file: LMDB pages per table (`stats()["table_bytes"]`: records, paths,
+by_inode, by_content, codes; schema 3 had files, inodes, content, content_new); "without
+paths" removes the `paths` table and the path strings stored inside the records (their exact
+byte count: each is also one varint byte of length in a v4 record, counted as record bytes).
 
 Edges (--edges N): the all-pairs edge finding of a first scan, timed on N stored files against
 the full index and extrapolated to all n: the 8 variants at the report radius in one
