@@ -4,7 +4,7 @@ and reduce the picture to what the scanning process needs.
 This is what a decode worker process runs (`dedupd.daemon.decode_worker`, SAFETY.md
 rule 22), so it imports no numba kernel and no index: a worker starts in ~0.4 s and
 holds ~50 MB. The decoded picture never leaves it: `decode_file` returns the exact area
-sums the fingerprint reads (`dedupd.kernels.area.AreaInput`, 16 KB for LBPH pickled) and the
+sums the fingerprint reads (`dedupd.kernels.area.AreaInput`, 16 KB for LBPH on the wire) and the
 verification thumbnail (at most 256 px), whatever the size of the image, and the
 scanning process computes the fingerprint from the sums (`dedupd.daemon.fingerprinting`).
 Every per-file problem is raised as a typed `FileProblem`; nothing here changes a file.

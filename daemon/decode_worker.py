@@ -93,10 +93,9 @@ def main(argv: list[str]) -> int:
     jobs = _jobs()
     import cv2
 
+    from dedupd.daemon.decode_wire import read_jobs, ready, write_all
     from dedupd.daemon.errors import FileProblem
     from dedupd.daemon.failpoints import hit
-
-    from dedupd.daemon.decode_wire import read_jobs, ready, write_all
 
     cv2.setNumThreads(1)  # one decode per worker; the pool runs one worker per core
     write_all(fd_out, ready(os.getpid(), _limit_memory(headroom)))
