@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+import sys
 
 import numpy as np
 
@@ -20,7 +21,6 @@ from .errors import IndexCorrupt
 ROW = np.dtype([("id", "<u8"), ("w0", "<u8"), ("w1", "<u8")])
 BLOCK_ROWS = (4 * 4096 - 16) // ROW.itemsize  # 682: a value of 4 overflow pages, no slack
 _KEY = struct.Struct(">Q")
-_ROW, _ROW_ID = struct.Struct("<QQQ"), struct.Struct("<Q")  # a row, its id (as ROW, for reads in place)
 Change = tuple[int, "tuple[int, int] | None"]
 
 
@@ -123,11 +123,11 @@ def _store(txn, db, key: bytes | None, rows: np.ndarray, nxt: bytes | None) -> N
 def codes_of(txn, db, ids) -> dict[int, tuple[int, int]]:
     """{id: (word 0, word 1)} for those of `ids` that have a row (read only: the records of
     searchable files keep their code here alone, `codec_v4`). A block is found by one cursor
-    move and searched in place (bisect over its rows, no array built); ids read in order
-    share the block they fall in."""
+    move and searched in place (bisect over a view of its ids, no array built); ids read in
+    order share the block they fall in."""
     out: dict[int, tuple[int, int]] = {}
     cur = txn.cursor(db=db)
-    raw, first, last, n = b"", 1, 0, 0
+    words, first, last = _NO_WORDS, 1, 0
     for fid in sorted(ids):
         if not first <= fid <= last:
             want = _KEY.pack(fid)
@@ -137,13 +137,22 @@ def codes_of(txn, db, ids) -> dict[int, tuple[int, int]]:
             elif not cur.last():
                 return out  # no blocks
             raw = cur.value()
-            n = len(raw) // ROW.itemsize
-            if n == 0 or len(raw) % ROW.itemsize:
+            if not raw or len(raw) % ROW.itemsize:
                 _rows(raw, bytes(cur.key()))  # raises IndexCorrupt
-            first, last = _ROW_ID.unpack_from(raw, 0)[0], _ROW_ID.unpack_from(raw, (n - 1) * ROW.itemsize)[0]
-        j = bisect.bisect_left(range(n), fid, key=lambda k: _ROW_ID.unpack_from(raw, k * ROW.itemsize)[0])
-        if j < n:
-            row_id, w0, w1 = _ROW.unpack_from(raw, j * ROW.itemsize)
-            if row_id == fid:
-                out[fid] = (w0, w1)
+            words = _words(raw)
+            first, last = words[0], words[-3]
+        j = bisect.bisect_left(words[::3], fid)
+        if 3 * j < len(words) and words[3 * j] == fid:
+            out[fid] = (words[3 * j + 1], words[3 * j + 2])
     return out
+
+
+_NO_WORDS = memoryview(b"").cast("Q")
+
+
+def _words(raw: bytes):
+    """The block's rows as a flat sequence of u64 words (id, w0, w1, id, ...): a view on a
+    little-endian machine, else unpacked."""
+    if sys.byteorder == "little":
+        return memoryview(raw).cast("Q")
+    return struct.unpack(f"<{len(raw) // 8}Q", raw)

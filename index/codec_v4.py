@@ -31,6 +31,8 @@ optional second 128-bit code, would be bit 8 (`_NEXT_FLAG`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 import struct
@@ -55,6 +57,9 @@ TEXTS = ("", "ok", "error", "jpeg", "png", "gif", "bmp", "webp", "tiff", "heif",
          "too_large", "truncated", "unreadable", "unsupported_format", "vanished")
 _LITERAL = 255
 _TEXT_BYTE = {t: bytes((i,)) for i, t in enumerate(TEXTS)}
+_TEXTS4: dict[bytes, tuple[str, str, str, str]] = {}  # (format, algo, state, error) codes seen -> their texts
+_FLOAT_FLAGS = _Q_ZERO | _Q_F64 | _C_ZERO | _C_F64
+_F32X2 = struct.Struct("<ff")
 _BYTE = [bytes((i,)) for i in range(128)]
 
 
@@ -88,6 +93,32 @@ def read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 70:
             raise ValueError("varint too long")
+
+
+def read_uvarints(data: bytes, pos: int, count: int) -> tuple[list[int], int]:
+    """`count` varints from `pos` on (as `read_uvarint`, in one loop: a record has nine in a row)."""
+    out = []
+    append = out.append
+    for _ in range(count):
+        b = data[pos]
+        pos += 1
+        if b < 128:
+            append(b)
+            continue
+        value, shift = b & 127, 7
+        while True:
+            b = data[pos]
+            pos += 1
+            value |= (b & 127) << shift
+            if b < 128:
+                break
+            shift += 7
+            if shift > 70:
+                raise ValueError("varint too long")
+        if b == 0:
+            raise ValueError("overlong varint")
+        append(value)
+    return out, pos
 
 
 def _zigzag(n: int) -> int:
@@ -261,22 +292,20 @@ def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRe
     if len(path) != n or n > U32_MAX:
         raise IndexError
     pos += n
-    dev, pos = read_uvarint(data, pos)
-    ino, pos = read_uvarint(data, pos)
-    size, pos = read_uvarint(data, pos)
-    zm, pos = read_uvarint(data, pos)
-    zd, pos = read_uvarint(data, pos)
-    width, pos = read_uvarint(data, pos)
-    height, pos = read_uvarint(data, pos)
-    algo_version, pos = read_uvarint(data, pos)
-    encoding, pos = read_uvarint(data, pos)
+    (dev, ino, size, zm, zd, width, height, algo_version, encoding), pos = read_uvarints(data, pos, 9)
     mtime = _unzigzag(zm)
     ctime = mtime + _unzigzag(zd)
     if (max(dev, ino, size) > U64_MAX or max(width, height, algo_version, encoding) > U32_MAX
             or not (I64_MIN <= mtime <= I64_MAX and I64_MIN <= ctime <= I64_MAX)):
         raise ValueError("a field out of range")
-    quality, pos = _read_float(data, pos, flags, _Q_ZERO, _Q_F64)
-    chroma, pos = _read_float(data, pos, flags, _C_ZERO, _C_F64)
+    if not flags & _FLOAT_FLAGS and pos + 8 <= len(data):  # the usual case: two float32
+        quality, chroma = _F32X2.unpack_from(data, pos)
+        if not (quality and chroma) and (_is_plus_zero(quality) or _is_plus_zero(chroma)):
+            raise ValueError("+0.0 stored as float32")
+        pos += 8
+    else:
+        quality, pos = _read_float(data, pos, flags, _Q_ZERO, _Q_F64)
+        chroma, pos = _read_float(data, pos, flags, _C_ZERO, _C_F64)
     if flags & _CODE_HERE:
         if flags & _CODE_IN_TABLE or pos + 16 > len(data):
             raise ValueError("bad code flags or truncated code")
@@ -285,22 +314,42 @@ def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRe
     elif flags & _CODE_IN_TABLE:
         if code is None:
             raise ValueError("searchable, but its code is not in the codes table")
-        rec_code = (int(code[0]), int(code[1]))
+        rec_code = code if type(code) is tuple and type(code[0]) is int and type(code[1]) is int else (int(code[0]), int(code[1]))
     else:
         rec_code = None
-    fmt, pos = _read_text(data, pos, "format")
-    algo, pos = _read_text(data, pos, "algo")
-    state, pos = _read_text(data, pos, "state")
-    error, pos = _read_text(data, pos, "error")
+    texts = _TEXTS4.get(data[pos:pos + 4])  # the usual case: four table texts, one lookup
+    if texts is not None:
+        fmt, algo, state, error = texts
+        pos += 4
+    else:
+        fmt, pos = _read_text(data, pos, "format")
+        algo, pos = _read_text(data, pos, "algo")
+        state, pos = _read_text(data, pos, "state")
+        error, pos = _read_text(data, pos, "error")
+        if len(_TEXTS4) < 4096 and all(t in _TEXT_BYTE for t in (fmt, algo, state, error)):
+            _TEXTS4[b"".join(_TEXT_BYTE[t] for t in (fmt, algo, state, error))] = (fmt, algo, state, error)
     if bool(flags & _CODE_IN_TABLE) != (rec_code is not None and state == STATE_OK):
         raise ValueError("the code is kept where a record of this state does not keep it")
     n, pos = read_uvarint(data, pos)
     chash = data[pos:pos + n]
     if len(chash) != n or pos + n != len(data):
         raise ValueError("bad content hash length or trailing bytes")
-    return FileRecord(
-        file_id=file_id, path=os.fsdecode(path), dev=dev, ino=ino, size=size, mtime_ns=mtime, ctime_ns=ctime,
-        width=width, height=height, format=fmt, content_hash=chash, code=rec_code, algo=algo,
-        algo_version=algo_version, quality=quality, chroma=chroma, has_exif=bool(flags & _EXIF), state=state,
-        error=error, encoding=encoding,
-    )
+    out = _new_record()
+    for set_field, value in zip(_SETTERS, (
+            file_id, os.fsdecode(path), dev, ino, size, mtime, ctime, width, height, fmt, chash, rec_code, algo,
+            algo_version, quality, bool(flags & _EXIF), state, error, chroma, encoding)):
+        set_field(out, value)
+    return out
+
+
+def _is_plus_zero(x: float) -> bool:
+    return x == 0.0 and math.copysign(1.0, x) > 0
+
+
+# decoding builds records through the slots' setters: a frozen dataclass's __init__ costs 2-3x as much
+_FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
+assert _FIELDS == ["file_id", "path", "dev", "ino", "size", "mtime_ns", "ctime_ns", "width", "height", "format",
+                   "content_hash", "code", "algo", "algo_version", "quality", "has_exif", "state", "error", "chroma",
+                   "encoding"], "codec_v4._decode lists FileRecord's fields in this order"
+_SETTERS = tuple(getattr(FileRecord, name).__set__ for name in _FIELDS)
+_new_record = functools.partial(object.__new__, FileRecord)
