@@ -39,7 +39,10 @@ after, in one run: one calling thread, one worker process each (the earlier one 
 from TREE's code, its pool class loaded from TREE too), each file through both in turn
 (alternating which goes first, so load drifts cancel), medians of the rounds; CPU ms per
 file of the worker process (schedstat, ns) and of this process (the caller and its
-serving thread), and wall ms per file.
+serving thread), and wall ms per file. And the same as `ours` runs it (--workers workers,
+2 x --workers threads, the whole set per turn), rotating with the decode-only loop: CPU ms
+per file of each version (this process + its workers) and decode-only's CPU over it, the
+small-set ratio an idle machine would show, before and after, measured side by side.
 
 Then, per set, the thread CPU of each step of a file's round trip in one thread (read,
 read_whole, sha256, decode, area sums, thumbnail, the answer framed and parsed, fingerprint).
@@ -286,49 +289,58 @@ def parts(paths: list[str], repeats: int) -> dict:
     return {k: rounded(median(v)) for k, v in cpu.items()}
 
 
-def before_after(paths: list[str], tree: str, repeats: int) -> dict:
-    """CPU and wall ms per file through one decode worker, `tree`'s code against ours (see
-    the module doc): {"before"|"after": {"worker", "caller", "wall"}}, medians of the rounds."""
+def _pools(tree: str, workers: int) -> dict:
+    """{"before": a ProcessDecoder of `tree`'s code (its pool class loaded from TREE, its
+    workers started on TREE's dedupd), "after": ours}, each with `workers` workers."""
     import importlib.util
     import sys
     import tempfile
 
     from dedupd.daemon.decode_pool import ProcessDecoder
-    from dedupd.daemon.fingerprinting import fingerprint_file
-    from dedupd.daemon.walk import FileRef
 
     root = tempfile.mkdtemp(prefix="dedupd-before-")
     os.makedirs(os.path.join(root, "dedupd"))
     for sub in ("daemon", "index", "kernels"):  # the package layout the editable install maps
         os.symlink(os.path.join(os.path.abspath(tree), sub), os.path.join(root, "dedupd", sub))
-    spec = importlib.util.spec_from_file_location("dedupd_before_pool", os.path.join(tree, "daemon", "decode_pool.py"))
-    old_pool = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = old_pool  # dataclasses look their module up
-    spec.loader.exec_module(old_pool)
+    name = f"dedupd_before_pool_{os.path.abspath(tree).replace(os.sep, '_')}"
+    old_pool = sys.modules.get(name)
+    if old_pool is None:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(tree, "daemon", "decode_pool.py"))
+        old_pool = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = old_pool  # dataclasses look their module up
+        spec.loader.exec_module(old_pool)
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = root  # the earlier worker imports the earlier dedupd
     try:
-        decoders = {"before": old_pool.ProcessDecoder(1, PIXEL_LIMIT)}
+        decoders = {"before": old_pool.ProcessDecoder(workers, PIXEL_LIMIT)}
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH")
         else:
             os.environ["PYTHONPATH"] = saved
-    decoders["after"] = ProcessDecoder(1, PIXEL_LIMIT)
+    decoders["after"] = ProcessDecoder(workers, PIXEL_LIMIT)
+    return decoders
 
-    def worker_cpu(decoder) -> float:
-        """Seconds on CPU of the worker (single-threaded), to the nanosecond (schedstat)."""
-        with open(f"/proc/{decoder.pids()[0]}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
 
+def _fingerprint(path: str, decoder) -> None:
+    from dedupd.daemon.fingerprinting import fingerprint_file
+    from dedupd.daemon.walk import FileRef
+
+    if fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT, decoder).variants is None:
+        raise RuntimeError(f"{path}: not fingerprinted")
+
+
+def before_after(paths: list[str], tree: str, repeats: int) -> dict:
+    """CPU and wall ms per file through one decode worker, `tree`'s code against ours (see
+    the module doc): {"before"|"after": {"worker", "caller", "wall"}}, medians of the rounds."""
+    decoders = _pools(tree, 1)
     got: dict[str, dict[str, list[float]]] = {v: {"worker": [], "caller": [], "wall": []} for v in decoders}
 
     def one(v: str, path: str, acc: dict) -> None:
         decoder = decoders[v]
-        w0, c0, t0 = worker_cpu(decoder), time.process_time(), time.perf_counter()
-        if fingerprint_file(FileRef.from_stat(path, os.stat(path)), "lbph", PIXEL_LIMIT, decoder).variants is None:
-            raise RuntimeError(f"{path}: not fingerprinted")
-        t1, c1, w1 = time.perf_counter(), time.process_time(), worker_cpu(decoder)
+        w0, c0, t0 = _schedstat(decoder.pids()), time.process_time(), time.perf_counter()
+        _fingerprint(path, decoder)
+        t1, c1, w1 = time.perf_counter(), time.process_time(), _schedstat(decoder.pids())
         acc[v] = [x + d for x, d in zip(acc[v], (w1 - w0, c1 - c0, t1 - t0))]
 
     try:
@@ -346,6 +358,52 @@ def before_after(paths: list[str], tree: str, repeats: int) -> dict:
         for decoder in decoders.values():
             decoder.close()
     return {v: {k: rounded(median(x)) for k, x in m.items()} for v, m in got.items()}
+
+
+def before_after_parallel(paths: list[str], tree: str, workers: int, repeats: int) -> dict:
+    """The same comparison as `ours` runs: `workers` decode workers and 2 x `workers` calling
+    threads per version, the whole set per turn, before, after and the decode-only loop in
+    rotating order each round. CPU ms per file: this process (all threads) plus the
+    version's workers (schedstat); {"before"|"after": {"worker", "caller", "cpu", "wall",
+    "decode-only/cpu"}, "decode-only": {"cpu", "wall"}}, medians of the rounds, the
+    decode-only/cpu ratio per round then its median (on idle cores, the images/s ratio)."""
+    from dedupd.daemon.decode import decode_image
+
+    def decode_only(path: str):
+        with open(path, "rb") as f:
+            data = f.read()
+        return decode_image(data, path, PIXEL_LIMIT)
+
+    decoders = _pools(tree, workers)
+    cases = ["before", "after", "decode-only"]
+    got: dict[str, dict[str, list[float]]] = {v: {"worker": [], "caller": [], "cpu": [], "wall": []} for v in cases}
+    try:
+        with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(2 * workers) as wide:
+            def run(v: str) -> None:
+                if v == "decode-only":
+                    list(pool.map(decode_only, paths))
+                else:
+                    list(wide.map(lambda p, d=decoders[v]: _fingerprint(p, d), paths))
+
+            for v in cases:  # warm
+                run(v)
+            for r in range(repeats):
+                for v in cases[r % 3:] + cases[:r % 3]:
+                    pids = decoders[v].pids() if v in decoders else []
+                    w0, c0, t0 = _schedstat(pids), time.process_time(), time.perf_counter()
+                    run(v)
+                    t1, c1, w1 = time.perf_counter(), time.process_time(), _schedstat(pids)
+                    n = len(paths)
+                    for k, x in (("worker", w1 - w0), ("caller", c1 - c0), ("cpu", w1 - w0 + c1 - c0), ("wall", t1 - t0)):
+                        got[v][k].append(1000 * x / n)
+    finally:
+        for decoder in decoders.values():
+            decoder.close()
+    out = {v: {k: rounded(median(x)) for k, x in m.items() if x and (v in decoders or k in ("cpu", "wall"))}
+           for v, m in got.items()}
+    for v in decoders:
+        out[v]["decode-only/cpu"] = rounded(median([a / b for a, b in zip(got["decode-only"]["cpu"], got[v]["cpu"])]))
+    return out
 
 
 def scan_vs_fingerprinting(corpus, fns: dict, decoder, workers: int, repeats: int) -> dict:
@@ -445,6 +503,9 @@ def main(argv=None) -> int:
         if args.before:
             note(f"[{name}] per-file round trip through one worker, {args.before} vs this tree ...")
             results[name]["before_after"] = before_after(paths, args.before, repeats)
+            note(f"[{name}] {args.workers} workers, {2 * args.workers} threads, {args.before} vs this tree vs decode-only ...")
+            results[name]["before_after_parallel"] = before_after_parallel(paths, args.before, args.workers,
+                                                                           max(repeats, 5))
     scan = scan_vs_fingerprinting(corpus, fns, decoder, args.workers, repeats)
     decoder.close()
 
@@ -484,6 +545,13 @@ def main(argv=None) -> int:
                      for n, r in results.items() for b in [r["before_after"]] for v in ("before", "after")],
                     title=f"per file through one decode worker, one calling thread: {args.before} (before) vs this tree "
                           f"(after), median of {repeats} interleaved rounds")
+        print_table(["set", "code", "worker CPU ms", "this process CPU ms", "CPU ms", "wall ms", "decode-only / CPU"],
+                    [[n, v, b[v].get("worker", ""), b[v].get("caller", ""), b[v]["cpu"], b[v]["wall"],
+                      f"{b[v]['decode-only/cpu']:.2f}x" if "decode-only/cpu" in b[v] else ""]
+                     for n, r in results.items() for b in [r["before_after_parallel"]]
+                     for v in ("before", "after", "decode-only")],
+                    title=f"per file as ours runs ({args.workers} workers, {2 * args.workers} threads), {args.before} "
+                          f"(before) vs this tree (after) vs the decode-only loop, median of {max(repeats, 5)} rotating rounds")
     print_table(["files", "scan s", "fingerprinting alone s", "scan / fingerprinting"],
                 [[scan["files"], scan["scan_s"], scan["fingerprint_s"], f"{scan['scan/fingerprint']:.2f}x"]],
                 title="a whole scan of corpus/photos vs fingerprinting its files (median of interleaved rounds)")
