@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_parser, check_corpus, list_images, machine  # noqa: E402
 from transforms import TRANSFORMS, jpeg  # noqa: E402
 
+from dedupd.kernels.contentbox import content_box  # noqa: E402
 from dedupd.kernels.lbph import lbph  # noqa: E402
 
 WINDOW_SIDES = (0.85, 0.70)
@@ -46,27 +47,12 @@ def grey(data: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
-def content_box(g: np.ndarray, spread: float = 6.0, at_least: float = 0.02) -> np.ndarray:
-    """`g` without the rows/columns at its edges whose 2nd-98th percentile spread is at most
-    `spread` grey levels (at most a third from each side); a side trimmed by less than
-    `at_least` of the picture is kept whole (JPEG edges and thin lines are not bars)."""
-    h, w = g.shape
-
-    def uniform(line: np.ndarray) -> bool:
-        lo, hi = np.percentile(line, [2, 98])
-        return hi - lo <= spread
-
-    def trim(n: int, line) -> tuple[int, int]:
-        first, last = 0, n
-        while first < n // 3 and uniform(line(first)):
-            first += 1
-        while last > n - n // 3 and uniform(line(last - 1)):
-            last -= 1
-        return (0, n) if first + n - last < at_least * n else (first, last)
-
-    top, bottom = trim(h, lambda i: g[i])
-    left, right = trim(w, lambda j: g[:, j])
-    return g[top:bottom, left:right]
+def in_box(g: np.ndarray) -> np.ndarray:
+    """`g` cut to its content box (`dedupd.kernels.contentbox`, the rule this probe measured:
+    edge lines whose 2nd-98th percentile spread is <= 6 grey levels, at most a third per
+    side, nothing below 2 %), or `g` itself when it has no bars."""
+    box = content_box(g)
+    return g if box is None else np.ascontiguousarray(box.crop(g))
 
 
 def windows(g: np.ndarray, side: float) -> list[np.ndarray]:
@@ -101,13 +87,13 @@ def main() -> None:
         if img is None:
             continue
         g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        code, code_boxed = lbph(g), lbph(content_box(g))
+        code, code_boxed = lbph(g), lbph(in_box(g))
         wins = [lbph(x) for side in WINDOW_SIDES for x in windows(g, side)]
         originals.append(code), boxed_originals.append(code_boxed), window_codes.append(wins)
         for t in TRANSFORMS:
             c = grey(t.fn(img)[0])
             plain[t.name].append(distance(lbph(c), code))
-            boxed[t.name].append(distance(lbph(content_box(c)), code_boxed))
+            boxed[t.name].append(distance(lbph(in_box(c)), code_boxed))
         for pct in CROPS:
             for pos in POSITIONS:
                 c = lbph(grey(jpeg(crop(img, pct, pos))))
