@@ -4,9 +4,9 @@ Layout, after the version byte (4): a varint of flags, then the path, then the f
 
     flags     varint: which optional fields follow, how the floats and the code are held
     path      varint length + bytes (`os.fsencode`: undecodable names round-trip)
+    mtime_ns  8 bytes, signed little-endian (a varint of a time since 1970 in ns takes 9)
     dev, ino, size                          unsigned LEB128 varints
-    mtime_ns                                zigzag varint
-    ctime_ns - mtime_ns                     zigzag varint (a few bytes: they are usually close)
+    ctime_ns - mtime_ns                     zigzag varint (a byte or a few: they are usually close)
     width, height, algo_version, encoding   unsigned varints
     quality, chroma   absent when +0.0 (`_Q_ZERO`, `_C_ZERO`), float32 when that holds the
                       value exactly, float64 when not (`_Q_F64`, `_C_F64`): bit-exact always
@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 import os
 import struct
 
@@ -47,7 +48,7 @@ _KNOWN_FLAGS = 127
 _NEXT_FLAG = 128  # the first free bit (see the module doc)
 U64_MAX, U32_MAX = (1 << 64) - 1, (1 << 32) - 1
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
-_F32, _F64, _CODE = struct.Struct("<f"), struct.Struct("<d"), struct.Struct("<QQ")
+_F32, _F64, _CODE, _I64 = struct.Struct("<f"), struct.Struct("<d"), struct.Struct("<QQ"), struct.Struct("<q")
 _TEXT_MAX = {"format": 255, "algo": 255, "state": 255, "error": 65535}  # as v3's length fields allowed
 
 # Texts stored as one byte: append only (a stored byte must keep its meaning). 255 = literal follows.
@@ -96,7 +97,7 @@ def read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def read_uvarints(data: bytes, pos: int, count: int) -> tuple[list[int], int]:
-    """`count` varints from `pos` on (as `read_uvarint`, in one loop: a record has nine in a row)."""
+    """`count` varints from `pos` on (as `read_uvarint`, in one loop: a record has eight in a row)."""
     out = []
     append = out.append
     for _ in range(count):
@@ -119,10 +120,6 @@ def read_uvarints(data: bytes, pos: int, count: int) -> tuple[list[int], int]:
             raise ValueError("overlong varint")
         append(value)
     return out, pos
-
-
-def _zigzag(n: int) -> int:
-    return n * 2 if n >= 0 else -n * 2 - 1
 
 
 def _unzigzag(z: int) -> int:
@@ -155,15 +152,16 @@ def _text(s: str, what: str) -> bytes:
     return b"\xff" + uvarint(len(raw)) + raw
 
 
-def _unsigned(value: int, limit: int, what: str) -> bytes:
+def _unsigned(value: int, limit: int, what: str) -> int:
+    """`value` as an int in 0..limit (numpy integers and bools accepted, as v3's struct did); `InvalidRecord` if not."""
     if type(value) is not int:
         try:
-            value = int(value)  # numpy integers, bools
-        except (TypeError, ValueError):
+            value = operator.index(value)  # numpy integers, bools; not floats (v3's struct refused them too)
+        except TypeError:
             raise InvalidRecord(f"{what} must be an integer, not {value!r}") from None
     if not 0 <= value <= limit:
         raise InvalidRecord(f"{what} {value} is out of range (0..{limit})")
-    return uvarint(value)
+    return value
 
 
 def code_in_table(rec: FileRecord) -> bool:
@@ -209,16 +207,44 @@ def encode(rec: FileRecord) -> bytes:
     chash = bytes(rec.content_hash)
     if len(chash) > 255:
         raise InvalidRecord(f"{rec.path!r}: content hash of {len(chash)} bytes")
-    return b"".join((
-        b"\x04", uvarint(flags), uvarint(len(path)), path,
-        _unsigned(rec.dev, U64_MAX, "dev"), _unsigned(rec.ino, U64_MAX, "ino"), _unsigned(rec.size, U64_MAX, "size"),
-        uvarint(_zigzag(mtime)), uvarint(_zigzag(ctime - mtime)),
-        _unsigned(rec.width, U32_MAX, "width"), _unsigned(rec.height, U32_MAX, "height"),
-        _unsigned(rec.algo_version, U32_MAX, "algo_version"), _unsigned(rec.encoding, U32_MAX, "encoding"),
-        qraw, craw, code,
-        _text(rec.format, "format"), _text(rec.algo, "algo"), _text(rec.state, "state"), _text(rec.error, "error"),
-        uvarint(len(chash)), chash,
-    ))
+    dev, ino, size, width, height = rec.dev, rec.ino, rec.size, rec.width, rec.height
+    algo_version, encoding = rec.algo_version, rec.encoding
+    if not (type(dev) is int and type(ino) is int and type(size) is int and 0 <= dev <= U64_MAX
+            and 0 <= ino <= U64_MAX and 0 <= size <= U64_MAX and type(width) is int and type(height) is int
+            and type(algo_version) is int and type(encoding) is int and 0 <= width <= U32_MAX
+            and 0 <= height <= U32_MAX and 0 <= algo_version <= U32_MAX and 0 <= encoding <= U32_MAX):
+        dev, ino, size = (_unsigned(v, U64_MAX, what) for v, what in ((dev, "dev"), (ino, "ino"), (size, "size")))
+        width, height, algo_version, encoding = (
+            _unsigned(v, U32_MAX, what) for v, what in
+            ((width, "width"), (height, "height"), (algo_version, "algo_version"), (encoding, "encoding")))
+    out = bytearray(b"\x04")
+    if flags < 128 and len(path) < 128:
+        out += bytes((flags, len(path)))
+    else:
+        _put_uvarints(out, (flags, len(path)))
+    out += path
+    out += _I64.pack(mtime)
+    _put_uvarints(out, (dev, ino, size, (ctime - mtime) * 2 if ctime >= mtime else (mtime - ctime) * 2 - 1,
+                        width, height, algo_version, encoding))
+    out += qraw
+    out += craw
+    out += code
+    out += _text(rec.format, "format")
+    out += _text(rec.algo, "algo")
+    out += _text(rec.state, "state")
+    out += _text(rec.error, "error")
+    _put_uvarints(out, (len(chash),))
+    out += chash
+    return bytes(out)
+
+
+def _put_uvarints(out: bytearray, values) -> None:
+    """Append each value (ints >= 0) as an unsigned LEB128 varint (`uvarint`, without a bytes object each)."""
+    for n in values:
+        while n >= 128:
+            out.append((n & 127) | 128)
+            n >>= 7
+        out.append(n)
 
 
 _DECODED: dict[bytes, str] = {}  # literal texts decoded once (a few values every record repeats)
@@ -292,8 +318,8 @@ def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRe
     if len(path) != n or n > U32_MAX:
         raise IndexError
     pos += n
-    (dev, ino, size, zm, zd, width, height, algo_version, encoding), pos = read_uvarints(data, pos, 9)
-    mtime = _unzigzag(zm)
+    mtime = _I64.unpack_from(data, pos)[0]
+    (dev, ino, size, zd, width, height, algo_version, encoding), pos = read_uvarints(data, pos + 8, 8)
     ctime = mtime + _unzigzag(zd)
     if (max(dev, ino, size) > U64_MAX or max(width, height, algo_version, encoding) > U32_MAX
             or not (I64_MIN <= mtime <= I64_MAX and I64_MIN <= ctime <= I64_MAX)):
