@@ -127,7 +127,8 @@ def codes_of(txn, db, ids) -> dict[int, tuple[int, int]]:
     order share the block they fall in."""
     out: dict[int, tuple[int, int]] = {}
     cur = txn.cursor(db=db)
-    words, first, last = _NO_WORDS, 1, 0
+    words = row_ids = _NO_WORDS
+    first, last = 1, 0
     for fid in sorted(ids):
         if not first <= fid <= last:
             want = _KEY.pack(fid)
@@ -140,8 +141,8 @@ def codes_of(txn, db, ids) -> dict[int, tuple[int, int]]:
             if not raw or len(raw) % ROW.itemsize:
                 _rows(raw, bytes(cur.key()))  # raises IndexCorrupt
             words = _words(raw)
-            first, last = words[0], words[-3]
-        j = bisect.bisect_left(words[::3], fid)
+            first, last, row_ids = words[0], words[-3], words[::3]
+        j = bisect.bisect_left(row_ids, fid)
         if 3 * j < len(words) and words[3 * j] == fid:
             out[fid] = (words[3 * j + 1], words[3 * j + 2])
     return out
