@@ -11,7 +11,7 @@ receive buffer. Anything else is a `MalformedAnswer`, and the pool stops that wo
 
 It is also the cheaper way (docs/performance.md, Pipeline): no pickler on either side, the
 sums and the thumbnail are copied once into the frame and once out of it, and `AnswerReader`
-reads frames into one reused buffer (the pipe's whole contents in one `readv`, often several
+reads frames into one reused buffer (what the pipe holds in one `readv`, often several
 answers at once) where `multiprocessing.connection` allocated a new one per message.
 
 Jobs go the other way, from the trusted daemon: `JobPipe.send` writes a list of (job id, kind,
@@ -61,10 +61,11 @@ PROBLEM_HEAD = struct.Struct("=HII")  # bytes of kind, path, detail
 
 TAG_READY, TAG_DECODED, TAG_THUMB, TAG_NO_THUMB, TAG_PROBLEM = 1, 2, 3, 4, 5
 
-# The reader's buffer, the answer pipe's size (decode_pool.ANSWER_PIPE_BYTES) and the longest
-# frame it takes: a small photo's answer is ~60-80 KB, the largest (a 256x256 thumbnail and
-# pHash's sums as int64) under 110 KB.
-BUFFER_BYTES = 1 << 20
+# The reader's buffer per worker, which bounds the longest frame it takes: a small photo's
+# answer is ~60-80 KB, the largest (a 256x256 thumbnail and pHash's sums as int64) under 110 KB.
+# A read takes what the pipe holds up to the free space, so several answers often come in one.
+# (bytearray zero-fills: this much of the daemon's resident memory per worker.)
+BUFFER_BYTES = 256 << 10
 _SUM_TYPES = {4: np.dtype(np.int32), 8: np.dtype(np.int64)}
 _TEXT = ("utf-8", "surrogatepass")
 
