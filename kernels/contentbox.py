@@ -11,11 +11,16 @@ the spread of its grey levels between the 2nd and 98th percentiles is at most `s
 (JPEG ringing and a few bright specks do not count). Lines are cut from each edge while they
 are bars, at most a third of the picture from each side; an axis where less than `min_trim`
 of the picture would go in total keeps all of it (a JPEG's edge block or a thin line is not a
-frame). The same rule as the probe that measured it, so those numbers hold.
+frame). The probe that measured it used numpy's interpolated percentiles; here they are
+whole ranks of the sorted line (the 2nd percentile rounded down, the 98th up: a spread at
+least as wide, so never more bars), exact in integers and ~20x cheaper than
+`np.percentile`; the probe now calls this function.
 
 It works on any grey rendering of the picture: a small one (the ≤ 256 px verification
-thumbnail) is enough and costs ~0.1 ms; `Box.scaled` carries the box to the full-size
-picture. numpy only (the decode workers import it without the numba kernels).
+thumbnail) is enough. A picture whose four outermost lines are not bars (most photos) costs
+two sorts of two lines (~15 µs); the whole analysis, only for the others, sorts every line
+once. `Box.scaled` carries the box to the full-size picture. numpy only (the decode workers
+import it without the numba kernels).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from dedupd.kernels.errors import BadImage
 
-SPREAD = 6.0  # grey levels between the 2nd and 98th percentile of a line that is a bar
+SPREAD = 6  # grey levels between the 2nd and 98th percentile of a line that is a bar
 MIN_TRIM = 0.02  # of the side, both edges together: less is not a frame
 MAX_SIDE = 3  # at most 1/MAX_SIDE of the picture is cut from each edge
 
@@ -58,12 +63,14 @@ class Box:
         return image[self.top:self.bottom, self.left:self.right]
 
 
-def content_box(gray: np.ndarray, *, spread: float = SPREAD, min_trim: float = MIN_TRIM) -> Box | None:
-    """The box left once uniform bars are cut from the edges of `gray` (2-D), or None
+def content_box(gray: np.ndarray, *, spread: int = SPREAD, min_trim: float = MIN_TRIM) -> Box | None:
+    """The box left once uniform bars are cut from the edges of `gray` (2-D uint8), or None
     when nothing is cut (no bars, or too thin to be a frame)."""
-    if gray.ndim != 2 or gray.size == 0:
-        raise BadImage(f"content_box needs a non-empty 2-D grey image, got shape {gray.shape}")
+    if gray.ndim != 2 or gray.size == 0 or gray.dtype != np.uint8:
+        raise BadImage(f"content_box needs a non-empty 2-D uint8 grey image, got {gray.dtype} {gray.shape}")
     h, w = gray.shape
+    if not (_bars(gray[[0, -1]], spread).any() or _bars(gray[:, [0, -1]].T, spread).any()):
+        return None  # no edge line is a bar: nothing can be cut
     top, bottom = _kept(_bars(gray, spread), h, min_trim)
     left, right = _kept(_bars(gray.T, spread), w, min_trim)
     if (top, bottom, left, right) == (0, h, 0, w):
@@ -71,10 +78,18 @@ def content_box(gray: np.ndarray, *, spread: float = SPREAD, min_trim: float = M
     return Box(top, bottom, left, right, h, w)
 
 
-def _bars(lines: np.ndarray, spread: float) -> np.ndarray:
-    """Per row of `lines`: True when its 2nd-98th percentile spread is at most `spread`."""
-    lo, hi = np.percentile(lines, [2, 98], axis=1)
-    return hi - lo <= spread
+def spread_of(lines: np.ndarray) -> np.ndarray:
+    """Per row of `lines` (2-D uint8): its 98th percentile minus its 2nd, as whole ranks of
+    the sorted row (rank floor(0.02 (n-1)) and ceil(0.98 (n-1)) of n values)."""
+    n = lines.shape[1]
+    ordered = np.sort(np.ascontiguousarray(lines), axis=1, kind="stable")  # a radix sort for uint8: 10x the default's speed
+    low, high = (2 * (n - 1)) // 100, -((-98 * (n - 1)) // 100)
+    return ordered[:, high].astype(np.int16) - ordered[:, low]
+
+
+def _bars(lines: np.ndarray, spread: int) -> np.ndarray:
+    """Per row of `lines`: True when it is a bar (`spread_of` at most `spread`)."""
+    return spread_of(lines) <= spread
 
 
 def _kept(bar: np.ndarray, n: int, min_trim: float) -> tuple[int, int]:

@@ -16,13 +16,16 @@ from dedupd.kernels.errors import BadImage
 from kernel_images import MAIN, PHOTOS, jpeg, photo, scaled
 
 
-def reference_box(g: np.ndarray, spread: float = 6.0, at_least: float = 0.02):
-    """The probe's loop, one line at a time (bench/reframe_probe.py `content_box`)."""
+def reference_box(g: np.ndarray, spread: int = 6, at_least: float = 0.02):
+    """The rule line by line, as the probe first wrote it, with whole-rank percentiles:
+    the 2nd percentile is the value of rank floor(2 (n-1) / 100) of the sorted line, the
+    98th of rank ceil(98 (n-1) / 100) (Python integers, no numpy percentile)."""
     h, w = g.shape
 
     def uniform(line) -> bool:
-        lo, hi = np.percentile(line, [2, 98])
-        return hi - lo <= spread
+        v = sorted(int(x) for x in line)
+        n = len(v)
+        return v[(98 * (n - 1) + 99) // 100] - v[2 * (n - 1) // 100] <= spread
 
     def trim(n, line):
         first, last = 0, n
@@ -126,5 +129,7 @@ def test_bad_input_is_refused():
         content_box(np.zeros((0, 5), np.uint8))
     with pytest.raises(BadImage):
         content_box(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(BadImage):
+        content_box(np.zeros((4, 4), np.float32))
     with pytest.raises(BadImage):
         Box(0, 2, 0, 2, 4, 4).crop(np.zeros((5, 4), np.uint8))
