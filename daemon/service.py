@@ -67,6 +67,7 @@ ROOT_CHECK = 5.0  # seconds between checks whether an unavailable root is back
 # SAVE_IDLE seconds (a file copied right after a round is not kept waiting behind it), and runs at
 # the latest SAVE_MAX seconds after the last store; and at exit.
 SAVE_IDLE, SAVE_MAX = 10.0, 300.0
+UPGRADE_GRACE = 300.0  # seconds systemd waits for the next step of an index upgrade (a step: ~1 s here)
 IDLE_TICK, PENDING_TICK = 0.5, 0.1  # seconds the main loop waits for a change: nothing pending / paths settling
 
 
@@ -117,7 +118,7 @@ class Service:
     def _start(self) -> None:
         self.config = load_config(self.config_path)
         log.info("dedupd %s: config %s, %d root(s)", os.getpid(), self.config.source, len(self.config.roots))
-        self.index = open_index(self.config)
+        self.index = open_index(self.config, on_upgrade=self._upgrading)
         self.journal = Journal.open(self.config.state_dir)
         report = recover(self.journal, on_own_write=self.own.add)
         self.own.discard_all()
@@ -236,6 +237,15 @@ class Service:
         self.problem = ""
         self.notifier.status("resumed: the state directory has space again")
         return True
+
+    def _upgrading(self, records: int) -> None:
+        """Progress of an in-place upgrade of an older index at start (~1 min per million
+        records here, several times that on a slow NAS): each step pushes systemd's start
+        timeout (TimeoutStartSec) UPGRADE_GRACE further, so an upgrade that makes progress is
+        never killed half way (it would resume, but restart after restart), while one that
+        hangs still is; and says how far it got (`systemctl status`)."""
+        self.notifier.send(EXTEND_TIMEOUT_USEC=int(UPGRADE_GRACE * 1e6),
+                           STATUS=f"upgrading the index in place: {records:,} records done")
 
     def _work(self) -> None:
         now = time.monotonic()

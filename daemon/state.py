@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.errors import ConfigError
@@ -14,8 +15,9 @@ def index_path(config: Config) -> str:
     return os.path.join(config.state_dir, "index")
 
 
-def open_index(config: Config, *, readonly: bool = False):
-    """The LMDB index for `config`; created on first use unless `readonly`."""
+def open_index(config: Config, *, readonly: bool = False, on_upgrade: Callable[[int], None] | None = None):
+    """The LMDB index for `config`; created on first use unless `readonly`. An index of an
+    older schema is upgraded in place by a writer, calling `on_upgrade(records done)` as it goes."""
     algo = ALGORITHMS[config.algorithm]
     path = index_path(config)
     if readonly and not os.path.exists(os.path.join(path, "data.mdb")):
@@ -25,7 +27,8 @@ def open_index(config: Config, *, readonly: bool = False):
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
             raise ConfigError([f"state_dir: cannot create {path}: {exc.strerror}"], config.source) from exc
-    index = LmdbIndex.open(path, code_bits=algo.bits, algo=algo.name, algo_version=algo.version, readonly=readonly)
+    index = LmdbIndex.open(path, code_bits=algo.bits, algo=algo.name, algo_version=algo.version, readonly=readonly,
+                           on_upgrade=on_upgrade)
     problems = edge_radius_problems(config, index, record=not readonly)
     if problems:
         index.close()

@@ -57,13 +57,14 @@ class LmdbIndex(lmdb_env.EnvOwner):
     @classmethod
     def open(cls, path: str | os.PathLike, *, code_bits: int, m: int | None = None, algo: str,
              algo_version: int, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE,
-             cache_codes: bool = True) -> "LmdbIndex":
+             cache_codes: bool = True, on_upgrade: Callable[[int], None] | None = None) -> "LmdbIndex":
         """Open the index at directory `path`, creating it unless `readonly`.
 
         Raises `IndexMismatch` when it was built with other settings (m=None accepts
         the stored m), `IndexCorrupt` when `path` holds something else,
         `IndexLocked` when another process writes to it, `IndexMissing` (readonly).
         `cache_codes`: the writer keeps its in-RAM code table across commits (see module doc).
+        `on_upgrade(records done)`: called as an older index is upgraded in place (`migrate`).
         """
         self = object.__new__(cls)
         self.path, self.readonly = Path(path), readonly
@@ -73,14 +74,14 @@ class LmdbIndex(lmdb_env.EnvOwner):
         self._codes = codecache.CacheSlot(maintain=cache_codes and not readonly)
         try:
             with mapped_errors(self.path, "open"):
-                self._open(want, m, map_size)
+                self._open(want, m, map_size, on_upgrade)
         except BaseException:
             self._release()
             raise
         self._codes.m = self.meta.m
         return self
 
-    def _open(self, want: IndexMeta, m: int | None, map_size: int) -> None:
+    def _open(self, want: IndexMeta, m: int | None, map_size: int, on_upgrade: Callable[[int], None] | None) -> None:
         fresh = lmdb_env.prepare_dir(self.path, self.readonly)
         if not self.readonly:
             self._lock_fd = lmdb_env.lock_writer(self.path)
@@ -101,7 +102,7 @@ class LmdbIndex(lmdb_env.EnvOwner):
                         f"the index at {self.path} has schema version {schema} and is upgraded to {SCHEMA_VERSION} "
                         f"in place (no reindex) the next time dedupd or `dedupctl scan` opens it; start one of "
                         f"them, then retry")
-                migrate.upgrade(self._env, self.path)
+                migrate.upgrade(self._env, self.path, on_upgrade)
             self._t = lmdb_env.open_tables(self._env)
 
     # -- transactions ----------------------------------------------------------

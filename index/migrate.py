@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import lmdb
 
@@ -33,10 +34,12 @@ CHUNK = 20_000  # records per write transaction (~4 MB read, ~2 MB written: a fe
 OLD_TABLES = (b"files", b"inodes", b"content", b"content_new")
 
 
-def upgrade(env: lmdb.Environment, path: Path) -> dict:
+def upgrade(env: lmdb.Environment, path: Path, progress: Callable[[int], None] | None = None) -> dict:
     """Upgrade the schema-3 index open in `env` to schema 4 (see the module doc); returns what
     it did: {"records", "seconds", "resumed"}. Grows the map when it fills (this process has
-    no other transaction open while an index is being opened)."""
+    no other transaction open while an index is being opened). `progress(records done)` is
+    called after every committed transaction (the daemon keeps systemd's start timeout from
+    firing while an upgrade of millions of records makes progress)."""
     started, chunk = time.monotonic(), CHUNK
     tables, old, resumed = _begin(env)
     log.info("index at %s: upgrading schema 3 to %d in place (records rewritten, lookups rebuilt; "
@@ -45,6 +48,8 @@ def upgrade(env: lmdb.Environment, path: Path) -> dict:
     while more:
         n, more = _retry_on_full(env, lambda: _step(env, tables, old, chunk))
         done += n
+        if progress is not None:
+            progress(done)
         if done % (10 * chunk) < n:
             log.info("index at %s: %d records upgraded (%.0f s)", path, done, time.monotonic() - started)
     _retry_on_full(env, lambda: _finish(env))

@@ -335,3 +335,32 @@ def test_restore_undo_and_purge_without_the_daemon(tmp_path, library):
         assert sha(t["coffee_exact"]) == before["coffee_exact"]
     finally:
         d.close()
+
+
+def test_an_older_index_is_upgraded_in_place_at_start_without_tripping_systemd(tmp_path, library):
+    """A schema-3 index (as dedupd before schema 4 wrote it) in the state dir: the daemon
+    upgrades it before READY=1, pushing systemd's start timeout further after every step
+    (EXTEND_TIMEOUT_USEC) and saying so in STATUS, and keeps the records it held."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "index"))
+    from schema3_legacy import build_schema3_index
+
+    from dedupd.index import FileRecord
+    from dedupd.kernels import ALGORITHMS
+
+    root, _ = library
+    algo = ALGORITHMS["lbph"]
+    old = [FileRecord(0, f"/srv/elsewhere/{i}.jpg", 2049, 100 + i, 1000 + i, 1_600_000_000_000_000_000, 1_600_000_000_000_000_000,
+                      64, 48, "jpeg", hashlib.sha256(b"%d" % i).digest(), (i * 0x9E3779B97F4A7C15 % 2**64, i), algo.name,
+                      algo.version, 12.5, False) for i in range(5)]
+    build_schema3_index(tmp_path / "state" / "index", old, algo=algo.name, algo_version=algo.version, code_bits=algo.bits)
+    d = Daemon(tmp_path, [(root, "report")])
+    try:
+        d.start()
+        before_ready = d.messages[:next(i for i, m in enumerate(d.messages) if "READY=1" in m.split("\n"))]
+        upgrade = [m for m in before_ready if "EXTEND_TIMEOUT_USEC=300000000" in m.split("\n")]
+        assert upgrade and "STATUS=upgrading the index in place: 5 records done" in upgrade[-1].split("\n"), d.messages
+        assert "upgraded to schema 4: 5 records rewritten" in d.logtext()
+        d.wait_for(d.idle, 90, "first scan")
+        assert d.status()["files_indexed"] == 5 + len(list(root.rglob("*.jpg")))
+    finally:
+        d.close()

@@ -81,6 +81,20 @@ def test_the_writer_upgrades_a_schema_3_index_in_place(tmp_path, caplog):
         assert ix.edges_of(stored[1].file_id) == [e] and ix.get_meta("x") == 1
 
 
+def test_the_upgrade_reports_progress_after_every_transaction(tmp_path, monkeypatch):
+    """`on_upgrade` hears the running count after each committed chunk (the daemon turns it
+    into systemd's EXTEND_TIMEOUT_USEC), the last call being every record."""
+    build_schema3_index(tmp_path, _records(50))
+    monkeypatch.setattr(migrate, "CHUNK", 16)
+    seen: list[int] = []
+    with LmdbIndex.open(tmp_path, on_upgrade=seen.append, **ARGS) as ix:
+        assert len(ix) == 50
+    assert seen == [16, 32, 48, 50]
+    seen.clear()
+    LmdbIndex.open(tmp_path, on_upgrade=seen.append, **ARGS).close()  # nothing left to upgrade
+    assert seen == []
+
+
 def test_an_upgrade_interrupted_by_a_crash_is_finished_by_the_next_open(tmp_path, monkeypatch):
     """The process dies (os._exit: no cleanup, as a power cut leaves LMDB) after the second
     chunk's commit; the index still opens, upgraded the rest of the way."""
@@ -107,7 +121,8 @@ def test_an_upgrade_interrupted_by_a_crash_is_finished_by_the_next_open(tmp_path
     monkeypatch.setattr(migrate, "CHUNK", 70)
     result = {}
     real_upgrade = migrate.upgrade
-    monkeypatch.setattr(migrate, "upgrade", lambda env, path: result.update(real_upgrade(env, path)) or result)
+    monkeypatch.setattr(migrate, "upgrade",
+                        lambda env, path, progress=None: result.update(real_upgrade(env, path, progress)) or result)
     LmdbIndex.open(tmp_path, **ARGS).close()
     assert result["resumed"] and result["records"] == 300 - 140
     _check_upgraded(tmp_path, stored)
