@@ -60,6 +60,14 @@ def decode_record(data: bytes, file_id: int, code: "tuple[int, int] | None" = No
     return _decode_v3(data, file_id)
 
 
+def short_path(data: bytes) -> bytes | None:
+    """The path of a v4 record whose flags and path length take a byte each (paths under 128
+    bytes: most), read with no call; None for any other record (`record_path` reads those)."""
+    if len(data) > 2 and data[0] == 4 and data[1] < 128 and data[2] < 128 and len(data) >= 3 + data[2]:
+        return data[3:3 + data[2]]
+    return None
+
+
 def record_path(data: bytes, file_id: int) -> bytes:
     """The path bytes of a stored record, without decoding the rest of a v4 or v3 one.
     Raises `IndexCorrupt` for anything that is not a record."""

@@ -65,6 +65,9 @@ def read_record(txn, tables: Tables, file_id: int, pending: Pending | None = Non
 
 def records_by_id(txn, tables: Tables, ids: list[int]) -> dict[int, FileRecord]:
     """{id: record} for those of `ids` (ascending, in range) that are stored: one `getmulti`."""
+    if len(ids) == 1:  # a lookup's usual answer: no cursor
+        rec = read_record(txn, tables, ids[0])
+        return {} if rec is None else {rec.file_id: rec}
     with txn.cursor(db=tables.records) as cur:
         rows = cur.getmulti([codec.id_key(i) for i in ids])
     return {rec.file_id: rec for rec in decode_rows(txn, tables, ((codec.key_id(k), raw) for k, raw in rows))}
@@ -130,7 +133,8 @@ def records_by_path(txn, tables: Tables, keyed: list[tuple[bytes, tuple[str, ...
 def record_path(raw: bytes, fid: bytes) -> bytes:
     """The path bytes of a stored record (under id key `fid`), without decoding the rest of it
     (a pass over every record for a path prefix reads only this): `codec.record_path`."""
-    return codec.record_path(raw, codec.key_id(fid))
+    path = codec.short_path(raw)
+    return path if path is not None else codec.record_path(raw, codec.key_id(fid))
 
 
 def paths_under(txn, tables: Tables, start: bytes, prefixes: tuple[bytes, ...], limit: int) -> tuple[dict[int, bytes], bytes | None]:

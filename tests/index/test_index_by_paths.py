@@ -114,9 +114,12 @@ def test_a_path_whose_key_collides_is_not_answered_with_another_record(tmp_path,
 
 
 def test_record_path_reads_the_path_codec_wrote():
-    for path in PATHS + ["/" + "x" * 5000]:
-        raw = codec.encode_record(rec(path))
-        assert lmdb_tables.record_path(raw, codec.id_key(1)) == os.fsencode(path)
+    """v4 records (paths shorter and longer than a 1-byte length), and the v2/v3 records of a
+    schema-3 index (`paths_under` before its upgrade)."""
+    from schema3_legacy import encode_v2, encode_v3
+    for path in PATHS + ["/" + "x" * 126, "/" + "x" * 127, "/" + "x" * 5000]:
+        for raw in (codec.encode_record(rec(path)), encode_v3(rec(path)), encode_v2(rec(path))):
+            assert lmdb_tables.record_path(raw, codec.id_key(1)) == os.fsencode(path)
 
 
 def test_record_path_of_garbage_raises_index_corrupt():
