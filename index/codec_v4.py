@@ -26,7 +26,7 @@ Extending: a new optional field gets the next flag bit and is appended after the
 hash; records without the bit decode with the field's default, so old records need no
 rewrite and the version stays 4. A decoder that meets a flag it does not know refuses the
 record (`IndexCorrupt`): it cannot know the field's length. The next planned field, an
-optional second 128-bit code, would be bit 8 (`_NEXT_FLAG`).
+optional second 128-bit code, would be the flag 128 (`_NEXT_FLAG`; the flags then take two varint bytes).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import operator
 import os
 import struct
 
+from .base import is_searchable
 from .errors import IndexCorrupt, InvalidRecord
 from .records import STATE_OK, FileRecord
 
@@ -164,12 +165,6 @@ def _unsigned(value: int, limit: int, what: str) -> int:
     return value
 
 
-def code_in_table(rec: FileRecord) -> bool:
-    """Whether the record's code is kept in the `codes` table instead of the record: it is
-    searchable (`base.is_searchable`, repeated here: base imports nothing of the codec)."""
-    return rec.code is not None and rec.state == STATE_OK
-
-
 def encode(rec: FileRecord) -> bytes:
     """The v4 bytes of `rec`. Raises `InvalidRecord` for a field v3 could not hold either."""
     try:
@@ -196,7 +191,7 @@ def encode(rec: FileRecord) -> bytes:
     flags = qflag | cflag | (_EXIF if rec.has_exif else 0)
     code = b""
     if rec.code is not None:
-        if code_in_table(rec):
+        if is_searchable(rec):  # its code is in the `codes` table
             flags |= _CODE_IN_TABLE
         else:
             flags |= _CODE_HERE
