@@ -266,19 +266,31 @@ def make_set(name: str, n: int, n_queries: int, seed: int, cache: Path, corpus: 
 
 # -- inserts and bytes ---------------------------------------------------------------------------
 
-def records(codes: np.ndarray, start: int, stop: int) -> tuple[list, int]:
-    """FileRecords for rows [start, stop) and the bytes of their paths."""
+def records(codes: np.ndarray, start: int, stop: int, real_fields: bool = False) -> tuple[list, int]:
+    """FileRecords for rows [start, stop) and the bytes of their paths. `real_fields`: the fields
+    as the daemon stores them for real photos (float64 quality and chroma, which float32 does not
+    hold; ctime ~46 ms after mtime; a 32-bit JPEG encoding fingerprint; every other file with
+    EXIF) instead of the round values (quality 40.0, chroma 0, ctime = mtime) a v4 record
+    stores in fewer bytes."""
     from dedupd.index.records import FileRecord
     out, path_bytes = [], 0
     for i in range(start, stop):
         w0, w1 = codes[i]
         path = f"/srv/photos/synthetic/{i // 1000:04d}/IMG_{i:07d}.jpg"
         path_bytes += len(path)
-        out.append(FileRecord(
+        mtime = 1_600_000_000_000_000_000 + i
+        extra = {}
+        if real_fields:
+            mtime = 1_600_000_000_000_000_000 + i * 1_000_003
+            extra = dict(ctime_ns=mtime + 46_000_000 + i % 1000, quality=30.0 + (i % 1000) * 0.0123456789,
+                         chroma=20.0 + (i % 777) / 2752, encoding=(i * 2654435761) % 2**32, has_exif=i % 2 == 0)
+        fields = dict(
             file_id=0, path=path, dev=2049, ino=1_000_000 + i,
-            size=2_000_000 + i % 997, mtime_ns=1_600_000_000_000_000_000 + i, ctime_ns=1_600_000_000_000_000_000 + i,
+            size=2_000_000 + i % 997, mtime_ns=mtime, ctime_ns=mtime,
             width=4000, height=3000, format="jpeg", content_hash=hashlib.sha256(i.to_bytes(8, "little")).digest(),
-            code=(int(w0), int(w1)), algo="lbph", algo_version=1, quality=40.0))
+            code=(int(w0), int(w1)), algo="lbph", algo_version=1, quality=40.0)
+        fields.update(extra)
+        out.append(FileRecord(**fields))
     return out, path_bytes
 
 
@@ -292,14 +304,14 @@ def open_index(path: str):
     return LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1)  # m automatic, as the daemon
 
 
-def insert(codes: np.ndarray, path: str) -> tuple[object, dict]:
+def insert(codes: np.ndarray, path: str, real_fields: bool = False) -> tuple[object, dict]:
     """Fill a fresh LmdbIndex with every code, BATCH records per put_many."""
     idx = open_index(path)
     n = len(codes)
     put_s, make_s, path_bytes = [], 0.0, 0
     for b, s in enumerate(range(0, n, BATCH)):
         t0 = time.perf_counter()
-        batch, pb = records(codes, s, min(n, s + BATCH))
+        batch, pb = records(codes, s, min(n, s + BATCH), real_fields)
         t1 = time.perf_counter()
         stored = idx.put_many(batch)
         put_s.append(time.perf_counter() - t1)
@@ -313,7 +325,7 @@ def insert(codes: np.ndarray, path: str) -> tuple[object, dict]:
     tables = st["table_bytes"]
     used = st["used_bytes"]
     return idx, {
-        "n": n, "batch": BATCH, "put_many_s": round(sum(put_s), 2), "records_s": round(make_s, 2),
+        "n": n, "batch": BATCH, "real_fields": real_fields, "put_many_s": round(sum(put_s), 2), "records_s": round(make_s, 2),
         "files_per_s": round(n / sum(put_s)), "batch_p50_s": rounded(median(put_s)),
         "batch_p99_s": rounded(percentile(put_s, 99)), "first_last_batch_s": [rounded(put_s[0]), rounded(put_s[-1])],
         "bytes_per_file": {
@@ -517,7 +529,7 @@ def run_set(name: str, data: dict, tmpdir: str, args) -> dict:
     codes = np.ascontiguousarray(data["codes"], dtype=np.uint64)
     n = len(codes)
     note(f"[{name}] inserting {n:,} codes into a fresh LmdbIndex (batches of {BATCH:,}) ...")
-    idx, ins = insert(codes, os.path.join(tmpdir, "index"))
+    idx, ins = insert(codes, os.path.join(tmpdir, "index"), args.real_fields)
     q0 = np.ascontiguousarray(data["queries"][0])
     t0 = time.perf_counter()
     idx.range_search_many(q0, ACT)  # loads the codes into RAM and builds the MIH tables the cost model wants
@@ -564,7 +576,8 @@ def print_set(name: str, res: dict) -> None:
     b = ins["bytes_per_file"]
     print(f"insert: {ins['files_per_s']:,} files/s in put_many ({ins['put_many_s']} s; building the records "
           f"{ins['records_s']} s apart); batch p50 {ins['batch_p50_s']} s, p99 {ins['batch_p99_s']} s")
-    print(f"bytes/file on disk: used {b['used']} (data.mdb {b['data_mdb']}); without paths {b['without_paths']} "
+    print(f"bytes/file on disk ({'real' if ins.get('real_fields') else 'round'} record fields): used {b['used']} "
+          f"(data.mdb {b['data_mdb']}); without paths {b['without_paths']} "
           f"(paths table {b['tables'].get('paths')} + path strings {b['path_strings_in_records']} removed); "
           f"search structures (codes) {b['search_structures']}")
     print("  per table: " + ", ".join(f"{k} {v}" for k, v in b["tables"].items()))
@@ -613,6 +626,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"where built code sets are kept (default {DEFAULT_CACHE})")
     p.add_argument("--tmpdir", default=None, help="where the temporary LMDB goes (default: the system temp dir)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--real-fields", action="store_true",
+                   help="records with the fields of real photos (float64 quality/chroma, ...): see records()")
     args = p.parse_args(argv)
     corpus = common.check_corpus(args.corpus)
     n = args.n or (100_000 if args.quick else 1_000_000)
