@@ -268,10 +268,10 @@ def make_set(name: str, n: int, n_queries: int, seed: int, cache: Path, corpus: 
 
 def records(codes: np.ndarray, start: int, stop: int, real_fields: bool = False) -> tuple[list, int]:
     """FileRecords for rows [start, stop) and the bytes of their paths. `real_fields`: the fields
-    as the daemon stores them for real photos (float64 quality and chroma, which float32 does not
-    hold; ctime ~46 ms after mtime; a 32-bit JPEG encoding fingerprint; every other file with
-    EXIF) instead of the round values (quality 40.0, chroma 0, ctime = mtime) a v4 record
-    stores in fewer bytes."""
+    as the daemon stores them for real photos (quality and chroma with all the digits of a
+    float32, the daemon's `stored_measure`; ctime ~46 ms after mtime; a 32-bit JPEG encoding
+    fingerprint; every other file with EXIF) instead of the round values (quality 40.0,
+    chroma 0, ctime = mtime) a v4 record stores in fewer bytes."""
     from dedupd.index.records import FileRecord
     out, path_bytes = [], 0
     for i in range(start, stop):
@@ -282,8 +282,9 @@ def records(codes: np.ndarray, start: int, stop: int, real_fields: bool = False)
         extra = {}
         if real_fields:
             mtime = 1_600_000_000_000_000_000 + i * 1_000_003
-            extra = dict(ctime_ns=mtime + 46_000_000 + i % 1000, quality=30.0 + (i % 1000) * 0.0123456789,
-                         chroma=20.0 + (i % 777) / 2752, encoding=(i * 2654435761) % 2**32, has_exif=i % 2 == 0)
+            extra = dict(ctime_ns=mtime + 46_000_000 + i % 1000, quality=float(np.float32(30.0 + (i % 1000) * 0.0123456789)),
+                         chroma=float(np.float32(20.0 + (i % 777) / 2752)), encoding=(i * 2654435761) % 2**32,
+                         has_exif=i % 2 == 0)
         fields = dict(
             file_id=0, path=path, dev=2049, ino=1_000_000 + i,
             size=2_000_000 + i % 997, mtime_ns=mtime, ctime_ns=mtime,

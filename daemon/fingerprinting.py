@@ -75,12 +75,21 @@ def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted
         code=(int(fp.code[0]), int(fp.code[1])),
         algo=fp.algo,
         algo_version=fp.version,
-        quality=float(fp.quality),
+        quality=stored_measure(fp.quality),
         has_exif=info.has_exif,
-        chroma=got.chroma,
+        chroma=stored_measure(got.chroma),
         encoding=info.encoding,
     )
     return Fingerprinted(record, fp.variants, got.thumb)
+
+
+def stored_measure(value: float) -> float:
+    """A measure of the picture (`quality`, `chroma`) as records keep it: rounded to the
+    nearest float32. Both are compared only with thresholds (min_quality 4.0, greyscale
+    below 3.0) and their 7 significant digits are far finer than either measure is; a
+    float32 value is 4 bytes in a v4 record where an arbitrary float64 takes 8 (a real
+    photo's record: 88 -> 80 bytes without its path, docs/performance.md "On disk")."""
+    return float(np.float32(value))
 
 
 def load_thumb(record: FileRecord, pixel_limit: int, decoder=None) -> np.ndarray | None:
