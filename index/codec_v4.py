@@ -13,8 +13,10 @@ Layout, after the version byte (4): a varint of flags, then the path, then the f
     code      16 bytes (two u64 LE) only with `_CODE_HERE`: a record that is not searchable
               (state not "ok") keeps its code here; a searchable one (`_CODE_IN_TABLE`) does
               not, its code is in the `codes` table (`codeblocks`) and is passed to the decoder
-    format, algo, state, error   one byte each: an index into `TEXTS`, or 255 then a varint
-                                 length and UTF-8 (surrogatepass) bytes for any other text
+    format, algo, state, error   one byte for the four when they are one of the `COMMON`
+                                 combinations (128 + its index), else one byte each: an index
+                                 into `TEXTS`, or 255 then a varint length and UTF-8
+                                 (surrogatepass) bytes for any other text
     content_hash                 varint length + bytes (the whole sha256: 32 bytes)
 
 The path comes first so that a pass over every record for a path prefix reads only it
@@ -59,6 +61,18 @@ TEXTS = ("", "ok", "error", "jpeg", "png", "gif", "bmp", "webp", "tiff", "heif",
          "too_large", "truncated", "unreadable", "unsupported_format", "vanished")
 _LITERAL = 255
 _TEXT_BYTE = {t: bytes((i,)) for i, t in enumerate(TEXTS)}
+# (format, algo, state, error) of nearly every record, one byte for the four: 128 + the index
+# (at most 127 entries: 255 is the literal mark). Append only, like TEXTS. A fingerprinted
+# file of each format and algorithm, and an error record (no format, no algorithm) of each kind.
+_FORMATS = ("jpeg", "png", "webp", "tiff", "bmp", "gif", "heif")
+_ERRORS = ("changed", "corrupt", "decode_crash", "decode_memory", "decode_timeout", "empty", "not_regular",
+           "too_large", "truncated", "unreadable", "unsupported_format", "vanished")
+COMMON: tuple[tuple[str, str, str, str], ...] = (
+    tuple((f, a, "ok", "") for f in _FORMATS for a in ("lbph", "lbph1", "phash", "dhash", "ahash"))
+    + tuple(("", "", "error", e) for e in _ERRORS))
+_COMMON_FIRST = 128
+assert _COMMON_FIRST + len(COMMON) < _LITERAL and all(t in TEXTS for c in COMMON for t in c)
+_COMMON_BYTE = {c: bytes((_COMMON_FIRST + i,)) for i, c in enumerate(COMMON)}
 _TEXTS4: dict[bytes, tuple[str, str, str, str]] = {}  # (format, algo, state, error) codes seen -> their texts
 _FLOAT_FLAGS = _Q_ZERO | _Q_F64 | _C_ZERO | _C_F64
 _F32X2 = struct.Struct("<ff")
@@ -224,10 +238,14 @@ def encode(rec: FileRecord) -> bytes:
     out += qraw
     out += craw
     out += code
-    out += _text(rec.format, "format")
-    out += _text(rec.algo, "algo")
-    out += _text(rec.state, "state")
-    out += _text(rec.error, "error")
+    common = _COMMON_BYTE.get((rec.format, rec.algo, rec.state, rec.error))
+    if common is not None:
+        out += common
+    else:
+        out += _text(rec.format, "format")
+        out += _text(rec.algo, "algo")
+        out += _text(rec.state, "state")
+        out += _text(rec.error, "error")
     _put_uvarints(out, (len(chash),))
     out += chash
     return bytes(out)
@@ -338,17 +356,24 @@ def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRe
         rec_code = code if type(code) is tuple and type(code[0]) is int and type(code[1]) is int else (int(code[0]), int(code[1]))
     else:
         rec_code = None
-    texts = _TEXTS4.get(data[pos:pos + 4])  # the usual case: four table texts, one lookup
-    if texts is not None:
-        fmt, algo, state, error = texts
-        pos += 4
+    first = data[pos]
+    if _COMMON_FIRST <= first < _LITERAL:  # the usual case: one byte for the four texts
+        fmt, algo, state, error = COMMON[first - _COMMON_FIRST]
+        pos += 1
     else:
-        fmt, pos = _read_text(data, pos, "format")
-        algo, pos = _read_text(data, pos, "algo")
-        state, pos = _read_text(data, pos, "state")
-        error, pos = _read_text(data, pos, "error")
-        if len(_TEXTS4) < 4096 and all(t in _TEXT_BYTE for t in (fmt, algo, state, error)):
-            _TEXTS4[b"".join(_TEXT_BYTE[t] for t in (fmt, algo, state, error))] = (fmt, algo, state, error)
+        texts = _TEXTS4.get(data[pos:pos + 4])  # four table texts, one lookup
+        if texts is not None:
+            fmt, algo, state, error = texts
+            pos += 4
+        else:
+            fmt, pos = _read_text(data, pos, "format")
+            algo, pos = _read_text(data, pos, "algo")
+            state, pos = _read_text(data, pos, "state")
+            error, pos = _read_text(data, pos, "error")
+            if (fmt, algo, state, error) in _COMMON_BYTE:
+                raise ValueError("a common combination of texts stored as four")
+            if len(_TEXTS4) < 4096 and all(t in _TEXT_BYTE for t in (fmt, algo, state, error)):
+                _TEXTS4[b"".join(_TEXT_BYTE[t] for t in (fmt, algo, state, error))] = (fmt, algo, state, error)
     if bool(flags & _CODE_IN_TABLE) != (rec_code is not None and state == STATE_OK):
         raise ValueError("the code is kept where a record of this state does not keep it")
     n, pos = read_uvarint(data, pos)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedupd.index import FileRecord, IndexCorrupt, InvalidRecord
+from dedupd.index import FileRecord, IndexCorrupt, InvalidRecord, codec_v4
 from dedupd.index.base import is_searchable
 from dedupd.index.codec import code_in_table, decode_record, encode_record, path_key
 
@@ -103,11 +103,26 @@ def test_a_version_2_record_decodes_with_encoding_unknown(rec):
 
 
 def test_a_typical_record_is_small():
-    """What a record costs (issue 5): a JPEG's record without its path is 67 bytes (v3: 142)."""
+    """What a record costs (issue 5): a JPEG's record without its path is 64 bytes (v3: 142);
+    its format, algorithm, state and error kind take one byte together (`codec_v4.COMMON`)."""
     rec = FileRecord(1, "/p/IMG_1.jpg", 2049, 1_001_234, 2_000_123, 1_600_000_000_123_456_789, 1_600_000_000_123_456_789,
                      4000, 3000, "jpeg", bytes(32), (123, 456), "lbph", 1, 40.0)
-    assert len(encode_record(rec)) - len("/p/IMG_1.jpg") == 67
+    assert len(encode_record(rec)) - len("/p/IMG_1.jpg") == 64
     assert len(encode_v3(rec)) - len("/p/IMG_1.jpg") == 142
+    rare = rec.with_(format="jpeg", algo="lbph", state="error", error="truncated")  # not a common combination
+    assert len(encode_record(rare)) - len(encode_record(rec)) == 3 + 16  # four text bytes; the code kept inline
+
+
+def test_a_common_combination_of_texts_has_one_encoding():
+    """Four text bytes that form a `COMMON` combination are not how encode writes it: corrupt."""
+    rec = FileRecord(1, "/a.jpg", 1, 2, 3, 4, 5, format="png", algo="lbph", state="ok", code=(1, 2))
+    raw = encode_record(rec)
+    one = codec_v4._COMMON_BYTE[("png", "lbph", "ok", "")]
+    at = raw.index(one, len(raw) - 34)  # the text byte sits before the hash's length byte
+    four = b"".join(codec_v4._TEXT_BYTE[t] for t in ("png", "lbph", "ok", ""))
+    assert decode_record(raw, 1, (1, 2)) == rec
+    with pytest.raises(IndexCorrupt, match="common combination"):
+        decode_record(raw[:at] + four + raw[at + 1:], 1, (1, 2))
 
 
 @pytest.mark.parametrize("value, width", [(0.0, 0), (40.0, 4), (0.1, 8), (-0.0, 4), (float("inf"), 4), (1e300, 8),
