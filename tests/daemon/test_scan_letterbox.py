@@ -173,3 +173,16 @@ def test_a_box_edge_never_counts_for_uninformative_hashes():
     a, flat = _rec(1, (0, 0)), _rec(2, ((1 << 40) - 1, 0), quality=0.5, box_code=(0, 0))
     assert admit(Edge(1, 2, 0, BOX_VARIANT), a, flat, T) is None  # the frames are 40 apart: nothing
     assert Edge(1, 2, 0, BOX_VARIANT).reversed() == Edge(2, 1, 0, BOX_VARIANT)
+
+
+def test_thin_bars_give_no_box_code():
+    """Bars under `BOX_MIN_TRIM` of the picture are not a frame worth a second code."""
+    from dedupd.daemon.fingerprinting import BOX_MIN_TRIM, box_code
+    from dedupd.daemon.verify import thumbnail
+
+    grey = cv2.cvtColor(photo("rocket"), cv2.COLOR_BGR2GRAY)
+    thin = max(1, int(grey.shape[0] * BOX_MIN_TRIM / 2) - 2)  # both bars together: under the minimum
+    framed = cv2.copyMakeBorder(grey, thin, thin, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    assert box_code(thumbnail(framed), "lbph") is None
+    assert box_code(thumbnail(cv2.cvtColor(letterbox(photo("rocket")), cv2.COLOR_BGR2GRAY)), "lbph") is not None
+    assert box_code(thumbnail(grey), "lbph") is None
