@@ -186,3 +186,23 @@ def test_thin_bars_give_no_box_code():
     assert box_code(thumbnail(framed), "lbph") is None
     assert box_code(thumbnail(cv2.cvtColor(letterbox(photo("rocket")), cv2.COLOR_BGR2GRAY)), "lbph") is not None
     assert box_code(thumbnail(grey), "lbph") is None
+
+
+@pytest.mark.parametrize("indexed, asked", [("orig", "boxed"), ("boxed", "orig")])
+def test_query_finds_the_other_side_through_a_box_code(tmp_path, indexed, asked):
+    """`dedupctl query`: a letterboxed file finds its indexed original through its box code,
+    an original finds its indexed letterboxed copy through the copy's box row."""
+    from dedupd.daemon.query import query_file
+
+    root = tmp_path / "photos"
+    write_originals(root, names=("rocket", "camera"))
+    write_copies(root, names=("rocket",))
+    config, index, scanner = open_scanner(tmp_path, root / indexed, "idx", PER_FILE)
+    try:
+        scanner.run()
+        target = root / ("boxed/rocket_lb.jpg" if asked == "boxed" else "orig/rocket.jpg")
+        matches = query_file(config, index, str(target))
+        assert [(m["path"].rsplit("/", 1)[-1], m["variant"], m["tier"]) for m in matches] == \
+            [("rocket.jpg" if asked == "boxed" else "rocket_lb.jpg", "box", "report")]
+    finally:
+        index.close()
