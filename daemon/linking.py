@@ -202,10 +202,11 @@ def box_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray
 
 
 def lookup_edges(file_id: int, hits_by_query: list, n_variants: int, act: int) -> dict[int, Edge]:
-    """The best edge per other file of one file's lookup (`range_search_many(..., boxes=True)`
-    of its `n_variants` dihedral variants, then its box code if it has one): a variant's hit on
-    a record is an edge of that variant; the upright code's hit on a box row, and any hit of
-    the box code, is a `BOX_VARIANT` edge; rotated variants' hits on box rows are not used."""
+    """The best edge per other file of one file's lookup (`range_search_many` of its
+    `n_variants` dihedral variants, then its box code if it has one, the upright code and the
+    box code with box rows): a variant's hit on a record is an edge of that variant; the
+    upright code's hit on a box row, and any hit of the box code, is a `BOX_VARIANT` edge;
+    rotated variants' hits on box rows, if searched, are not used."""
     best: dict[int, Edge] = {}
     for k, hits in enumerate(hits_by_query):
         for row, distance in hits:

@@ -31,9 +31,11 @@ def query_file(config: Config, index, path: str, radius: int | None = None) -> l
     wide = Thresholds(thresholds.act, max(radius, thresholds.report), thresholds.min_quality, thresholds.rotations,
                       thresholds.rotated_radius)
     box = result.record.box_code
+    boxes = [True] + [False] * (len(queries) - 1)  # box rows: for the upright code and the box code
     if box is not None:
         queries = np.vstack([queries, np.array([box], np.uint64)])
-    hits = index.range_search_many(queries, radius, boxes=True)
+        boxes.append(True)
+    hits = index.range_search_many(queries, radius, boxes=boxes)
     best = lookup_edges(0, hits, len(queries) - (box is not None), config.act_threshold)  # 0: FILE is not indexed
     out = []
     for file_id, found in best.items():

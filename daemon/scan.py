@@ -401,10 +401,12 @@ class Scanner:
         for record, item in fresh:
             queries = item.variants if self.config.match_rotations else item.variants[:1]
             radii = [self.edge_radius] + [self.rotated_radius] * (len(queries) - 1)
+            boxes = [True] + [False] * (len(queries) - 1)  # rotated variants' hits on box rows are not used
             if record.box_code is not None:
                 queries = np.vstack([queries, np.array([record.box_code], np.uint64)])
                 radii.append(self.edge_radius)
-            hits = self.index.range_search_many(queries, radii, boxes=True)  # one plan, one read
+                boxes.append(True)
+            hits = self.index.range_search_many(queries, radii, boxes=boxes)  # one plan, one read
             edges.extend(lookup_edges(record.file_id, hits, len(radii) - (record.box_code is not None),
                                       self.config.act_threshold).values())
         return edges

@@ -159,7 +159,8 @@ class Index(Protocol):
     `search_mode` ("auto", "scan", "mih") lets tests and benchmarks force a path.
 
     Box codes (`FileRecord.box_code`, `boxes`): rows of the same code table under alias
-    ids, searched only by `range_search_many(..., boxes=True)` and listed by `all_box_codes`;
+    ids, searched only by `range_search_many(..., boxes=True)` (or a bool per query: which of
+    them) and listed by `all_box_codes`;
     `range_search`, `range_search_many` and `all_codes` see the records' own codes alone.
 
     Path lookups: `by_path(p)` is the record whose path is exactly `p` (or None);
@@ -186,7 +187,7 @@ class Index(Protocol):
     def by_content(self, content_hash: bytes) -> list[FileRecord]: ...
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]: ...
     def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]", *,
-                          boxes: bool = False) -> list[list[tuple[int, int]]]: ...
+                          boxes: "bool | Sequence[bool]" = False) -> list[list[tuple[int, int]]]: ...
     def iter_records(self) -> Iterator[FileRecord]: ...
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # fresh arrays, sorted by id
     def all_box_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # alias ids (`boxes`) and box codes, by id

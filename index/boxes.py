@@ -57,6 +57,17 @@ def split_at(ids: np.ndarray) -> int:
     return int(np.searchsorted(ids, BOX_ALIAS))
 
 
+def query_mask(boxes, k: int) -> np.ndarray:
+    """Which of k queries also search the box rows: `boxes` True or False for all of them, or
+    a sequence of k bools (ValueError otherwise)."""
+    if isinstance(boxes, (bool, np.bool_)):
+        return np.full(k, bool(boxes))
+    mask = np.asarray(boxes)
+    if mask.shape != (k,) or (mask.dtype != bool and k):
+        raise ValueError(f"boxes must be a bool or one bool per query ({k}), not {boxes!r}")
+    return mask.astype(bool)
+
+
 def split_changes(changes: list) -> tuple[list, list]:
     """(changes of records' rows, changes of box rows) of a list of (row id, code or None)."""
     own, box = [], []

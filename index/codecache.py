@@ -41,14 +41,20 @@ class BoxedTables:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.uint64), m)
 
     def search(self, queries: np.ndarray, radius: np.ndarray, mode: str, build_weight: float = 0.0,
-               with_boxes: bool = False) -> Hits:
-        """Per query its (row id, distance) hits among the records' codes, and with `with_boxes`
-        among the box rows too (their ids carry `boxes.BOX_ALIAS`), sorted by (distance, id)."""
+               with_boxes: "bool | np.ndarray" = False) -> Hits:
+        """Per query its (row id, distance) hits among the records' codes, and for the queries
+        `with_boxes` selects (True: all; or a bool per query) among the box rows too (their ids
+        carry `boxes.BOX_ALIAS`), sorted by (distance, id). `radius`: int64 (k,)."""
         hits = self.own.search(queries, radius, mode, build_weight)
-        if not with_boxes or len(self.box) == 0:
+        pick = boxes.query_mask(with_boxes, len(queries))
+        if len(self.box) == 0 or not pick.any():
             return hits
-        more = self.box.search(queries, radius, mode, build_weight)
-        return [sorted(h + b, key=_by_distance) if b else h for h, b in zip(hits, more)]
+        chosen = np.flatnonzero(pick)
+        more = self.box.search(queries[chosen], radius[chosen], mode, build_weight)
+        for k, extra in zip(chosen.tolist(), more):
+            if extra:
+                hits[k] = sorted(hits[k] + extra, key=_by_distance)
+        return hits
 
     def apply(self, changes: list[Change]) -> None:
         own, box = boxes.split_changes(changes)
@@ -82,8 +88,8 @@ class CacheSlot:
             self._table, self._txnid = BoxedTables(*load(), self.m), txnid
         return self._table
 
-    def search(self, txnid: int, load: Loader, queries: np.ndarray, radius: "int | np.ndarray", mode: str,
-               with_boxes: bool = False) -> Hits:
+    def search(self, txnid: int, load: Loader, queries: np.ndarray, radius: np.ndarray, mode: str,
+               with_boxes: "bool | np.ndarray" = False) -> Hits:
         with self._lock:
             table = self._at(txnid, load)
             return table.search(queries, radius, mode, 0.0 if self.maintain else 1.0, with_boxes)

@@ -27,7 +27,7 @@ import lmdb
 import numpy as np
 
 from . import codeblocks, codec, codecache, lmdb_env, migrate
-from .boxes import BOX_ALIAS
+from .boxes import BOX_ALIAS, query_mask
 from .base import SCHEMA_VERSION, U64_MAX, IndexMeta, as_code, as_codes, check_radii, make_meta
 from .errors import IndexFailure, IndexMismatch, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
@@ -270,13 +270,15 @@ class LmdbIndex(lmdb_env.EnvOwner):
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
     def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]", *,
-                          boxes: bool = False) -> list[list[tuple[int, int]]]:
+                          boxes: "bool | Sequence[bool]" = False) -> list[list[tuple[int, int]]]:
         """Per code, its (id, distance) hits within `radius`: one int for every code, or one
         radius per code (the upright code at the report radius, its variants at the rotated one).
-        With `boxes`, the records' box codes are searched too: a hit on one carries the alias
-        id `boxes.BOX_ALIAS | file id` (sorted by (distance, id) with the others)."""
+        With `boxes` (True, or one bool per code: which codes), the records' box codes are
+        searched too: a hit on one carries the alias id `boxes.BOX_ALIAS | file id` (sorted by
+        (distance, id) with the others)."""
         queries = as_codes(codes, self.meta.code_bits)
         radius = check_radii(radius, len(queries))
+        boxes = query_mask(boxes, len(queries))
         if len(queries) == 0:
             return []
         return self._read("range_search", lambda txn: self._codes.search(

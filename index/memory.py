@@ -192,13 +192,15 @@ class MemoryIndex:
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
     def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]", *,
-                          boxes: bool = False) -> list[list[tuple[int, int]]]:
+                          boxes: "bool | Sequence[bool]" = False) -> list[list[tuple[int, int]]]:
         """Per code, its (id, distance) hits within `radius`: one int for every code, or one
         radius per code (the upright code at the report radius, its variants at the rotated one).
-        With `boxes`, box codes too, under alias ids (`LmdbIndex.range_search_many`)."""
+        With `boxes` (True, or one bool per code), box codes too, under alias ids
+        (`LmdbIndex.range_search_many`)."""
         self._check_open()
         queries = as_codes(codes, self.meta.code_bits)
         radius = check_radii(radius, len(queries))
+        boxes = box_rows.query_mask(boxes, len(queries))
         if len(queries) == 0:
             return []
         return self._codes.search(queries, radius, self.search_mode, with_boxes=boxes)

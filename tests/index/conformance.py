@@ -555,3 +555,14 @@ def test_lmdb_foreign_lmdb_is_corrupt(tmp_path):
     env.close()
     with pytest.raises(IndexCorrupt, match="not a dedupd index"):
         LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
+
+
+def test_boxes_may_name_the_queries_that_search_the_box_rows(index):
+    a, b = index.put_many([rec("/a", 1, code=(1, 0), box_code=(7, 0)), rec("/b", 2, code=(7, 0))])
+    q = np.array([[7, 0], [7, 0], [1, 0]], np.uint64)
+    records = {a.file_id: a, b.file_id: b}
+    assert index.range_search_many(q, 0, boxes=[True, False, True]) == [
+        box_oracle(records, [q[0]], 0, True)[0], box_oracle(records, [q[1]], 0, False)[0], box_oracle(records, [q[2]], 0, True)[0]]
+    assert index.range_search_many(q, 0, boxes=[False] * 3) == box_oracle(records, q, 0, False)
+    with pytest.raises(ValueError, match="one bool per query"):
+        index.range_search_many(q, 0, boxes=[True])
