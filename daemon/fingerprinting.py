@@ -37,8 +37,9 @@ from dedupd.kernels.contentbox import content_box
 # box code: a box that cuts a few percent off is the frame give or take a few bits, and only
 # adds a way to meet a look-alike. On the 369 corpus photos, with contentbox's own 2 %, 40 get
 # a box code and one (3 % of white margin cut off a clip-art plier) comes within 28 bits of
-# another plier's code (their frames: 30); from 5 %, 34 do and the closest distinct pair is 36
-# bits apart. A letterbox of the benchmark cuts 20 % (bars of 12.5 % of the original height).
+# another plier's code (their frames: 30); from 5 %, 34 do and the closest distinct pair through
+# a box is 34 bits apart (`bench/box_codes.py`). A letterbox of the benchmark cuts 20 % (bars of
+# 12.5 % of the original height).
 BOX_MIN_TRIM = 0.05
 
 
