@@ -157,28 +157,27 @@ def box_join_hits(ids, batch, changed, upright_codes, box_codes, has_box, all_id
     q_self = np.where(found, rows, -1)
     owner_rows = np.searchsorted(all_ids, boxes.owners(box_ids))  # every box row's record is searchable
     b_rank, b_batch = c_rank[owner_rows], c_batch[owner_rows]
-    box_rows = np.searchsorted(box_ids, ids | boxes.BOX_ALIAS)
-    own_box = (box_rows < len(box_ids)) & (box_ids[np.minimum(box_rows, max(len(box_ids) - 1, 0))] == (ids | boxes.BOX_ALIAS)) \
-        if len(box_ids) else np.zeros(len(ids), bool)
-    b_self = np.where(own_box, box_rows, -1)
-    files, others, dist = [], [], []
+    aliases = ids | boxes.BOX_ALIAS
+    box_rows = np.minimum(np.searchsorted(box_ids, aliases), max(len(box_ids) - 1, 0))
+    b_self = np.where(box_ids[box_rows] == aliases, box_rows, -1) if len(box_ids) else np.full(len(ids), -1)  # own box row
     boxed = np.flatnonzero(has_box)
-    if len(boxed):  # the files' box codes against the records' codes
-        h = range_join(box_codes[boxed], codes, radius, q_rank=batch[boxed], q_self=q_self[boxed],
-                       c_rank=c_rank, c_batch=c_batch, workers=workers)
-        files.append(boxed[h.q]), others.append(all_ids[h.c]), dist.append(h.distance)
-    if len(box_ids):  # the files' codes, and their box codes, against the box rows
-        h = range_join(upright_codes, stored_boxes, radius, q_rank=batch, q_self=b_self,
-                       c_rank=b_rank, c_batch=b_batch, workers=workers)
-        files.append(h.q), others.append(boxes.owners(box_ids[h.c])), dist.append(h.distance)
-        if len(boxed):
-            h = range_join(box_codes[boxed], stored_boxes, radius, q_rank=batch[boxed], q_self=b_self[boxed],
-                           c_rank=b_rank, c_batch=b_batch, workers=workers)
-            files.append(boxed[h.q]), others.append(boxes.owners(box_ids[h.c])), dist.append(h.distance)
-    if not files:
+    parts = []  # (positions of the files, other file ids, distances)
+
+    def join(rows, queries, against, other_ids, self_rows, rank, in_batch) -> None:
+        if len(rows) and len(against):
+            h = range_join(queries, against, radius, q_rank=batch[rows], q_self=self_rows[rows], c_rank=rank,
+                           c_batch=in_batch, workers=workers)
+            parts.append((rows[h.q], other_ids[h.c], h.distance))
+
+    everyone, owners = np.arange(len(ids)), boxes.owners(box_ids)
+    join(boxed, box_codes[boxed], codes, all_ids, q_self, c_rank, c_batch)  # box codes against the records' codes
+    join(everyone, upright_codes, stored_boxes, owners, b_self, b_rank, b_batch)  # codes against the box rows
+    join(boxed, box_codes[boxed], stored_boxes, owners, b_self, b_rank, b_batch)  # box codes against the box rows
+    if not parts:
         return empty, empty, empty, empty, empty
-    f = np.concatenate(files)
-    return (ids[f], np.concatenate(others), np.concatenate(dist), np.full(len(f), BOX_VARIANT, np.int64), f)
+    f = np.concatenate([p[0] for p in parts])
+    return (ids[f], np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+            np.full(len(f), BOX_VARIANT, np.int64), f)
 
 
 def box_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray, radius: int):
