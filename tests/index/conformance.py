@@ -566,3 +566,28 @@ def test_boxes_may_name_the_queries_that_search_the_box_rows(index):
     assert index.range_search_many(q, 0, boxes=[False] * 3) == box_oracle(records, q, 0, False)
     with pytest.raises(ValueError, match="one bool per query"):
         index.range_search_many(q, 0, boxes=[True])
+
+
+def test_lmdb_box_rows_across_code_blocks(tmp_path):
+    """Enough records that the records' rows and the box rows fill several `codes` blocks, one of
+    them holding both kinds: counts, loads and searches split them right, before and after a
+    reopen and deletes."""
+    from dedupd.index.codeblocks import BLOCK_ROWS
+
+    path = tmp_path / "ix"
+    n = BLOCK_ROWS + 300
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        recs = ix.put_many([rec(f"/d/{i}", i + 1, code=(i, 0), box_code=(i, 1) if i % 3 == 0 else None)
+                            for i in range(n)])
+        ix.delete_many([r.file_id for r in recs[::7]])
+        kept = {r.file_id: r for k, r in enumerate(recs) if k % 7}
+        want_boxes = sorted(BOX_ALIAS | f for f, r in kept.items() if r.box_code is not None)
+        assert ix.all_box_codes()[0].tolist() == want_boxes
+        assert ix.stats()["entries"]["codes"] == len(kept) and ix.stats()["entries"]["box_codes"] == len(want_boxes)
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1, readonly=True) as ix:
+        assert ix.all_codes()[0].tolist() == sorted(kept)
+        assert ix.all_box_codes()[0].tolist() == want_boxes
+        assert ix.stats()["entries"]["box_codes"] == len(want_boxes)
+        q = np.array([[3, 1], [3, 0]], np.uint64)
+        assert ix.range_search_many(q, 1, boxes=True) == box_oracle(kept, q, 1, True)
+        assert ix.range_search_many(q, 1) == box_oracle(kept, q, 1, False)
