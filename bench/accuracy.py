@@ -186,7 +186,7 @@ def why_not_act(keeper: FileRecord, member: FileRecord, m: dict, act: int, min_q
     """Which of the act conditions (daemon/grouping.py `tier_of`) a report-tier member failed, first one wins."""
     from dedupd.daemon.grouping import same_aspect, same_colour_kind
     if m["variant"] != "identity":
-        return "rotated"
+        return "box" if m["variant"] == "box" else "rotated"  # box: found through a content box code, never act
     if m["distance"] > act:
         return "distance"
     if min(keeper.quality, member.quality) < min_quality:

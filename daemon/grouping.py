@@ -25,7 +25,10 @@ informative hash, and the keeper loses no fidelity), `report` (everything else w
 the report radius: rotations, mirrors, crops, greyscale and other edits). A match
 through a rotated or mirrored variant counts only within the smaller `rotated` radius,
 and a pair of uninformative hashes (`min_quality`) only upright within the act radius,
-and never beyond FLAT_RADIUS (`admit`).
+and never beyond FLAT_RADIUS (`admit`). A match through a content box code
+(`BOX_VARIANT`: a letterboxed or framed copy) counts within the report radius, never for
+uninformative hashes, and is never act (the frames differ: not the same picture in other
+bytes; `could_act` wants an upright edge).
 """
 
 from __future__ import annotations
@@ -40,9 +43,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from dedupd.daemon.keep import KeepKey, may_replace
-from dedupd.index.edges import Edge
+from dedupd.index.edges import BOX_VARIANT, Edge, variant_name
 from dedupd.index.records import FileRecord
-from dedupd.kernels.dihedral import DIHEDRAL
 
 TIERS = ("exact", "act", "report")
 ASPECT_TOLERANCE = 0.03  # |log(aspect_a / aspect_b)|: a 3 % trim passes, a 15 % crop does not
@@ -241,9 +243,15 @@ def admit(edge: Edge, a: FileRecord, b: FileRecord, t: Thresholds) -> Edge | Non
     `t.min_quality`: the texture word of a flat picture is all "flat", so only the 64 bits
     of the global word tell two of them apart) needs an upright match within the act
     radius, and never more than FLAT_RADIUS, even to be reported, and never matches
-    through a variant."""
+    through a variant. A match through a box code (`BOX_VARIANT`) counts within the report
+    radius (like an upright one: the box code is an upright code of the picture without its
+    bars), never for an uninformative hash."""
     flat = min(a.quality, b.quality) < t.min_quality
-    if edge.variant and (flat or not t.rotations or edge.distance > t.rotated_radius):
+    if edge.variant == BOX_VARIANT:
+        if flat or edge.distance > t.report:
+            d = upright_distance(a, b)
+            edge = Edge(edge.a, edge.b, d, 0, False) if d is not None else None
+    elif edge.variant and (flat or not t.rotations or edge.distance > t.rotated_radius):
         d = upright_distance(a, b)
         edge = Edge(edge.a, edge.b, d, 0, False) if d is not None else None
     if edge is None or edge.distance > (min(t.act, FLAT_RADIUS) if flat else t.report):
@@ -320,7 +328,7 @@ def keyed_groups(
         members = []
         for e in sorted(stars[keeper_id], key=lambda e: (e.distance, key(records[e.b]))):
             tier = tier_of(keeper, records[e.b], e, thresholds)
-            members.append(Member(GroupFile.of(records[e.b]), e.distance, DIHEDRAL[e.variant], tier,
+            members.append(Member(GroupFile.of(records[e.b]), e.distance, variant_name(e.variant), tier,
                                   verified=tier == "exact" or e.verified))
         groups.append((key(keeper), Group(group_id(keeper), GroupFile.of(keeper), tuple(members))))
     return groups

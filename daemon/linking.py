@@ -9,6 +9,12 @@ is the edges a lookup per file would have found (`best_edges` keeps one per pair
 later file's, as storing them one by one would). Until the join's edges are stored, the
 index holds a marker (`PendingEdges`) naming the files whose edges may be missing, so a
 crash in between loses no edge: the next scan fingerprints them again.
+
+Box codes (`FileRecord.box_code`, `dedupd.index.boxes`) link too: a pair where one file's
+box code is within the report radius of the other's code or box code is an edge of variant
+`BOX_VARIANT` (a letterboxed copy and its original, whichever is indexed first). A lookup
+finds them with `range_search_many(..., boxes=True)` (`lookup_edges`), a batch by brute
+force (`box_batch_hits`), the join by `box_join_hits`.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from typing import Iterable
 import numpy as np
 
 from dedupd.daemon.grouping import better_edge
-from dedupd.index.edges import Edge
+from dedupd.index import boxes
+from dedupd.index.edges import BOX_VARIANT, Edge
 from dedupd.index.hamming import popcount
 from dedupd.index.records import STATE_OK, FileRecord
-from dedupd.index.selfjoin import variant_join
+from dedupd.index.selfjoin import range_join, variant_join
 
 # From this many files to fingerprint, cross-batch edges come from one join. At a 1M index,
 # 5,000 new files: join 2.2-2.5 s wall / 3.6-4.0 s CPU, lookups 7.5-10 s (docs/performance.md).
@@ -78,24 +85,49 @@ class DeferredEdges:
         self.batches: list[np.ndarray] = []
         self.changed: list[np.ndarray] = []
         self.variants: list[np.ndarray] = []
+        self.boxes: list[np.ndarray] = []  # (n, 2) box codes (zeros where none)
+        self.has_box: list[np.ndarray] = []
         self.count = 0  # batches so far
 
-    def add(self, ids: list[int], variants: np.ndarray, changed: list[bool]) -> None:
+    def add(self, ids: list[int], variants: np.ndarray, changed: list[bool],
+            box_codes: "list[tuple[int, int] | None] | None" = None) -> None:
         if ids:
+            box_codes = box_codes or [None] * len(ids)
             self.ids.append(np.array(ids, np.int64))
             self.batches.append(np.full(len(ids), self.count, np.int64))
             self.changed.append(np.array(changed, bool))
             self.variants.append(variants)
+            self.boxes.append(np.array([b or (0, 0) for b in box_codes], np.uint64).reshape(-1, 2))
+            self.has_box.append(np.array([b is not None for b in box_codes], bool))
         self.count += 1
 
     def __len__(self) -> int:
         return sum(len(i) for i in self.ids)
 
     def hits(self, index, upright: int, rotated: int, workers: int):
-        """(file ids, other ids, distances, variants, storage positions) of every pair the join finds."""
+        """(file ids, other ids, distances, variants, storage positions) of every pair the join
+        finds, box pairs (within `upright`) included."""
         all_ids, codes = index.all_codes()
-        return join_hits(np.concatenate(self.ids), np.concatenate(self.batches), np.concatenate(self.changed),
-                         np.concatenate(self.variants), all_ids, codes, upright, rotated, workers)
+        ids, batch, changed = np.concatenate(self.ids), np.concatenate(self.batches), np.concatenate(self.changed)
+        variants = np.concatenate(self.variants)
+        parts = [join_hits(ids, batch, changed, variants, all_ids, codes, upright, rotated, workers)]
+        box_ids, box_codes = index.all_box_codes()
+        parts.append(box_join_hits(ids, batch, changed, variants[:, 0], np.concatenate(self.boxes),
+                                   np.concatenate(self.has_box), all_ids, codes, box_ids, box_codes, upright, workers))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
+
+
+def _visibility(ids, batch, changed, all_ids):
+    """(rows of `ids` in `all_ids`, found, c_rank, c_batch): which indexed codes each file of
+    a deferring scan may pair with (`selfjoin.range_join`'s visibility arrays): the codes of
+    files indexed before the scan whose code did not change, and those of earlier batches."""
+    rows = np.searchsorted(all_ids, ids)
+    found = (rows < len(all_ids)) & (all_ids[np.minimum(rows, len(all_ids) - 1)] == ids)
+    c_rank = np.full(len(all_ids), -1, np.int64)
+    c_batch = np.full(len(all_ids), -1, np.int64)
+    c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
+    c_batch[rows[found]] = batch[found]
+    return rows, found, c_rank, c_batch
 
 
 def join_hits(ids, batch, changed, variants, all_ids, codes, upright: int, rotated: int, workers: int):
@@ -103,18 +135,92 @@ def join_hits(ids, batch, changed, variants, all_ids, codes, upright: int, rotat
     `changed`: code new in this scan, `variants` (n, k, 2)) against the index's searchable
     codes (`all_ids` ascending, `codes`). Returns (file ids, other ids, distances, variants,
     positions of the files in `ids`) of every pair a lookup per file would have kept."""
-    rows = np.searchsorted(all_ids, ids)
-    found = (rows < len(all_ids)) & (all_ids[np.minimum(rows, len(all_ids) - 1)] == ids)
-    c_rank = np.full(len(all_ids), -1, np.int64)
-    c_batch = np.full(len(all_ids), -1, np.int64)
-    c_rank[rows[found]] = np.where(changed[found], batch[found], -1)
-    c_batch[rows[found]] = batch[found]
+    rows, found, c_rank, c_batch = _visibility(ids, batch, changed, all_ids)
     # runs pay when the files are much of the index (a first scan); else each run rebuilds
     # the tables over every code for little gain
     chunks = JOIN_CHUNKS if 2 * len(ids) >= len(all_ids) else 1
     hits = variant_join(variants, codes, upright, rotated, q_rank=batch, q_self=np.where(found, rows, -1),
                         c_rank=c_rank, c_batch=c_batch, chunks=chunks, workers=workers)
     return ids[hits.file], all_ids[hits.code], hits.distance, hits.variant, hits.file
+
+
+def box_join_hits(ids, batch, changed, upright_codes, box_codes, has_box, all_ids, codes, box_ids, stored_boxes,
+                  radius: int, workers: int):
+    """The box pairs of a deferring scan's join, as `join_hits` returns its pairs (variant
+    `BOX_VARIANT`): a file's box code against the records' codes and the box rows, and its
+    code against the box rows (`box_ids`: alias ids, ascending, `stored_boxes`), each within
+    `radius`, with the visibility of the upright join (a box row is visible as its record)."""
+    empty = np.empty(0, np.int64)
+    if not (has_box.any() or len(box_ids)):
+        return empty, empty, empty, empty, empty
+    rows, found, c_rank, c_batch = _visibility(ids, batch, changed, all_ids)
+    q_self = np.where(found, rows, -1)
+    owner_rows = np.searchsorted(all_ids, boxes.owners(box_ids))  # every box row's record is searchable
+    b_rank, b_batch = c_rank[owner_rows], c_batch[owner_rows]
+    aliases = ids | boxes.BOX_ALIAS
+    box_rows = np.minimum(np.searchsorted(box_ids, aliases), max(len(box_ids) - 1, 0))
+    b_self = np.where(box_ids[box_rows] == aliases, box_rows, -1) if len(box_ids) else np.full(len(ids), -1)  # own box row
+    boxed = np.flatnonzero(has_box)
+    parts = []  # (positions of the files, other file ids, distances)
+
+    def join(rows, queries, against, other_ids, self_rows, rank, in_batch) -> None:
+        if len(rows) and len(against):
+            h = range_join(queries, against, radius, q_rank=batch[rows], q_self=self_rows[rows], c_rank=rank,
+                           c_batch=in_batch, workers=workers)
+            parts.append((rows[h.q], other_ids[h.c], h.distance))
+
+    everyone, owners = np.arange(len(ids)), boxes.owners(box_ids)
+    join(boxed, box_codes[boxed], codes, all_ids, q_self, c_rank, c_batch)  # box codes against the records' codes
+    join(everyone, upright_codes, stored_boxes, owners, b_self, b_rank, b_batch)  # codes against the box rows
+    join(boxed, box_codes[boxed], stored_boxes, owners, b_self, b_rank, b_batch)  # box codes against the box rows
+    if not parts:
+        return empty, empty, empty, empty, empty
+    f = np.concatenate([p[0] for p in parts])
+    return (ids[f], np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+            np.full(len(f), BOX_VARIANT, np.int64), f)
+
+
+def box_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray, radius: int):
+    """(file, other, distance) rows of every box pair within one batch, both orders: the
+    smallest of file's box code to other's code, file's code to other's box code, and the two
+    box codes, where it is within `radius` (brute force, as `batch_hits`)."""
+    n = len(codes)
+    if n < 2 or not has_box.any():
+        e = np.empty(0, np.int64)
+        return e, e, e
+
+    def d(x, y):
+        return (popcount(x[:, None, 0] ^ y[None, :, 0]).astype(np.int64) + popcount(x[:, None, 1] ^ y[None, :, 1]))
+
+    big = np.int64(1 << 20)
+    box_to_code = np.where(has_box[:, None], d(box_codes, codes), big)
+    both = np.where(has_box[:, None] & has_box[None, :], d(box_codes, box_codes), big)
+    best = np.minimum(np.minimum(box_to_code, box_to_code.T), both)
+    f, g = np.nonzero((best <= radius) & ~np.eye(n, dtype=bool))
+    return f, g, best[f, g]
+
+
+def lookup_edges(file_id: int, hits_by_query: list, n_variants: int, act: int) -> dict[int, Edge]:
+    """The best edge per other file of one file's lookup (`range_search_many` of its
+    `n_variants` dihedral variants, then its box code if it has one, the upright code and the
+    box code with box rows): a variant's hit on a record is an edge of that variant; the
+    upright code's hit on a box row, and any hit of the box code, is a `BOX_VARIANT` edge;
+    rotated variants' hits on box rows, if searched, are not used."""
+    best: dict[int, Edge] = {}
+    for k, hits in enumerate(hits_by_query):
+        for row, distance in hits:
+            alias = boxes.is_alias(row)
+            if k >= n_variants or (alias and k == 0):
+                variant = BOX_VARIANT
+            elif alias:
+                continue
+            else:
+                variant = k
+            other = boxes.owner(row)
+            edge = Edge(file_id, other, distance, variant)
+            if other != file_id and better_edge(edge, best.get(other), act):
+                best[other] = edge
+    return best
 
 
 def batch_hits(variants: np.ndarray, upright: int, rotated: int):

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from dedupd.daemon.config import Config
 from dedupd.daemon.errors import UsageError
 from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
-from dedupd.daemon.grouping import Thresholds, admit, better_edge, tier_of
+from dedupd.daemon.grouping import Thresholds, admit, tier_of
+from dedupd.daemon.linking import lookup_edges
 from dedupd.daemon.walk import FileRef
-from dedupd.index.edges import Edge
-from dedupd.kernels.dihedral import DIHEDRAL
+from dedupd.index.edges import VARIANT_NAMES, Edge, variant_name
 
 
 def query_file(config: Config, index, path: str, radius: int | None = None) -> list[dict]:
     """Matches sorted by distance; each names the variant that maps FILE onto the match
     and the tier the pair would get with FILE as the keeper. A match through a rotated or
     mirrored variant counts as grouping counts it (`grouping.admit`: within
-    thresholds.rotated, informative hashes); `radius` widens only the upright search."""
+    thresholds.rotated, informative hashes); `radius` widens only the upright search. Box
+    codes are searched too (FILE's box code, the indexed files' box codes: variant "box")."""
     st = os.stat(path)
     result = fingerprint_file(FileRef.from_stat(path, st), config.algorithm, config.pixel_limit)
     if result.variants is None:
@@ -27,12 +30,13 @@ def query_file(config: Config, index, path: str, radius: int | None = None) -> l
     thresholds = Thresholds.from_config(config)
     wide = Thresholds(thresholds.act, max(radius, thresholds.report), thresholds.min_quality, thresholds.rotations,
                       thresholds.rotated_radius)
-    best: dict[int, Edge] = {}
-    for variant, hits in enumerate(index.range_search_many(queries, radius)):
-        for file_id, distance in hits:
-            edge = Edge(0, file_id, distance, variant)
-            if better_edge(edge, best.get(file_id), config.act_threshold):
-                best[file_id] = edge
+    box = result.record.box_code
+    boxes = [True] + [False] * (len(queries) - 1)  # box rows: for the upright code and the box code
+    if box is not None:
+        queries = np.vstack([queries, np.array([box], np.uint64)])
+        boxes.append(True)
+    hits = index.range_search_many(queries, radius, boxes=boxes)
+    best = lookup_edges(0, hits, len(queries) - (box is not None), config.act_threshold)  # 0: FILE is not indexed
     out = []
     for file_id, found in best.items():
         other = index.get(file_id)
@@ -44,9 +48,9 @@ def query_file(config: Config, index, path: str, radius: int | None = None) -> l
         out.append({
             "path": other.path,
             "distance": edge.distance,
-            "variant": DIHEDRAL[edge.variant],
+            "variant": variant_name(edge.variant),
             "tier": tier_of(result.record, other, Edge(0, file_id, edge.distance, edge.variant, verified), thresholds),
             "verified": verified,
             "same_file": (other.dev, other.ino) == (st.st_dev, st.st_ino),
         })
-    return sorted(out, key=lambda m: (m["distance"], DIHEDRAL.index(m["variant"]), m["path"]))
+    return sorted(out, key=lambda m: (m["distance"], VARIANT_NAMES.index(m["variant"]), m["path"]))

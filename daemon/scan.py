@@ -48,14 +48,14 @@ import numpy as np
 from dedupd.daemon.config import Config
 from dedupd.daemon.decode_pool import shared_decoder
 from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
-from dedupd.daemon.grouping import Group, Thresholds, better_edge
+from dedupd.daemon.grouping import Group, Thresholds
 from dedupd.daemon.linking import (EDGE_WRITE, JOIN_MIN_FILES, DeferredEdges, PendingEdges, batch_hits, best_edges,
-                                   code_changed)
+                                   box_batch_hits, code_changed, lookup_edges)
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
-from dedupd.index.edges import Edge
+from dedupd.index.edges import BOX_VARIANT, Edge
 from dedupd.index.records import STATE_OK, FileRecord
 from dedupd.kernels import ALGORITHMS
 
@@ -324,7 +324,7 @@ class Scanner:
             edges = self._batch_edges(fresh)
             before = {r.path: r for r in replaced}
             deferred.add([r.file_id for r, _ in fresh], np.stack([item.variants for _, item in fresh]) if fresh else None,
-                         [code_changed(before.get(r.path), r) for r, _ in fresh])
+                         [code_changed(before.get(r.path), r) for r, _ in fresh], [r.box_code for r, _ in fresh])
         thumbs = {r.file_id: item.thumb for r, item in fresh}
         edges = self._verify(edges, {r.file_id: r for r in stored}, thumbs, pool, report)
         self.index.add_edges(edges)
@@ -338,7 +338,13 @@ class Scanner:
         if len(fresh) < 2:
             return []
         rotated = self.rotated_radius if self.config.match_rotations else -1
-        f, g, distance, variant = batch_hits(np.stack([item.variants for _, item in fresh]), self.edge_radius, rotated)
+        variants = np.stack([item.variants for _, item in fresh])
+        f, g, distance, variant = batch_hits(variants, self.edge_radius, rotated)
+        box_codes = np.array([r.box_code or (0, 0) for r, _ in fresh], np.uint64)
+        bf, bg, bd = box_batch_hits(variants[:, 0], box_codes, np.array([r.box_code is not None for r, _ in fresh]),
+                                    self.edge_radius)
+        f, g, distance = np.concatenate([f, bf]), np.concatenate([g, bg]), np.concatenate([distance, bd])
+        variant = np.concatenate([variant, np.full(len(bf), BOX_VARIANT, np.int64)])
         ids = np.array([r.file_id for r, _ in fresh], np.int64)
         return best_edges(ids[f], ids[g], distance, variant, f, self.config.act_threshold)
 
@@ -388,19 +394,21 @@ class Scanner:
         rotated radius through a rotated or mirrored variant (`grouping.admit` counts a
         variant match only that close; a wider pair within the report radius upright is
         found upright). At 10M files this is about 3x cheaper than all 8 at the report
-        radius (docs/performance.md, Index at scale)."""
+        radius (docs/performance.md, Index at scale). Box codes within the report radius
+        (a file's box code against every code and box code, its code against the box
+        codes) are `BOX_VARIANT` edges (`linking.lookup_edges`)."""
         edges = []
         for record, item in fresh:
             queries = item.variants if self.config.match_rotations else item.variants[:1]
             radii = [self.edge_radius] + [self.rotated_radius] * (len(queries) - 1)
-            hits_by_variant = self.index.range_search_many(queries, radii)  # one plan, one read
-            best: dict[int, Edge] = {}
-            for variant, hits in enumerate(hits_by_variant):
-                for other, distance in hits:
-                    edge = Edge(record.file_id, other, distance, variant)
-                    if other != record.file_id and better_edge(edge, best.get(other), self.config.act_threshold):
-                        best[other] = edge
-            edges.extend(best.values())
+            boxes = [True] + [False] * (len(queries) - 1)  # rotated variants' hits on box rows are not used
+            if record.box_code is not None:
+                queries = np.vstack([queries, np.array([record.box_code], np.uint64)])
+                radii.append(self.edge_radius)
+                boxes.append(True)
+            hits = self.index.range_search_many(queries, radii, boxes=boxes)  # one plan, one read
+            edges.extend(lookup_edges(record.file_id, hits, len(radii) - (record.box_code is not None),
+                                      self.config.act_threshold).values())
         return edges
 
     def _verify(self, edges: list[Edge], known: dict[int, FileRecord], thumbs: dict, pool, report: ScanReport) -> list[Edge]:

@@ -135,6 +135,11 @@ def check_record(rec: FileRecord, meta: IndexMeta) -> None:
                 f"{rec.path!r}: code from {rec.algo} v{rec.algo_version}, but the index holds "
                 f"{meta.algo} v{meta.algo_version} codes"
             )
+    if rec.box_code is not None and not _plain_code(rec.box_code, meta.code_bits):
+        try:
+            as_code(rec.box_code, meta.code_bits)
+        except (ValueError, TypeError) as e:
+            raise InvalidRecord(f"{rec.path!r}: box code: {e}") from None
 
 
 def _plain_code(code: Any, code_bits: int) -> bool:
@@ -152,6 +157,11 @@ class Index(Protocol):
     "ok", are stored but never returned by range searches. Both implementations
     search with `codetable.CodeTable` (a fused scan or multi-index hashing in RAM);
     `search_mode` ("auto", "scan", "mih") lets tests and benchmarks force a path.
+
+    Box codes (`FileRecord.box_code`, `boxes`): rows of the same code table under alias
+    ids, searched only by `range_search_many(..., boxes=True)` (or a bool per query: which of
+    them) and listed by `all_box_codes`;
+    `range_search`, `range_search_many` and `all_codes` see the records' own codes alone.
 
     Path lookups: `by_path(p)` is the record whose path is exactly `p` (or None);
     `by_paths(ps)` is {p: record} for those of `ps` that are indexed, the same answers
@@ -176,9 +186,11 @@ class Index(Protocol):
     def by_inode(self, dev: int, ino: int) -> list[FileRecord]: ...
     def by_content(self, content_hash: bytes) -> list[FileRecord]: ...
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]: ...
-    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]") -> list[list[tuple[int, int]]]: ...
+    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]", *,
+                          boxes: "bool | Sequence[bool]" = False) -> list[list[tuple[int, int]]]: ...
     def iter_records(self) -> Iterator[FileRecord]: ...
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # fresh arrays, sorted by id
+    def all_box_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # alias ids (`boxes`) and box codes, by id
     def __len__(self) -> int: ...
     def get_meta(self, key: str, default: Any = None) -> Any: ...
     def set_meta(self, key: str, value: Any) -> None: ...

@@ -56,6 +56,24 @@ def count(txn, db) -> int:
         return sum(len(v) for v in cur.iternext(keys=False, values=True)) // ROW.itemsize
 
 
+def count_below(txn, db, split: int) -> tuple[int, int]:
+    """(rows with an id below `split`, rows from it on): the value lengths, and the ids of
+    the one block a boundary can fall inside (a block's rows all lie above its key)."""
+    below = above = 0
+    with txn.cursor(db=db) as cur:
+        for key, value in cur.iternext(keys=True, values=True):
+            n = len(value) // ROW.itemsize
+            if _KEY.unpack(key)[0] >= split:
+                above += n
+            elif n and int.from_bytes(bytes(value[-ROW.itemsize:-ROW.itemsize + 8]), "little") < split:
+                below += n
+            else:  # ids (little-endian) on both sides of the split
+                ids = _rows(value, bytes(key))["id"]
+                cut = int(np.searchsorted(ids, np.uint64(split)))
+                below, above = below + cut, above + n - cut
+    return below, above
+
+
 def apply(txn, db, changes: list[Change]) -> None:
     """Write one transaction's changes (file id, code or None), the last change of an id winning."""
     last = dict(changes)

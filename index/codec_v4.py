@@ -18,6 +18,8 @@ Layout, after the version byte (4): a varint of flags, then the path, then the f
                                  into `TEXTS`, or 255 then a varint length and UTF-8
                                  (surrogatepass) bytes for any other text
     content_hash                 varint length + bytes (the whole sha256: 32 bytes)
+    box_code  16 bytes (two u64 LE) only with `_BOX`: the code of the picture's content box
+              (`FileRecord.box_code`; the index also keeps it as an alias row, `boxes`)
 
 The path comes first so that a pass over every record for a path prefix reads only it
 (`path_of`). Every record has exactly one encoding (the decoder refuses any other: overlong
@@ -27,8 +29,10 @@ that a record read back and written again is the same bytes.
 Extending: a new optional field gets the next flag bit and is appended after the content
 hash; records without the bit decode with the field's default, so old records need no
 rewrite and the version stays 4. A decoder that meets a flag it does not know refuses the
-record (`IndexCorrupt`): it cannot know the field's length. The next planned field, an
-optional second 128-bit code, would be the flag 128 (`_NEXT_FLAG`; the flags then take two varint bytes).
+record (`IndexCorrupt`): it cannot know the field's length. Bit 7 (`_BOX`) is the box code;
+the next field would be bit 8 (`_NEXT_FLAG`). The box code is kept in the record even when
+the record is searchable: its alias row in `codes` is a second copy (16 bytes more for the
+few files with bars), so that decoding a record never needs a second row of `codes`.
 """
 
 from __future__ import annotations
@@ -47,8 +51,9 @@ from .records import STATE_OK, FileRecord
 RECORD_V4 = 4
 _CODE_HERE, _CODE_IN_TABLE, _EXIF = 1, 2, 4
 _Q_ZERO, _Q_F64, _C_ZERO, _C_F64 = 8, 16, 32, 64
-_KNOWN_FLAGS = 127
-_NEXT_FLAG = 128  # the first free bit (see the module doc)
+_BOX = 128  # a box code follows the content hash
+_KNOWN_FLAGS = 255
+_NEXT_FLAG = 256  # the first free bit (see the module doc)
 U64_MAX, U32_MAX = (1 << 64) - 1, (1 << 32) - 1
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 _F32, _F64, _CODE, _I64 = struct.Struct("<f"), struct.Struct("<d"), struct.Struct("<QQ"), struct.Struct("<q")
@@ -203,6 +208,13 @@ def encode(rec: FileRecord) -> bytes:
     except (TypeError, ValueError) as e:
         raise InvalidRecord(f"{rec.path!r}: quality and chroma must be numbers ({e})") from None
     flags = qflag | cflag | (_EXIF if rec.has_exif else 0)
+    box = b""
+    if rec.box_code is not None:
+        flags |= _BOX
+        try:
+            box = _CODE.pack(int(rec.box_code[0]), int(rec.box_code[1]))
+        except (struct.error, TypeError, ValueError, IndexError) as e:
+            raise InvalidRecord(f"{rec.path!r}: bad box code {rec.box_code!r}: {e}") from None
     code = b""
     if rec.code is not None:
         if is_searchable(rec):  # its code is in the `codes` table
@@ -248,6 +260,7 @@ def encode(rec: FileRecord) -> bytes:
         out += _text(rec.error, "error")
     _put_uvarints(out, (len(chash),))
     out += chash
+    out += box
     return bytes(out)
 
 
@@ -378,12 +391,19 @@ def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRe
         raise ValueError("the code is kept where a record of this state does not keep it")
     n, pos = read_uvarint(data, pos)
     chash = data[pos:pos + n]
-    if len(chash) != n or pos + n != len(data):
+    pos += n
+    box = None
+    if flags & _BOX:
+        if pos + 16 > len(data):
+            raise ValueError("truncated box code")
+        box = _CODE.unpack_from(data, pos)
+        pos += 16
+    if len(chash) != n or pos != len(data):
         raise ValueError("bad content hash length or trailing bytes")
     out = _new_record()
     for set_field, value in zip(_SETTERS, (
             file_id, os.fsdecode(path), dev, ino, size, mtime, ctime, width, height, fmt, chash, rec_code, algo,
-            algo_version, quality, bool(flags & _EXIF), state, error, chroma, encoding)):
+            algo_version, quality, bool(flags & _EXIF), state, error, chroma, encoding, box)):
         set_field(out, value)
     return out
 
@@ -396,6 +416,6 @@ def _is_plus_zero(x: float) -> bool:
 _FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
 assert _FIELDS == ["file_id", "path", "dev", "ino", "size", "mtime_ns", "ctime_ns", "width", "height", "format",
                    "content_hash", "code", "algo", "algo_version", "quality", "has_exif", "state", "error", "chroma",
-                   "encoding"], "codec_v4._decode lists FileRecord's fields in this order"
+                   "encoding", "box_code"], "codec_v4._decode lists FileRecord's fields in this order"
 _SETTERS = tuple(getattr(FileRecord, name).__set__ for name in _FIELDS)
 _new_record = functools.partial(object.__new__, FileRecord)

@@ -4,16 +4,26 @@ An edge is found once, when the later of its two files is fingerprinted and quer
 with its dihedral variants; storing it means grouping never re-queries the whole
 index. `variant` is the index into `dedupd.kernels.dihedral.DIHEDRAL` of the
 transform T with picture(b) ~ T(picture(a)); seen from b's side the edge carries the
-inverse transform.
+inverse transform. `BOX_VARIANT` (8) marks a pair found through a content box code
+(`dedupd.index.boxes`: one side is the other with uniform bars added or cut off); it is its
+own inverse, and `variant_name` names every variant.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dedupd.kernels.dihedral import DIHEDRAL
+
 # DIHEDRAL = identity, rot90, rot180, rot270, flip_h, flip_v, transpose, transverse:
-# rot90 and rot270 undo each other, every other element is its own inverse.
-_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
+# rot90 and rot270 undo each other, every other element is its own inverse; then the box.
+BOX_VARIANT = 8
+_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7, BOX_VARIANT)
+VARIANT_NAMES: tuple[str, ...] = DIHEDRAL + ("box",)  # what groups and queries call each variant
+
+
+def variant_name(variant: int) -> str:
+    return VARIANT_NAMES[variant]
 
 
 def inverse_variant(variant: int) -> int:

@@ -27,6 +27,7 @@ import lmdb
 import numpy as np
 
 from . import codeblocks, codec, codecache, lmdb_env, migrate
+from .boxes import BOX_ALIAS, query_mask
 from .base import SCHEMA_VERSION, U64_MAX, IndexMeta, as_code, as_codes, check_radii, make_meta
 from .errors import IndexFailure, IndexMismatch, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
@@ -268,19 +269,29 @@ class LmdbIndex(lmdb_env.EnvOwner):
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]:
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
-    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]") -> list[list[tuple[int, int]]]:
+    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]", *,
+                          boxes: "bool | Sequence[bool]" = False) -> list[list[tuple[int, int]]]:
         """Per code, its (id, distance) hits within `radius`: one int for every code, or one
-        radius per code (the upright code at the report radius, its variants at the rotated one)."""
+        radius per code (the upright code at the report radius, its variants at the rotated one).
+        With `boxes` (True, or one bool per code: which codes), the records' box codes are
+        searched too: a hit on one carries the alias id `boxes.BOX_ALIAS | file id` (sorted by
+        (distance, id) with the others)."""
         queries = as_codes(codes, self.meta.code_bits)
         radius = check_radii(radius, len(queries))
+        boxes = query_mask(boxes, len(queries))
         if len(queries) == 0:
             return []
         return self._read("range_search", lambda txn: self._codes.search(
-            txn.id(), self._loader(txn), queries, radius, self.search_mode))
+            txn.id(), self._loader(txn), queries, radius, self.search_mode, boxes))
 
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, codes) of every searchable record, sorted by id."""
         return self._read("all_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn)))
+
+    def all_box_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(alias ids, box codes) of every searchable record that has a box code, sorted by id
+        (`boxes.owners` gives the file ids)."""
+        return self._read("all_box_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn), True))
 
     def _loader(self, txn) -> codecache.Loader:
         return lambda: codeblocks.load(txn, self._t.codes)
@@ -368,7 +379,7 @@ class LmdbIndex(lmdb_env.EnvOwner):
                 raise lmdb_env.IndexCorrupt(f"index at {self.path}: a stored group is unreadable") from None
 
     def stats(self) -> dict:
-        """Record count, entries per table (`codes`: searchable codes; named as `MemoryIndex` names
+        """Record count, entries per table (`codes`: searchable codes, `box_codes`: their box codes; named as `MemoryIndex` names
         them: files, paths, inodes, content, ...), and bytes:
         `file_bytes` (data.mdb size), `used_bytes` (pages holding live data), `table_bytes`
         (pages per LMDB table: records, paths, by_inode, by_content, codes, ...),
@@ -380,7 +391,7 @@ class LmdbIndex(lmdb_env.EnvOwner):
             psize = st["main"]["psize"]
             tables = {name: psize * (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) for name, s in st.items()}
             counts = {_ENTRY_NAMES.get(name, name): s["entries"] for name, s in st.items() if name != "main"}
-            counts["codes"] = codeblocks.count(txn, self._t.codes)
+            counts["codes"], counts["box_codes"] = codeblocks.count_below(txn, self._t.codes, BOX_ALIAS)
             # env-level calls stay inside the transaction, so that no map resize runs meanwhile
             return counts, tables, (self._env.info(), psize)
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from .base import IndexMeta, as_code, as_codes, check_radii, check_record, is_searchable, make_meta
 from .codec import encode_record
-from .codetable import CodeTable
+from . import boxes as box_rows
+from .codecache import BoxedTables
 from .errors import IndexFailure, PathConflict, RecordNotFound
 from .edges import Edge, check_edge
 from .groups import check_groups, check_meta
@@ -29,7 +30,7 @@ class MemoryIndex:
 
     def __init__(self, code_bits: int = 128, m: int | None = None, algo: str = "lbph", algo_version: int = 1):
         self.meta: IndexMeta = make_meta(code_bits, m, algo, algo_version)
-        self._codes = CodeTable.from_codes(np.zeros(0, np.int64), np.zeros((0, 2), np.uint64), self.meta.m)
+        self._codes = BoxedTables.empty(self.meta.m)  # the records' codes and their box codes (alias rows)
         self._pending: list = []  # (file id, code or None) of the batch in progress
         self._files: dict[int, FileRecord] = {}
         self._paths: dict[str, int] = {}
@@ -40,6 +41,7 @@ class MemoryIndex:
         self._edges: dict[int, dict[int, Edge]] = defaultdict(dict)  # a -> b -> Edge(a, b, ...)
         self._next_id = 1
         self._searchable = 0
+        self._boxed = 0  # records with a box row
         self._closed = False
 
     # -- records -------------------------------------------------------------
@@ -77,8 +79,8 @@ class MemoryIndex:
             raise PathConflict(f"path {rec.path!r} belongs to record {holder}; update that record instead")
         if rec.file_id in self._files:
             old = self._files[rec.file_id]
-            if old.code != rec.code or not is_searchable(rec):
-                self._drop_edges(rec.file_id)  # edges hold only for the code they were found with
+            if old.code != rec.code or old.box_code != rec.box_code or not is_searchable(rec):
+                self._drop_edges(rec.file_id)  # edges hold only for the codes they were found with
             self._unlink(old)
         self._link(rec)
         return rec
@@ -93,6 +95,10 @@ class MemoryIndex:
         if is_searchable(rec):
             self._searchable += 1
             self._pending.append((fid, (int(rec.code[0]), int(rec.code[1]))))
+            box = box_rows.box_of(rec)
+            if box is not None:
+                self._boxed += 1
+                self._pending.append((box_rows.alias(fid), box))
 
     def _unlink(self, rec: FileRecord) -> None:
         fid = rec.file_id
@@ -104,6 +110,9 @@ class MemoryIndex:
         if is_searchable(rec):
             self._searchable -= 1
             self._pending.append((fid, None))
+            if box_rows.box_of(rec) is not None:
+                self._boxed -= 1
+                self._pending.append((box_rows.alias(fid), None))
 
     def _snapshot(self) -> tuple:
         return (dict(self._files), self._next_id, {a: dict(bs) for a, bs in self._edges.items()})
@@ -182,15 +191,19 @@ class MemoryIndex:
     def range_search(self, code: Any, radius: int) -> list[tuple[int, int]]:
         return self.range_search_many(as_code(code, self.meta.code_bits), radius)[0]
 
-    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]") -> list[list[tuple[int, int]]]:
+    def range_search_many(self, codes: np.ndarray, radius: "int | Sequence[int]", *,
+                          boxes: "bool | Sequence[bool]" = False) -> list[list[tuple[int, int]]]:
         """Per code, its (id, distance) hits within `radius`: one int for every code, or one
-        radius per code (the upright code at the report radius, its variants at the rotated one)."""
+        radius per code (the upright code at the report radius, its variants at the rotated one).
+        With `boxes` (True, or one bool per code), box codes too, under alias ids
+        (`LmdbIndex.range_search_many`)."""
         self._check_open()
         queries = as_codes(codes, self.meta.code_bits)
         radius = check_radii(radius, len(queries))
+        boxes = box_rows.query_mask(boxes, len(queries))
         if len(queries) == 0:
             return []
-        return self._codes.search(queries, radius, self.search_mode)
+        return self._codes.search(queries, radius, self.search_mode, with_boxes=boxes)
 
     def _codes_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         codes = np.array([self._files[i].code for i in ids], dtype=np.uint64).reshape(-1, 2)
@@ -199,6 +212,13 @@ class MemoryIndex:
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]:
         self._check_open()
         return self._codes_of(sorted(i for i, r in self._files.items() if is_searchable(r)))
+
+    def all_box_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(alias ids, box codes) of the searchable records with a box code, sorted by id."""
+        self._check_open()
+        ids = sorted(i for i, r in self._files.items() if box_rows.box_of(r) is not None)
+        codes = np.array([self._files[i].box_code for i in ids], dtype=np.uint64).reshape(-1, 2)
+        return np.array([box_rows.alias(i) for i in ids], dtype=np.int64), codes
 
     # -- near-duplicate edges ----------------------------------------------------
     def add_edges(self, edges: Iterable[Edge]) -> int:
@@ -256,7 +276,7 @@ class MemoryIndex:
                    "inodes": sum(map(len, self._inodes.values())),
                    "content": sum(map(len, self._content.values())), "groups": len(self._groups),
                    "edges": sum(map(len, self._edges.values())),
-                   "meta": len(self._app_meta), "codes": self._searchable}
+                   "meta": len(self._app_meta), "codes": self._searchable, "box_codes": self._boxed}
         return {"files": len(self._files), "path": None, "file_bytes": 0, "used_bytes": 0, "table_bytes": {},
                 "high_water_bytes": 0, "map_size": 0, "ram_bytes": self._codes.nbytes, "entries": entries}
 

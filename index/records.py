@@ -1,7 +1,7 @@
 """What the index stores about one file.
 
 A `FileRecord` is immutable; the index assigns `file_id` on first insert (pass 0). It has
-slots, no `__dict__` (20 fields: ~120 bytes less per record than with a dict).
+slots, no `__dict__` (21 fields: ~120 bytes less per record than with a dict).
 `code` is the fingerprint as two uint64 words (word 0 holds bits 0..63, word 1 bits
 64..127; 64-bit algorithms leave word 1 at zero). Records of files that could not be
 decoded are stored too (state "error", code None), so that an unchanged broken file
@@ -41,6 +41,9 @@ class FileRecord:
     error: str = ""  # error kind when state == "error"
     chroma: float = 0.0  # mean colourfulness (max - min of B, G, R) of a small rendering; ~0 = greyscale
     encoding: int = 0  # JPEG: fingerprint of its quantization (dedupd.daemon.imageinfo); 0 = unknown / not JPEG
+    # the code of the picture's content box (uniform edge bars cut off, `dedupd.kernels.contentbox`), same
+    # algorithm as `code`; None when the picture has no bars. Searchable beside `code` (`dedupd.index.boxes`)
+    box_code: tuple[int, int] | None = None
 
     @property
     def pixels(self) -> int:

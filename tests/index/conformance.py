@@ -13,6 +13,7 @@ import pytest
 
 from dedupd.index import (STATE_ERROR, FileRecord, Index, IndexCorrupt, IndexFailure,
                           IndexMismatch, InvalidRecord, LmdbIndex, PathConflict, RecordNotFound)
+from dedupd.index.boxes import BOX_ALIAS
 from dedupd.index.edges import Edge
 from dedupd.kernels.errors import DedupdError
 
@@ -26,7 +27,7 @@ def rec(path: str, ino: int = 1, code=(1, 2), **kw) -> FileRecord:
 
 
 def table_sizes(ix) -> dict:
-    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups", "edges")}
+    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups", "edges", "box_codes")}
 
 
 def test_implements_the_protocol(index):
@@ -346,6 +347,119 @@ def test_iter_edges_crosses_batches(index):
     assert len(list(index.iter_edges())) == 60 * 59 // 2
 
 
+# -- box codes: alias rows of the code table (`dedupd.index.boxes`) ------------------------------
+
+def _distance(x, y) -> int:
+    return (int(x[0]) ^ int(y[0])).bit_count() + (int(x[1]) ^ int(y[1])).bit_count()
+
+
+def box_oracle(records: dict[int, FileRecord], queries, radius: int, boxes: bool) -> list[list[tuple[int, int]]]:
+    """Brute force: per query, (row id, distance) of every searchable record's code, and with
+    `boxes` of every searchable record's box code under its alias id, sorted by (distance, id)."""
+    rows = [(fid, r.code) for fid, r in records.items() if r.code is not None and r.state == "ok"]
+    if boxes:
+        rows += [(BOX_ALIAS | fid, r.box_code) for fid, r in records.items()
+                 if r.code is not None and r.state == "ok" and r.box_code is not None]
+    return [sorted(((i, d) for i, c in rows if (d := _distance(q, c)) <= radius), key=lambda h: (h[1], h[0]))
+            for q in queries]
+
+
+def box_codes_oracle(records: dict[int, FileRecord]) -> list[tuple[int, tuple[int, int]]]:
+    return sorted((BOX_ALIAS | fid, r.box_code) for fid, r in records.items()
+                  if r.code is not None and r.state == "ok" and r.box_code is not None)
+
+
+def check_boxes(index, records: dict[int, FileRecord], rng) -> None:
+    """Searches with and without boxes, `all_codes`, `all_box_codes` and the counts against the oracle."""
+    pool = [r.code for r in records.values() if r.code] + [r.box_code for r in records.values() if r.box_code]
+    queries = [rng.choice(pool) if pool and rng.random() < 0.7 else (rng.getrandbits(8), rng.getrandbits(8))
+               for _ in range(6)]
+    for radius in (0, 2, 5):
+        for boxes in (False, True):
+            assert index.range_search_many(np.array(queries, np.uint64), radius, boxes=boxes) == \
+                box_oracle(records, queries, radius, boxes)
+        assert [index.range_search(q, radius) for q in queries] == box_oracle(records, queries, radius, False)
+    ids, codes = index.all_codes()
+    assert ids.tolist() == sorted(f for f, r in records.items() if r.code is not None and r.state == "ok")
+    box_ids, box_codes = index.all_box_codes()
+    assert list(zip(box_ids.tolist(), map(tuple, box_codes.tolist()))) == box_codes_oracle(records)
+    assert index.stats()["entries"]["box_codes"] == len(box_ids) and index.stats()["entries"]["codes"] == len(ids)
+    assert len(index) == len(records)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_box_rows_follow_their_records_against_a_brute_force_oracle(index, seed):
+    """Random puts, replaces (code, box code, state changes) and deletes of records with
+    small codes (many collisions): box rows exist exactly for searchable records with a box
+    code, are found only with boxes=True, and every id stays a record id elsewhere."""
+    rng = random.Random(seed)
+    records: dict[int, FileRecord] = {}
+
+    def small():
+        return (rng.getrandbits(6), rng.getrandbits(3))
+
+    for step in range(12):
+        batch, used = [], set()
+        for _ in range(rng.randint(1, 8)):
+            fid = rng.choice(list(records)) if records and rng.random() < 0.4 else 0
+            if fid in used:
+                continue
+            used.add(fid) if fid else None
+            error = rng.random() < 0.15
+            base = records[fid] if fid else rec(f"/s{seed}/{step}/{len(batch)}", rng.getrandbits(20))
+            batch.append(base.with_(
+                code=None if error else small(), state=STATE_ERROR if error else "ok", error="corrupt" if error else "",
+                box_code=small() if rng.random() < 0.5 else None))
+        for r in index.put_many(batch):
+            records[r.file_id] = r
+        if records and rng.random() < 0.5:
+            gone = rng.sample(list(records), rng.randint(1, min(3, len(records))))
+            assert index.delete_many(gone) == len(gone)
+            for fid in gone:
+                del records[fid]
+        for fid, r in records.items():
+            assert index.get(fid) == r
+        check_boxes(index, records, rng)
+
+
+def test_a_box_row_goes_with_its_box_code_or_its_record(index):
+    a, b = index.put_many([rec("/a", 1, code=(1, 0), box_code=(7, 0)), rec("/b", 2, code=(7, 0))])
+    assert index.range_search_many(np.array([[7, 0]], np.uint64), 0, boxes=True) == \
+        [[(b.file_id, 0), (BOX_ALIAS | a.file_id, 0)]]
+    assert index.range_search((7, 0), 0) == [(b.file_id, 0)]  # records only
+    index.put(a.with_(box_code=None))  # the picture lost its bars
+    assert index.all_box_codes()[0].tolist() == [] and index.get(a.file_id).box_code is None
+    index.put(a.with_(box_code=(9, 0)))
+    assert index.all_box_codes()[0].tolist() == [BOX_ALIAS | a.file_id]
+    index.put(a.with_(code=None, state=STATE_ERROR, error="corrupt", box_code=(9, 0)))  # not searchable: no row
+    assert index.all_box_codes()[0].tolist() == []
+    index.put(a.with_(box_code=(9, 0)))
+    index.delete_many([a.file_id])
+    assert index.all_box_codes()[0].tolist() == [] and index.stats()["entries"]["box_codes"] == 0
+
+
+def test_edges_go_when_the_box_code_changes(index):
+    a, b = index.put_many([rec("/a", 1, box_code=(5, 5)), rec("/b", 2)])
+    index.add_edges([Edge(a.file_id, b.file_id, 0, 8)])
+    index.put(a.with_(size=5))  # same codes: the edge holds
+    assert index.edges_of(b.file_id) == [Edge(b.file_id, a.file_id, 0, 8)]
+    index.put(a.with_(box_code=(6, 6)))
+    assert list(index.iter_edges()) == []
+
+
+def test_lmdb_box_rows_survive_reopen(tmp_path):
+    path = tmp_path / "ix"
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        a, b = ix.put_many([rec("/a", 1, code=(1, 0), box_code=(3, 0)), rec("/b", 2, code=(3, 0))])
+        ix.range_search((1, 0), 0)  # loads the in-RAM tables before more writes
+        c = ix.put(rec("/c", 3, code=(2, 0), box_code=(1, 0)))
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1, readonly=True) as ix:
+        assert ix.all_box_codes()[0].tolist() == [BOX_ALIAS | a.file_id, BOX_ALIAS | c.file_id]
+        assert ix.all_codes()[0].tolist() == [a.file_id, b.file_id, c.file_id]
+        assert ix.range_search_many(np.array([[1, 0]], np.uint64), 0, boxes=True) == [[(a.file_id, 0), (BOX_ALIAS | c.file_id, 0)]]
+        assert ix.stats()["entries"]["codes"] == 3 and ix.stats()["entries"]["box_codes"] == 2
+
+
 def test_lmdb_reopen_persists_everything(tmp_path):
     path = tmp_path / "ix"
     with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1) as ix:
@@ -441,3 +555,39 @@ def test_lmdb_foreign_lmdb_is_corrupt(tmp_path):
     env.close()
     with pytest.raises(IndexCorrupt, match="not a dedupd index"):
         LmdbIndex.open(tmp_path, code_bits=128, algo="lbph", algo_version=1)
+
+
+def test_boxes_may_name_the_queries_that_search_the_box_rows(index):
+    a, b = index.put_many([rec("/a", 1, code=(1, 0), box_code=(7, 0)), rec("/b", 2, code=(7, 0))])
+    q = np.array([[7, 0], [7, 0], [1, 0]], np.uint64)
+    records = {a.file_id: a, b.file_id: b}
+    assert index.range_search_many(q, 0, boxes=[True, False, True]) == [
+        box_oracle(records, [q[0]], 0, True)[0], box_oracle(records, [q[1]], 0, False)[0], box_oracle(records, [q[2]], 0, True)[0]]
+    assert index.range_search_many(q, 0, boxes=[False] * 3) == box_oracle(records, q, 0, False)
+    with pytest.raises(ValueError, match="one bool per query"):
+        index.range_search_many(q, 0, boxes=[True])
+
+
+def test_lmdb_box_rows_across_code_blocks(tmp_path):
+    """Enough records that the records' rows and the box rows fill several `codes` blocks, one of
+    them holding both kinds: counts, loads and searches split them right, before and after a
+    reopen and deletes."""
+    from dedupd.index.codeblocks import BLOCK_ROWS
+
+    path = tmp_path / "ix"
+    n = BLOCK_ROWS + 300
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1) as ix:
+        recs = ix.put_many([rec(f"/d/{i}", i + 1, code=(i, 0), box_code=(i, 1) if i % 3 == 0 else None)
+                            for i in range(n)])
+        ix.delete_many([r.file_id for r in recs[::7]])
+        kept = {r.file_id: r for k, r in enumerate(recs) if k % 7}
+        want_boxes = sorted(BOX_ALIAS | f for f, r in kept.items() if r.box_code is not None)
+        assert ix.all_box_codes()[0].tolist() == want_boxes
+        assert ix.stats()["entries"]["codes"] == len(kept) and ix.stats()["entries"]["box_codes"] == len(want_boxes)
+    with LmdbIndex.open(path, code_bits=128, algo="lbph", algo_version=1, readonly=True) as ix:
+        assert ix.all_codes()[0].tolist() == sorted(kept)
+        assert ix.all_box_codes()[0].tolist() == want_boxes
+        assert ix.stats()["entries"]["box_codes"] == len(want_boxes)
+        q = np.array([[3, 1], [3, 0]], np.uint64)
+        assert ix.range_search_many(q, 1, boxes=True) == box_oracle(kept, q, 1, True)
+        assert ix.range_search_many(q, 1) == box_oracle(kept, q, 1, False)
