@@ -84,7 +84,9 @@ def apply(txn, db, changes: list[Change]) -> None:
     start = 0
     while start < len(ids):
         key, rows, nxt = _block_of(cur, int(ids[start]))
-        end = len(ids) if nxt is None else int(np.searchsorted(ids, _KEY.unpack(nxt)[0]))
+        # np.uint64, not a Python int: numpy compares a uint64 array with an int through float64,
+        # which cannot tell ids above 2**53 apart (box rows' alias ids, `boxes`) and looped here
+        end = len(ids) if nxt is None else int(np.searchsorted(ids, np.uint64(_KEY.unpack(nxt)[0])))
         _store(txn, db, key, _merge(rows, ids[start:end], last), nxt)
         start = end
 
