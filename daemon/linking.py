@@ -200,6 +200,21 @@ def box_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray
     return f, g, best[f, g]
 
 
+def lookup(index, file_id: int, variants: np.ndarray, radii: list[int], box_code: "tuple[int, int] | None",
+           box_radius: int, act: int) -> dict[int, Edge]:
+    """One file's lookup: its dihedral `variants` (each within its radius of `radii`; the
+    upright one against the box rows too) and its box code if it has one (within
+    `box_radius`, against codes and box rows), in one `range_search_many`; the best edge per
+    other file (`lookup_edges`)."""
+    queries, radii, with_boxes = variants, list(radii), [True] + [False] * (len(variants) - 1)
+    if box_code is not None:
+        queries = np.vstack([variants, np.array([box_code], np.uint64)])
+        radii.append(box_radius)
+        with_boxes.append(True)
+    hits = index.range_search_many(queries, radii, boxes=with_boxes)  # one plan, one read
+    return lookup_edges(file_id, hits, len(variants), act)
+
+
 def lookup_edges(file_id: int, hits_by_query: list, n_variants: int, act: int) -> dict[int, Edge]:
     """The best edge per other file of one file's lookup (`range_search_many` of its
     `n_variants` dihedral variants, then its box code if it has one, the upright code and the

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from dedupd.daemon.config import Config
 from dedupd.daemon.errors import UsageError
 from dedupd.daemon.fingerprinting import check_pair, fingerprint_file
 from dedupd.daemon.grouping import Thresholds, admit, tier_of
-from dedupd.daemon.linking import lookup_edges
+from dedupd.daemon.linking import lookup
 from dedupd.daemon.walk import FileRef
 from dedupd.index.edges import VARIANT_NAMES, Edge, variant_name
 
@@ -30,13 +28,8 @@ def query_file(config: Config, index, path: str, radius: int | None = None) -> l
     thresholds = Thresholds.from_config(config)
     wide = Thresholds(thresholds.act, max(radius, thresholds.report), thresholds.min_quality, thresholds.rotations,
                       thresholds.rotated_radius)
-    box = result.record.box_code
-    boxes = [True] + [False] * (len(queries) - 1)  # box rows: for the upright code and the box code
-    if box is not None:
-        queries = np.vstack([queries, np.array([box], np.uint64)])
-        boxes.append(True)
-    hits = index.range_search_many(queries, radius, boxes=boxes)
-    best = lookup_edges(0, hits, len(queries) - (box is not None), config.act_threshold)  # 0: FILE is not indexed
+    best = lookup(index, 0, queries, [radius] * len(queries), result.record.box_code, radius,  # 0: FILE is not indexed
+                  config.act_threshold)
     out = []
     for file_id, found in best.items():
         other = index.get(file_id)

@@ -50,7 +50,7 @@ from dedupd.daemon.decode_pool import shared_decoder
 from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
 from dedupd.daemon.grouping import Group, Thresholds
 from dedupd.daemon.linking import (EDGE_WRITE, JOIN_MIN_FILES, DeferredEdges, PendingEdges, batch_hits, best_edges,
-                                   box_batch_hits, code_changed, lookup_edges)
+                                   box_batch_hits, code_changed, lookup)
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
@@ -396,19 +396,13 @@ class Scanner:
         found upright). At 10M files this is about 3x cheaper than all 8 at the report
         radius (docs/performance.md, Index at scale). Box codes within the report radius
         (a file's box code against every code and box code, its code against the box
-        codes) are `BOX_VARIANT` edges (`linking.lookup_edges`)."""
+        codes) are `BOX_VARIANT` edges (`linking.lookup`)."""
         edges = []
         for record, item in fresh:
             queries = item.variants if self.config.match_rotations else item.variants[:1]
             radii = [self.edge_radius] + [self.rotated_radius] * (len(queries) - 1)
-            boxes = [True] + [False] * (len(queries) - 1)  # rotated variants' hits on box rows are not used
-            if record.box_code is not None:
-                queries = np.vstack([queries, np.array([record.box_code], np.uint64)])
-                radii.append(self.edge_radius)
-                boxes.append(True)
-            hits = self.index.range_search_many(queries, radii, boxes=boxes)  # one plan, one read
-            edges.extend(lookup_edges(record.file_id, hits, len(radii) - (record.box_code is not None),
-                                      self.config.act_threshold).values())
+            edges.extend(lookup(self.index, record.file_id, queries, radii, record.box_code, self.edge_radius,
+                                self.config.act_threshold).values())
         return edges
 
     def _verify(self, edges: list[Edge], known: dict[int, FileRecord], thumbs: dict, pool, report: ScanReport) -> list[Edge]:
