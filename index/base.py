@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkabl
 import numpy as np
 
 from .errors import InvalidRecord
-from .records import STATE_OK, FileRecord
+from .records import MAX_CROP_CODES, STATE_OK, FileRecord
 
 # Bump on any change of the on-disk layout or record encoding.
 SCHEMA_VERSION = 4  # 2: records carry chroma, edges a verified flag; 3: codes stored once (`codes`), MIH in RAM;
@@ -140,6 +140,16 @@ def check_record(rec: FileRecord, meta: IndexMeta) -> None:
             as_code(rec.box_code, meta.code_bits)
         except (ValueError, TypeError) as e:
             raise InvalidRecord(f"{rec.path!r}: box code: {e}") from None
+    crops = rec.crop_codes
+    if crops:
+        if not isinstance(crops, tuple) or len(crops) > MAX_CROP_CODES:
+            raise InvalidRecord(f"{rec.path!r}: crop codes must be a tuple of at most {MAX_CROP_CODES} codes")
+        for code in crops:
+            if not _plain_code(code, meta.code_bits):
+                try:
+                    as_code(code, meta.code_bits)
+                except (ValueError, TypeError) as e:
+                    raise InvalidRecord(f"{rec.path!r}: crop code: {e}") from None
 
 
 def _plain_code(code: Any, code_bits: int) -> bool:
@@ -158,9 +168,10 @@ class Index(Protocol):
     search with `codetable.CodeTable` (a fused scan or multi-index hashing in RAM);
     `search_mode` ("auto", "scan", "mih") lets tests and benchmarks force a path.
 
-    Box codes (`FileRecord.box_code`, `boxes`): rows of the same code table under alias
-    ids, searched only by `range_search_many(..., boxes=True)` (or a bool per query: which of
-    them) and listed by `all_box_codes`;
+    Box codes and crop window codes (`FileRecord.box_code`, `FileRecord.crop_codes`, `boxes`):
+    rows of the same code table under alias ids, searched only by `range_search_many(...,
+    boxes=True)` (or a bool per query: which of them) and listed by `all_box_codes` and
+    `all_crop_codes`;
     `range_search`, `range_search_many` and `all_codes` see the records' own codes alone.
 
     Path lookups: `by_path(p)` is the record whose path is exactly `p` (or None);
@@ -191,6 +202,7 @@ class Index(Protocol):
     def iter_records(self) -> Iterator[FileRecord]: ...
     def all_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # fresh arrays, sorted by id
     def all_box_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # alias ids (`boxes`) and box codes, by id
+    def all_crop_codes(self) -> tuple[np.ndarray, np.ndarray]: ...  # alias ids and window codes, by id
     def __len__(self) -> int: ...
     def get_meta(self, key: str, default: Any = None) -> Any: ...
     def set_meta(self, key: str, value: Any) -> None: ...

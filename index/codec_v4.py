@@ -20,6 +20,8 @@ Layout, after the version byte (4): a varint of flags, then the path, then the f
     content_hash                 varint length + bytes (the whole sha256: 32 bytes)
     box_code  16 bytes (two u64 LE) only with `_BOX`: the code of the picture's content box
               (`FileRecord.box_code`; the index also keeps it as an alias row, `boxes`)
+    crop_codes  only with `_CROPS`: a count byte n (1..255), then n codes of 16 bytes
+              (`FileRecord.crop_codes`; alias rows too)
 
 The path comes first so that a pass over every record for a path prefix reads only it
 (`path_of`). Every record has exactly one encoding (the decoder refuses any other: overlong
@@ -29,8 +31,8 @@ that a record read back and written again is the same bytes.
 Extending: a new optional field gets the next flag bit and is appended after the content
 hash; records without the bit decode with the field's default, so old records need no
 rewrite and the version stays 4. A decoder that meets a flag it does not know refuses the
-record (`IndexCorrupt`): it cannot know the field's length. Bit 7 (`_BOX`) is the box code;
-the next field would be bit 8 (`_NEXT_FLAG`). The box code is kept in the record even when
+record (`IndexCorrupt`): it cannot know the field's length. Bit 7 (`_BOX`) is the box code,
+bit 8 (`_CROPS`) the crop window codes; the next field would be bit 9 (`_NEXT_FLAG`). The box code is kept in the record even when
 the record is searchable: its alias row in `codes` is a second copy (16 bytes more for the
 few files with bars), so that decoding a record never needs a second row of `codes`.
 """
@@ -52,8 +54,9 @@ RECORD_V4 = 4
 _CODE_HERE, _CODE_IN_TABLE, _EXIF = 1, 2, 4
 _Q_ZERO, _Q_F64, _C_ZERO, _C_F64 = 8, 16, 32, 64
 _BOX = 128  # a box code follows the content hash
-_KNOWN_FLAGS = 255
-_NEXT_FLAG = 256  # the first free bit (see the module doc)
+_CROPS = 256  # crop window codes follow (after the box code)
+_KNOWN_FLAGS = 511
+_NEXT_FLAG = 512  # the first free bit (see the module doc)
 U64_MAX, U32_MAX = (1 << 64) - 1, (1 << 32) - 1
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 _F32, _F64, _CODE, _I64 = struct.Struct("<f"), struct.Struct("<d"), struct.Struct("<QQ"), struct.Struct("<q")
@@ -215,6 +218,9 @@ def encode(rec: FileRecord) -> bytes:
             box = _CODE.pack(int(rec.box_code[0]), int(rec.box_code[1]))
         except (struct.error, TypeError, ValueError, IndexError) as e:
             raise InvalidRecord(f"{rec.path!r}: bad box code {rec.box_code!r}: {e}") from None
+    if rec.crop_codes:
+        flags |= _CROPS
+        box += _crop_bytes(rec)
     code = b""
     if rec.code is not None:
         if is_searchable(rec):  # its code is in the `codes` table
@@ -262,6 +268,16 @@ def encode(rec: FileRecord) -> bytes:
     out += chash
     out += box
     return bytes(out)
+
+
+def _crop_bytes(rec: FileRecord) -> bytes:
+    crops = rec.crop_codes
+    try:
+        if not isinstance(crops, tuple) or not 0 < len(crops) <= 255:
+            raise ValueError(f"{len(crops) if isinstance(crops, tuple) else type(crops).__name__} codes")
+        return bytes((len(crops),)) + b"".join(_CODE.pack(int(c[0]), int(c[1])) for c in crops)
+    except (struct.error, TypeError, ValueError, IndexError) as e:
+        raise InvalidRecord(f"{rec.path!r}: bad crop codes: {e}") from None
 
 
 def _put_uvarints(out: bytearray, values) -> None:
@@ -398,12 +414,19 @@ def _decode(data: bytes, file_id: int, code: "tuple[int, int] | None") -> FileRe
             raise ValueError("truncated box code")
         box = _CODE.unpack_from(data, pos)
         pos += 16
+    crops = ()
+    if flags & _CROPS:
+        k = data[pos]
+        if k == 0 or pos + 1 + 16 * k > len(data):
+            raise ValueError("no or truncated crop codes")
+        crops = tuple(_CODE.unpack_from(data, pos + 1 + 16 * i) for i in range(k))
+        pos += 1 + 16 * k
     if len(chash) != n or pos != len(data):
         raise ValueError("bad content hash length or trailing bytes")
     out = _new_record()
     for set_field, value in zip(_SETTERS, (
             file_id, os.fsdecode(path), dev, ino, size, mtime, ctime, width, height, fmt, chash, rec_code, algo,
-            algo_version, quality, bool(flags & _EXIF), state, error, chroma, encoding, box)):
+            algo_version, quality, bool(flags & _EXIF), state, error, chroma, encoding, box, crops)):
         set_field(out, value)
     return out
 
@@ -416,6 +439,6 @@ def _is_plus_zero(x: float) -> bool:
 _FIELDS = [f.name for f in dataclasses.fields(FileRecord)]
 assert _FIELDS == ["file_id", "path", "dev", "ino", "size", "mtime_ns", "ctime_ns", "width", "height", "format",
                    "content_hash", "code", "algo", "algo_version", "quality", "has_exif", "state", "error", "chroma",
-                   "encoding", "box_code"], "codec_v4._decode lists FileRecord's fields in this order"
+                   "encoding", "box_code", "crop_codes"], "codec_v4._decode lists FileRecord's fields in this order"
 _SETTERS = tuple(getattr(FileRecord, name).__set__ for name in _FIELDS)
 _new_record = functools.partial(object.__new__, FileRecord)

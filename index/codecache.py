@@ -1,7 +1,8 @@
 """The in-RAM `CodeTable`s of an LMDB index and the rules for when they may be used.
 
-The `codes` table holds the records' codes and, under alias ids, their box codes
-(`boxes`); in RAM they are two tables, the records' and the box rows' (`BoxedTables`), so
+The `codes` table holds the records' codes and, under alias ids, their box codes and crop
+window codes (`boxes`); in RAM they are two tables, the records' and the alias rows'
+(`BoxedTables`: "box" holds both kinds of alias row), so
 that a search of the records' codes never meets a box row and box rows, sorting after every
 record id, never make a new record's id arrive out of order.
 
@@ -94,11 +95,16 @@ class CacheSlot:
             table = self._at(txnid, load)
             return table.search(queries, radius, mode, 0.0 if self.maintain else 1.0, with_boxes)
 
-    def arrays(self, txnid: int, load: Loader, box_rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, codes) of the records' codes, or with `box_rows` of the box rows (alias ids)."""
+    def arrays(self, txnid: int, load: Loader, rows: str = "own") -> tuple[np.ndarray, np.ndarray]:
+        """(ids, codes) of the records' codes ("own"), of the box rows ("box") or of the window
+        rows ("window"; alias ids for both)."""
         with self._lock:
             tables = self._at(txnid, load)
-            return (tables.box if box_rows else tables.own).arrays()
+            if rows == "own":
+                return tables.own.arrays()
+            ids, codes = tables.box.arrays()
+            cut = boxes.split_windows(ids)
+            return (ids[:cut], codes[:cut]) if rows == "box" else (ids[cut:], codes[cut:])
 
     def nbytes(self) -> int:
         """RAM held by the table (0 when none is loaded)."""

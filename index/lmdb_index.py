@@ -27,7 +27,7 @@ import lmdb
 import numpy as np
 
 from . import codeblocks, codec, codecache, lmdb_env, migrate
-from .boxes import BOX_ALIAS, query_mask
+from .boxes import BOX_ALIAS, WINDOW_ALIAS, query_mask
 from .base import SCHEMA_VERSION, U64_MAX, IndexMeta, as_code, as_codes, check_radii, make_meta
 from .errors import IndexFailure, IndexMismatch, IndexMissing, RecordNotFound
 from .groups import check_groups, check_meta
@@ -291,7 +291,11 @@ class LmdbIndex(lmdb_env.EnvOwner):
     def all_box_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(alias ids, box codes) of every searchable record that has a box code, sorted by id
         (`boxes.owners` gives the file ids)."""
-        return self._read("all_box_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn), True))
+        return self._read("all_box_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn), "box"))
+
+    def all_crop_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(alias ids, window codes) of every searchable record's crop codes, sorted by id."""
+        return self._read("all_crop_codes", lambda txn: self._codes.arrays(txn.id(), self._loader(txn), "window"))
 
     def _loader(self, txn) -> codecache.Loader:
         return lambda: codeblocks.load(txn, self._t.codes)
@@ -379,7 +383,8 @@ class LmdbIndex(lmdb_env.EnvOwner):
                 raise lmdb_env.IndexCorrupt(f"index at {self.path}: a stored group is unreadable") from None
 
     def stats(self) -> dict:
-        """Record count, entries per table (`codes`: searchable codes, `box_codes`: their box codes; named as `MemoryIndex` names
+        """Record count, entries per table (`codes`: searchable codes, `box_codes`: their box codes,
+        `crop_codes`: their window codes; named as `MemoryIndex` names
         them: files, paths, inodes, content, ...), and bytes:
         `file_bytes` (data.mdb size), `used_bytes` (pages holding live data), `table_bytes`
         (pages per LMDB table: records, paths, by_inode, by_content, codes, ...),
@@ -391,7 +396,9 @@ class LmdbIndex(lmdb_env.EnvOwner):
             psize = st["main"]["psize"]
             tables = {name: psize * (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) for name, s in st.items()}
             counts = {_ENTRY_NAMES.get(name, name): s["entries"] for name, s in st.items() if name != "main"}
-            counts["codes"], counts["box_codes"] = codeblocks.count_below(txn, self._t.codes, BOX_ALIAS)
+            counts["codes"], _ = codeblocks.count_below(txn, self._t.codes, BOX_ALIAS)
+            counts["box_codes"], counts["crop_codes"] = codeblocks.count_below(txn, self._t.codes, WINDOW_ALIAS)
+            counts["box_codes"] -= counts["codes"]
             # env-level calls stay inside the transaction, so that no map resize runs meanwhile
             return counts, tables, (self._env.info(), psize)
 

@@ -7,8 +7,9 @@ table stays consistent with `records`. Codes are not entries: the writer lists
 end of the transaction and the in-RAM code table replays after the commit. A
 searchable record's code lives in `codes` only, so reading records reads their codes
 from there (`decode_rows`), and the writer from its changes not yet applied. A record's
-box code (if any) is a second row of `codes` under an alias id (`boxes`), changed with
-the record; the record keeps a copy of it, so reading records never reads that row.
+box code and crop window codes (if any) are more rows of `codes` under alias ids (`boxes`),
+changed with the record; the record keeps a copy of them, so reading records never reads
+those rows.
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ class Writer:
         path_key = self._check_path(rec)
         raw = codec.encode_record(rec)
         txn = self.txn
-        if old.code != rec.code or old.box_code != rec.box_code or not is_searchable(rec):
+        if (old.code != rec.code or old.box_code != rec.box_code or old.crop_codes != rec.crop_codes
+                or not is_searchable(rec)):
             drop_edges(txn, self.t, rec.file_id)  # edges hold only for the codes they were found with
         old_entries, new_entries = set(entries(old)), entries(rec, path_key)
         for entry in old_entries.difference(new_entries):
@@ -232,8 +234,8 @@ class Writer:
                 self._put_entry(*entry)
         if _code_of(rec) != _code_of(old):
             self._code_change(rec.file_id, _code_of(rec))
-        if boxes.box_of(rec) != boxes.box_of(old):
-            self._code_change(boxes.alias(rec.file_id), boxes.box_of(rec))
+        for row, code in boxes.row_changes(old, rec):
+            self._code_change(row, code)
         return rec
 
     def _put_new(self, rec: FileRecord) -> FileRecord:
@@ -245,9 +247,8 @@ class Writer:
         code = _code_of(rec)
         if code is not None:
             self._code_change(rec.file_id, code)
-            box = boxes.box_of(rec)
-            if box is not None:
-                self._code_change(boxes.alias(rec.file_id), box)
+            for row, alias_code in boxes.row_changes(None, rec):
+                self._code_change(row, alias_code)
         return rec
 
     def _check_path(self, rec: FileRecord) -> bytes:
@@ -275,8 +276,8 @@ class Writer:
         self.txn.delete(codec.id_key(file_id), db=self.t.records)
         if is_searchable(old):
             self._code_change(file_id, None)
-        if boxes.box_of(old) is not None:
-            self._code_change(boxes.alias(file_id), None)
+        for row, code in boxes.row_changes(old, None):
+            self._code_change(row, code)
         return True
 
 

@@ -42,6 +42,7 @@ class MemoryIndex:
         self._next_id = 1
         self._searchable = 0
         self._boxed = 0  # records with a box row
+        self._windows = 0  # window rows (crop codes of searchable records)
         self._closed = False
 
     # -- records -------------------------------------------------------------
@@ -79,7 +80,8 @@ class MemoryIndex:
             raise PathConflict(f"path {rec.path!r} belongs to record {holder}; update that record instead")
         if rec.file_id in self._files:
             old = self._files[rec.file_id]
-            if old.code != rec.code or old.box_code != rec.box_code or not is_searchable(rec):
+            if (old.code != rec.code or old.box_code != rec.box_code or old.crop_codes != rec.crop_codes
+                    or not is_searchable(rec)):
                 self._drop_edges(rec.file_id)  # edges hold only for the codes they were found with
             self._unlink(old)
         self._link(rec)
@@ -95,10 +97,8 @@ class MemoryIndex:
         if is_searchable(rec):
             self._searchable += 1
             self._pending.append((fid, (int(rec.code[0]), int(rec.code[1]))))
-            box = box_rows.box_of(rec)
-            if box is not None:
-                self._boxed += 1
-                self._pending.append((box_rows.alias(fid), box))
+            self._count_aliases(rec, 1)
+            self._pending.extend(box_rows.row_changes(None, rec))
 
     def _unlink(self, rec: FileRecord) -> None:
         fid = rec.file_id
@@ -110,9 +110,12 @@ class MemoryIndex:
         if is_searchable(rec):
             self._searchable -= 1
             self._pending.append((fid, None))
-            if box_rows.box_of(rec) is not None:
-                self._boxed -= 1
-                self._pending.append((box_rows.alias(fid), None))
+            self._count_aliases(rec, -1)
+            self._pending.extend(box_rows.row_changes(rec, None))
+
+    def _count_aliases(self, rec: FileRecord, sign: int) -> None:
+        self._boxed += sign * (rec.box_code is not None)
+        self._windows += sign * len(rec.crop_codes)
 
     def _snapshot(self) -> tuple:
         return (dict(self._files), self._next_id, {a: dict(bs) for a, bs in self._edges.items()})
@@ -220,6 +223,14 @@ class MemoryIndex:
         codes = np.array([self._files[i].box_code for i in ids], dtype=np.uint64).reshape(-1, 2)
         return np.array([box_rows.alias(i) for i in ids], dtype=np.int64), codes
 
+    def all_crop_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(alias ids, window codes) of the searchable records' crop codes, sorted by id."""
+        self._check_open()
+        rows = sorted((i, c) for r in self._files.values() for i, c in box_rows.alias_rows(r).items()
+                      if box_rows.is_window(i))
+        return (np.array([i for i, _ in rows], dtype=np.int64),
+                np.array([c for _, c in rows], dtype=np.uint64).reshape(-1, 2))
+
     # -- near-duplicate edges ----------------------------------------------------
     def add_edges(self, edges: Iterable[Edge]) -> int:
         self._check_open()
@@ -276,7 +287,8 @@ class MemoryIndex:
                    "inodes": sum(map(len, self._inodes.values())),
                    "content": sum(map(len, self._content.values())), "groups": len(self._groups),
                    "edges": sum(map(len, self._edges.values())),
-                   "meta": len(self._app_meta), "codes": self._searchable, "box_codes": self._boxed}
+                   "meta": len(self._app_meta), "codes": self._searchable, "box_codes": self._boxed,
+                   "crop_codes": self._windows}
         return {"files": len(self._files), "path": None, "file_bytes": 0, "used_bytes": 0, "table_bytes": {},
                 "high_water_bytes": 0, "map_size": 0, "ram_bytes": self._codes.nbytes, "entries": entries}
 

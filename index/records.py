@@ -1,7 +1,7 @@
 """What the index stores about one file.
 
 A `FileRecord` is immutable; the index assigns `file_id` on first insert (pass 0). It has
-slots, no `__dict__` (21 fields: ~120 bytes less per record than with a dict).
+slots, no `__dict__` (22 fields: ~120 bytes less per record than with a dict).
 `code` is the fingerprint as two uint64 words (word 0 holds bits 0..63, word 1 bits
 64..127; 64-bit algorithms leave word 1 at zero). Records of files that could not be
 decoded are stored too (state "error", code None), so that an unchanged broken file
@@ -17,6 +17,7 @@ STATE_ERROR = "error"
 
 # Formats whose bytes keep every pixel exactly (used by the keep policy).
 LOSSLESS_FORMATS = frozenset({"png", "tiff", "bmp", "gif"})
+MAX_CROP_CODES = 255  # window codes a record may hold (alias slots 1..255, `dedupd.index.boxes`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,10 @@ class FileRecord:
     # the code of the picture's content box (uniform edge bars cut off, `dedupd.kernels.contentbox`), same
     # algorithm as `code`; None when the picture has no bars. Searchable beside `code` (`dedupd.index.boxes`)
     box_code: tuple[int, int] | None = None
+    # codes of windows around the picture's strongest keypoints (`dedupd.daemon.cropcodes`), strongest
+    # first, same algorithm as `code`: how a crop of the picture is found. Empty unless crops are matched
+    # (config `match_crops`). Searchable beside `code` as alias rows (`dedupd.index.boxes`)
+    crop_codes: tuple[tuple[int, int], ...] = ()
 
     @property
     def pixels(self) -> int:

@@ -27,7 +27,7 @@ def rec(path: str, ino: int = 1, code=(1, 2), **kw) -> FileRecord:
 
 
 def table_sizes(ix) -> dict:
-    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups", "edges", "box_codes")}
+    return {k: v for k, v in ix.stats()["entries"].items() if k not in ("meta", "groups", "edges", "box_codes", "crop_codes")}
 
 
 def test_implements_the_protocol(index):
@@ -358,8 +358,7 @@ def box_oracle(records: dict[int, FileRecord], queries, radius: int, boxes: bool
     `boxes` of every searchable record's box code under its alias id, sorted by (distance, id)."""
     rows = [(fid, r.code) for fid, r in records.items() if r.code is not None and r.state == "ok"]
     if boxes:
-        rows += [(BOX_ALIAS | fid, r.box_code) for fid, r in records.items()
-                 if r.code is not None and r.state == "ok" and r.box_code is not None]
+        rows += box_codes_oracle(records) + crop_codes_oracle(records)
     return [sorted(((i, d) for i, c in rows if (d := _distance(q, c)) <= radius), key=lambda h: (h[1], h[0]))
             for q in queries]
 
@@ -369,9 +368,17 @@ def box_codes_oracle(records: dict[int, FileRecord]) -> list[tuple[int, tuple[in
                   if r.code is not None and r.state == "ok" and r.box_code is not None)
 
 
+def crop_codes_oracle(records: dict[int, FileRecord]) -> list[tuple[int, tuple[int, int]]]:
+    """Window rows: alias id BOX_ALIAS | slot << 40 | file id, slots from 1, by id."""
+    return sorted((BOX_ALIAS | slot << 40 | fid, c) for fid, r in records.items()
+                  if r.code is not None and r.state == "ok" for slot, c in enumerate(r.crop_codes, 1))
+
+
 def check_boxes(index, records: dict[int, FileRecord], rng) -> None:
-    """Searches with and without boxes, `all_codes`, `all_box_codes` and the counts against the oracle."""
-    pool = [r.code for r in records.values() if r.code] + [r.box_code for r in records.values() if r.box_code]
+    """Searches with and without alias rows, `all_codes`, `all_box_codes`, `all_crop_codes`
+    and the counts against the oracle."""
+    pool = ([r.code for r in records.values() if r.code] + [r.box_code for r in records.values() if r.box_code]
+            + [c for r in records.values() for c in r.crop_codes])
     queries = [rng.choice(pool) if pool and rng.random() < 0.7 else (rng.getrandbits(8), rng.getrandbits(8))
                for _ in range(6)]
     for radius in (0, 2, 5):
@@ -383,15 +390,19 @@ def check_boxes(index, records: dict[int, FileRecord], rng) -> None:
     assert ids.tolist() == sorted(f for f, r in records.items() if r.code is not None and r.state == "ok")
     box_ids, box_codes = index.all_box_codes()
     assert list(zip(box_ids.tolist(), map(tuple, box_codes.tolist()))) == box_codes_oracle(records)
-    assert index.stats()["entries"]["box_codes"] == len(box_ids) and index.stats()["entries"]["codes"] == len(ids)
+    crop_ids, crop_codes = index.all_crop_codes()
+    assert list(zip(crop_ids.tolist(), map(tuple, crop_codes.tolist()))) == crop_codes_oracle(records)
+    entries = index.stats()["entries"]
+    assert (entries["box_codes"], entries["crop_codes"], entries["codes"]) == (len(box_ids), len(crop_ids), len(ids))
     assert len(index) == len(records)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_box_rows_follow_their_records_against_a_brute_force_oracle(index, seed):
-    """Random puts, replaces (code, box code, state changes) and deletes of records with
-    small codes (many collisions): box rows exist exactly for searchable records with a box
-    code, are found only with boxes=True, and every id stays a record id elsewhere."""
+    """Random puts, replaces (code, box code, crop codes, state changes) and deletes of
+    records with small codes (many collisions): box and window rows exist exactly for
+    searchable records with a box code / crop codes, are found only with boxes=True, and
+    every id stays a record id elsewhere."""
     rng = random.Random(seed)
     records: dict[int, FileRecord] = {}
 
@@ -409,7 +420,8 @@ def test_box_rows_follow_their_records_against_a_brute_force_oracle(index, seed)
             base = records[fid] if fid else rec(f"/s{seed}/{step}/{len(batch)}", rng.getrandbits(20))
             batch.append(base.with_(
                 code=None if error else small(), state=STATE_ERROR if error else "ok", error="corrupt" if error else "",
-                box_code=small() if rng.random() < 0.5 else None))
+                box_code=small() if rng.random() < 0.5 else None,
+                crop_codes=tuple(small() for _ in range(rng.choice((0, 0, 1, 3, 6))))))
         for r in index.put_many(batch):
             records[r.file_id] = r
         if records and rng.random() < 0.5:

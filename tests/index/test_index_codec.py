@@ -38,6 +38,7 @@ def records(draw) -> FileRecord:
         state="error" if error else "ok", error=draw(TEXT | st.sampled_from(["truncated", "changed"])) if error else "",
         encoding=draw(U32),
         box_code=draw(st.none() | st.tuples(U64, U64)),  # any record may carry one; only searchable ones index it
+        crop_codes=tuple(draw(st.lists(st.tuples(U64, U64), max_size=7))),
     )
 
 
@@ -66,7 +67,7 @@ def test_round_trip(rec):
 
 @given(records())
 def test_a_searchable_record_does_not_repeat_its_code_and_needs_it_to_decode(rec):
-    rec = rec.with_(box_code=None)  # a box code is kept in the record (it may equal the code)
+    rec = rec.with_(box_code=None, crop_codes=())  # box and crop codes are kept in the record (they may equal the code)
     raw = encode_record(rec)
     if not is_searchable(rec):
         return
@@ -79,7 +80,7 @@ def test_a_searchable_record_does_not_repeat_its_code_and_needs_it_to_decode(rec
 @given(records())
 def test_a_v3_record_of_a_schema_3_index_decodes(rec):
     """...with no box code (v3 had none)."""
-    assert same(decode_record(encode_v3(rec), rec.file_id), rec.with_(box_code=None))
+    assert same(decode_record(encode_v3(rec), rec.file_id), rec.with_(box_code=None, crop_codes=()))
 
 
 @given(records(), st.integers(1, 2**64 - 1))
@@ -102,7 +103,7 @@ def test_short_texts_decode_to_one_object():
 @given(records())
 def test_a_version_2_record_decodes_with_encoding_unknown(rec):
     """Records written before `encoding` existed (v2: the same header without it) still read."""
-    assert same(decode_record(encode_v2(rec), rec.file_id), rec.with_(encoding=0, box_code=None))
+    assert same(decode_record(encode_v2(rec), rec.file_id), rec.with_(encoding=0, box_code=None, crop_codes=()))
 
 
 @given(records())
@@ -110,12 +111,43 @@ def test_the_box_code_is_an_optional_field_after_the_content_hash(rec):
     """A record with a box code is the one without it plus flag bit 7 and 16 bytes at the end
     (`codec_v4`: optional fields are appended, no version bump); without it, the bytes are
     those a dedupd before box codes wrote."""
-    box = rec.box_code or (5, 6)
+    box, rec = rec.box_code or (5, 6), rec.with_(crop_codes=())
     plain, boxed = encode_record(rec.with_(box_code=None)), encode_record(rec.with_(box_code=box))
     assert boxed.endswith(struct.pack("<QQ", *box)) and not plain[1] & 0x80
     assert decoded(plain, rec).box_code is None and decoded(boxed, rec).box_code == box
     flags = codec_v4.read_uvarint(boxed, 1)[0]
     assert flags & 128 and flags & ~128 == codec_v4.read_uvarint(plain, 1)[0]
+
+
+@given(records())
+def test_crop_codes_are_an_optional_field_after_the_box_code(rec):
+    """Crop window codes: flag bit 8, a count byte and 16 bytes a code, appended after the box
+    code; a record without them is the bytes a dedupd before crop codes wrote."""
+    crops = rec.crop_codes or ((1, 2), (3, 4))
+    plain, cropped = encode_record(rec.with_(crop_codes=())), encode_record(rec.with_(crop_codes=crops))
+    assert cropped.endswith(bytes((len(crops),)) + b"".join(struct.pack("<QQ", *c) for c in crops))
+    assert decoded(plain, rec).crop_codes == () and decoded(cropped, rec).crop_codes == crops
+    flags = codec_v4.read_uvarint(cropped, 1)[0]
+    assert flags & 256 and flags & ~256 == codec_v4.read_uvarint(plain, 1)[0]
+
+
+@pytest.mark.parametrize("bad", [(), ((1, 2),) * 256, [(1, 2)], ((1, -1),), ((1,),)])
+def test_bad_crop_codes_are_refused_with_the_path(bad):
+    rec = FileRecord(1, "/a.jpg", 1, 2, 3, 4, 5, format="jpeg", algo="lbph", code=(1, 2))
+    if bad == ():
+        assert decode_record(encode_record(rec.with_(crop_codes=bad)), 1, (1, 2)).crop_codes == ()
+        return
+    with pytest.raises(InvalidRecord, match="/a.jpg"):
+        encode_record(rec.with_(crop_codes=bad))
+
+
+def test_a_truncated_crop_field_is_corrupt():
+    rec = FileRecord(1, "/a.jpg", 1, 2, 3, 4, 5, format="jpeg", algo="lbph", code=(1, 2), crop_codes=((7, 8),))
+    raw = encode_record(rec)
+    with pytest.raises(IndexCorrupt):
+        decode_record(raw[:-1], 1, (1, 2))
+    with pytest.raises(IndexCorrupt):
+        decode_record(raw[:-17] + b"\x00", 1, (1, 2))  # a count of 0 is not how "none" is written
 
 
 def test_a_typical_record_is_small():
