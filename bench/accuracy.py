@@ -114,6 +114,7 @@ def dedupctl() -> list[str]:
 
 
 ROTATED: int | None = None  # --rotated; None: the product's default (a config without thresholds.rotated)
+CROPS = False  # --crops: scan with match_crops: true (crop window codes, docs/accuracy.md §12)
 
 
 def scan_and_group(folder: str, state: str, workers: int, act: int, report: int) -> tuple[dict, dict, float]:
@@ -128,7 +129,7 @@ def scan_and_group(folder: str, state: str, workers: int, act: int, report: int)
                 f"roots: [{{path: {json.dumps(folder)}, mode: report}}]\n"
                 f"algorithm: lbph\nthresholds: {{act: {act}, report: {report}"
                 + (f", rotated: {min(ROTATED, report)}" if ROTATED is not None else "") + "}\n"
-                f"match_rotations: true\nworkers: {workers}\n")
+                f"match_rotations: true\nworkers: {workers}\n" + ("match_crops: true\n" if CROPS else ""))
     try:
         t0 = time.perf_counter()
         scan = subprocess.run(dedupctl() + ["--config", config, "scan", "--json", "--no-progress"],
@@ -186,7 +187,8 @@ def why_not_act(keeper: FileRecord, member: FileRecord, m: dict, act: int, min_q
     """Which of the act conditions (daemon/grouping.py `tier_of`) a report-tier member failed, first one wins."""
     from dedupd.daemon.grouping import same_aspect, same_colour_kind
     if m["variant"] != "identity":
-        return "box" if m["variant"] == "box" else "rotated"  # box: found through a content box code, never act
+        # box / crop: found through a content box code / window codes, never act
+        return m["variant"] if m["variant"] in ("box", "crop") else "rotated"
     if m["distance"] > act:
         return "distance"
     if min(keeper.quality, member.quality) < min_quality:
@@ -1101,7 +1103,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv=None) -> int:
-    global ACT, REPORT, ROTATED
+    global ACT, REPORT, ROTATED, CROPS
     p = common.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--originals", type=int, default=None, help="photos sampled as originals (default 120; --quick 12)")
     p.add_argument("--all", action="store_true", help="use every photo in corpus/photos")
@@ -1111,6 +1113,7 @@ def main(argv=None) -> int:
     p.add_argument("--report", type=int, default=None, help="report threshold (default: the product's)")
     p.add_argument("--rotated", type=int, default=None,
                    help="thresholds.rotated for the scans (default: the product's; capped at each scan's report radius)")
+    p.add_argument("--crops", action="store_true", help="scan with match_crops: true (off by default in the product)")
     p.add_argument("--product-commit", default=None,
                    help="measure the product code of this commit (extracted into --workdir) instead of the working tree")
     p.add_argument("--no-pairwise", action="store_true", help="skip the per-transform folders (combined folder only)")
@@ -1129,6 +1132,7 @@ def main(argv=None) -> int:
             raise SystemExit("--product-commit needs --workdir (the snapshot is extracted there)")
         use_product(args.product_commit, args.workdir)
     ROTATED = args.rotated
+    CROPS = args.crops
     revision = product_revision()
     default_act, default_report, min_quality, default_rotated = product_defaults()
     ACT = default_act if args.act is None else args.act
@@ -1194,7 +1198,7 @@ def main(argv=None) -> int:
     changed = {k: revision[k] != revision_end[k] for k in ("product_trees", "product_code_modified")}
     if any(changed.values()):
         note(f"WARNING: the product changed during the run: {revision} -> {revision_end}")
-    res = {"bench": "accuracy", "quick": args.quick, "originals": len(originals), "files": len(files),
+    res = {"bench": "accuracy", "quick": args.quick, "originals": len(originals), "files": len(files), "match_crops": CROPS,
            "thresholds": {"act": ACT, "report": REPORT, "rotated": ROTATED if ROTATED is not None else default_rotated,
                           **BASELINES},
            "product_defaults": {"act": default_act, "report": default_report, "rotated": default_rotated,

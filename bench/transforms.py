@@ -95,6 +95,17 @@ def _crop(img: np.ndarray, pct: float) -> np.ndarray:
     return img[: max(1, round(h * (1 - pct / 100))), w - max(1, round(w * (1 - pct / 100))):]
 
 
+def _crop_sides(img: np.ndarray, left: float, right: float, top: float, bottom: float) -> np.ndarray:
+    """Cut these fractions of the width (left, right) and height (top, bottom) off."""
+    h, w = img.shape[:2]
+    return img[round(h * top): h - round(h * bottom), round(w * left): w - round(w * right)]
+
+
+def _resized(img: np.ndarray, factor: float) -> np.ndarray:
+    return cv2.resize(img, (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor))),
+                      interpolation=cv2.INTER_AREA)
+
+
 def _scale_values(img: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(img.astype(np.float32) * factor + 0.5, 0, 255).astype(np.uint8)
 
@@ -165,6 +176,12 @@ TRANSFORMS: list[Transform] = [
     Transform("bright_m8", "act", _j(lambda i: _scale_values(i, 0.92)), "brightness -8 % (values x0.92)"),
     Transform("crop_15", "report", _j(lambda i: _crop(i, 15)), "crop to 85 % of width and height, off centre"),
     Transform("crop_30", "report", _j(lambda i: _crop(i, 30)), "crop to 70 % of width and height, off centre"),
+    Transform("crop_10_tr", "report", _j(lambda i: _crop_sides(i, 0, 0.10, 0.10, 0)),
+              "cut 10 % of the width and height from the top and the right"),
+    Transform("crop_20_centre", "report", _j(lambda i: _crop_sides(i, 0.10, 0.10, 0.10, 0.10)),
+              "keep the centre 80 % of width and height"),
+    Transform("crop_15_half", "report", _j(lambda i: _resized(_crop(i, 15), 0.5)),
+              "crop_15, then resized to half its width and height"),
     Transform("rot90", "report", _j(lambda i: np.ascontiguousarray(np.rot90(i, -1))), "pixels rotated 90 deg CW, no EXIF"),
     Transform("rot180", "report", _j(lambda i: np.ascontiguousarray(i[::-1, ::-1])), "pixels rotated 180 deg"),
     Transform("mirror", "report", _j(lambda i: np.ascontiguousarray(i[:, ::-1])), "horizontal mirror"),

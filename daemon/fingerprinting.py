@@ -15,7 +15,10 @@ second code, the fingerprint of its content box found on the verification thumbn
 (`box_code`, `dedupd.kernels.contentbox`): a letterboxed copy's box code is a few bits from
 its original's code where the whole-frame codes are ~28 apart (docs/accuracy.md §10.9).
 It is computed here, from the thumbnail the worker already sends: no change to the decode
-worker or its wire.
+worker or its wire. So are, when crops are matched (config `match_crops`), the codes of
+windows around the picture's strongest keypoints (`dedupd.daemon.cropcodes`): the record
+keeps the strongest few (`FileRecord.crop_codes`), a lookup searches with more
+(`Fingerprinted.crop_queries`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dedupd.daemon import cropcodes
 from dedupd.daemon.decode_job import DecodedFile, decode_file, read_whole  # noqa: F401 (read_whole: public here)
 from dedupd.daemon.decode_job import load_thumb as _load_thumb
+from dedupd.daemon.cropcheck import verify_crop
 from dedupd.daemon.errors import FileProblem
 from dedupd.daemon.verify import verify_pair
 from dedupd.daemon.walk import FileRef
@@ -48,11 +53,12 @@ class Fingerprinted:
     record: FileRecord
     variants: np.ndarray | None  # (k, 2) uint64 codes of the dihedral variants; None for error records
     thumb: np.ndarray | None = None  # upright grey verification thumbnail (dedupd.daemon.verify)
+    crop_queries: np.ndarray | None = None  # (k, 2) window codes a lookup searches with; None: crops not matched
 
 
-def fingerprint_file(ref: FileRef, algo: str, pixel_limit: int, decoder=None) -> Fingerprinted:
+def fingerprint_file(ref: FileRef, algo: str, pixel_limit: int, decoder=None, *, crops: bool = False) -> Fingerprinted:
     """The record of `ref`; `decoder` (a `decode_pool` decoder) reads and decodes it, by
-    default in this thread."""
+    default in this thread. With `crops`, its window codes too (`cropcodes`)."""
     try:
         got = decoder.decode(ref.path, algo) if decoder is not None else decode_file(ref.path, pixel_limit, algo)
     except FileProblem as problem:
@@ -62,7 +68,7 @@ def fingerprint_file(ref: FileRef, algo: str, pixel_limit: int, decoder=None) ->
         # way swapped for a symlink to somewhere outside the root. Its bytes are not recorded
         # under this name; the record matches no stat, so the next scan reads the name again.
         return Fingerprinted(error_record(ref, "changed", retry=True), None)
-    return fingerprint_decoded(ref.path, got, algo)
+    return fingerprint_decoded(ref.path, got, algo, crops=crops)
 
 
 def error_record(ref: FileRef, kind: str, *, retry: bool = False) -> FileRecord:
@@ -72,9 +78,11 @@ def error_record(ref: FileRef, kind: str, *, retry: bool = False) -> FileRecord:
     return FileRecord(0, ref.path, ref.dev, ref.ino, ref.size, mtime_ns, ref.ctime_ns, state=STATE_ERROR, error=kind)
 
 
-def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted:
-    """Fingerprint, variants, thumbnail and record of a file read and decoded as `got`."""
+def fingerprint_decoded(path: str, got: DecodedFile, algo: str, *, crops: bool = False) -> Fingerprinted:
+    """Fingerprint, variants, thumbnail and record of a file read and decoded as `got`; with
+    `crops`, its window codes (the record keeps the strongest `cropcodes.STORED`)."""
     fp = fingerprint_area(got.area, algo)
+    windows = cropcodes.window_codes(got.thumb, algo) if crops else None
     info = got.info
     width, height = info.display_size
     record = FileRecord(
@@ -97,8 +105,9 @@ def fingerprint_decoded(path: str, got: DecodedFile, algo: str) -> Fingerprinted
         chroma=stored_measure(got.chroma),
         encoding=info.encoding,
         box_code=box_code(got.thumb, algo),
+        crop_codes=cropcodes.stored(windows) if windows is not None else (),
     )
-    return Fingerprinted(record, fp.variants, got.thumb)
+    return Fingerprinted(record, fp.variants, got.thumb, windows)
 
 
 def stored_measure(value: float) -> float:
@@ -135,9 +144,23 @@ def load_thumb(record: FileRecord, pixel_limit: int, decoder=None) -> np.ndarray
 def check_pair(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int, decoder=None) -> bool:
     """Whether two indexed files hold the same picture; a missing thumbnail is read from
     disk (through `decoder` when given). Runs in a worker thread."""
-    thumb_a = thumb_a if thumb_a is not None else load_thumb(a, pixel_limit, decoder)
-    thumb_b = thumb_b if thumb_b is not None else load_thumb(b, pixel_limit, decoder)
-    if thumb_a is None or thumb_b is None:
+    thumbs = _thumbs(a, b, thumb_a, thumb_b, pixel_limit, decoder)
+    if thumbs is None:
         return False
     exact = a.lossless and b.lossless and (a.width, a.height) == (b.width, b.height)
-    return verify_pair(thumb_a, thumb_b, both_lossless_same_size=exact).same
+    return verify_pair(*thumbs, both_lossless_same_size=exact).same
+
+
+def check_crop(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int, decoder=None) -> bool:
+    """Whether one of two indexed files is a crop of the other (`cropcheck.verify_crop`),
+    thumbnails as `check_pair` gets them. Runs in a worker thread."""
+    thumbs = _thumbs(a, b, thumb_a, thumb_b, pixel_limit, decoder)
+    return thumbs is not None and verify_crop(*thumbs).same
+
+
+def _thumbs(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int, decoder):
+    """The two thumbnails, read from disk where not given; None if either file is no
+    longer the bytes that were fingerprinted."""
+    thumb_a = thumb_a if thumb_a is not None else load_thumb(a, pixel_limit, decoder)
+    thumb_b = thumb_b if thumb_b is not None else load_thumb(b, pixel_limit, decoder)
+    return None if thumb_a is None or thumb_b is None else (thumb_a, thumb_b)

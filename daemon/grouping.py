@@ -28,7 +28,9 @@ and a pair of uninformative hashes (`min_quality`) only upright within the act r
 and never beyond FLAT_RADIUS (`admit`). A match through a content box code
 (`BOX_VARIANT`: a letterboxed or framed copy) counts within the report radius, never for
 uninformative hashes, and is never act (the frames differ: not the same picture in other
-bytes; `could_act` wants an upright edge).
+bytes; `could_act` wants an upright edge). A match through window codes (`CROP_VARIANT`:
+one picture may be a crop of the other) counts only with `match_crops`, within the crop
+radius, once confirmed pixel by pixel (`dedupd.daemon.cropcheck`), and is never act either.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from dedupd.daemon.keep import KeepKey, may_replace
-from dedupd.index.edges import BOX_VARIANT, Edge, variant_name
+from dedupd.index.edges import BOX_VARIANT, CROP_VARIANT, Edge, variant_name
 from dedupd.index.records import FileRecord
 
 TIERS = ("exact", "act", "report")
@@ -64,16 +66,22 @@ class Thresholds:
     min_quality: float = 0.0
     rotations: bool = True  # False: ignore rotated and mirrored matches
     rotated: int | None = None  # radius for matches through a rotated/mirrored variant; None: the report radius
+    crops: bool = False  # count pairs found through window codes (confirmed crops)
+    crop: int | None = None  # radius for window matches; None: the report radius
 
     @classmethod
     def from_config(cls, config) -> "Thresholds":
         """The thresholds of a loaded `Config`."""
         return cls(config.act_threshold, config.report_threshold, config.min_quality, config.match_rotations,
-                   config.rotated_threshold)
+                   config.rotated_threshold, config.match_crops, config.crop_threshold)
 
     @property
     def rotated_radius(self) -> int:
         return self.report if self.rotated is None else min(self.rotated, self.report)
+
+    @property
+    def crop_radius(self) -> int:
+        return self.report if self.crop is None else min(self.crop, self.report)
 
 
 # dev, ino, size, mtime_ns, ctime_ns of a GroupFile, in the widths the index stores them in
@@ -245,9 +253,15 @@ def admit(edge: Edge, a: FileRecord, b: FileRecord, t: Thresholds) -> Edge | Non
     radius, and never more than FLAT_RADIUS, even to be reported, and never matches
     through a variant. A match through a box code (`BOX_VARIANT`) counts within the report
     radius (like an upright one: the box code is an upright code of the picture without its
-    bars), never for an uninformative hash."""
+    bars), never for an uninformative hash. A match through window codes (`CROP_VARIANT`)
+    counts only when crops are matched, within `t.crop_radius`, once the crop was confirmed
+    pixel by pixel (`edge.verified`), never for an uninformative hash."""
     flat = min(a.quality, b.quality) < t.min_quality
-    if edge.variant == BOX_VARIANT:
+    if edge.variant == CROP_VARIANT:
+        if flat or not (t.crops and edge.verified and edge.distance <= t.crop_radius):
+            d = upright_distance(a, b)
+            edge = Edge(edge.a, edge.b, d, 0, False) if d is not None else None
+    elif edge.variant == BOX_VARIANT:
         if flat or edge.distance > t.report:
             d = upright_distance(a, b)
             edge = Edge(edge.a, edge.b, d, 0, False) if d is not None else None

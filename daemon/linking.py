@@ -26,7 +26,7 @@ import numpy as np
 
 from dedupd.daemon.grouping import better_edge
 from dedupd.index import boxes
-from dedupd.index.edges import BOX_VARIANT, Edge
+from dedupd.index.edges import BOX_VARIANT, CROP_VARIANT, Edge
 from dedupd.index.hamming import popcount
 from dedupd.index.records import STATE_OK, FileRecord
 from dedupd.index.selfjoin import range_join, variant_join
@@ -87,10 +87,17 @@ class DeferredEdges:
         self.variants: list[np.ndarray] = []
         self.boxes: list[np.ndarray] = []  # (n, 2) box codes (zeros where none)
         self.has_box: list[np.ndarray] = []
+        self.windows: list[np.ndarray] = []  # window codes of the files with crop queries, flat (m, 2)
+        self.window_owner: list[np.ndarray] = []  # their files' positions in storage order
         self.count = 0  # batches so far
 
     def add(self, ids: list[int], variants: np.ndarray, changed: list[bool],
-            box_codes: "list[tuple[int, int] | None] | None" = None) -> None:
+            box_codes: "list[tuple[int, int] | None] | None" = None,
+            crop_queries: "list[np.ndarray | None] | None" = None) -> None:
+        if crop_queries is not None and ids:
+            codes, owner = flat_windows(crop_queries)
+            self.windows.append(codes)
+            self.window_owner.append(owner + len(self))
         if ids:
             box_codes = box_codes or [None] * len(ids)
             self.ids.append(np.array(ids, np.int64))
@@ -104,9 +111,9 @@ class DeferredEdges:
     def __len__(self) -> int:
         return sum(len(i) for i in self.ids)
 
-    def hits(self, index, upright: int, rotated: int, workers: int):
+    def hits(self, index, upright: int, rotated: int, workers: int, crop: int = -1):
         """(file ids, other ids, distances, variants, storage positions) of every pair the join
-        finds, box pairs (within `upright`) included."""
+        finds, box pairs (within `upright`) and crop pairs (within `crop`, if >= 0) included."""
         all_ids, codes = index.all_codes()
         ids, batch, changed = np.concatenate(self.ids), np.concatenate(self.batches), np.concatenate(self.changed)
         variants = np.concatenate(self.variants)
@@ -114,6 +121,12 @@ class DeferredEdges:
         box_ids, box_codes = index.all_box_codes()
         parts.append(box_join_hits(ids, batch, changed, variants[:, 0], np.concatenate(self.boxes),
                                    np.concatenate(self.has_box), all_ids, codes, box_ids, box_codes, upright, workers))
+        if crop >= 0 and self.windows:
+            win_ids, win_codes = index.all_crop_codes()
+            parts.append(crop_join_hits(ids, batch, changed, variants[:, 0], np.concatenate(self.boxes),
+                                        np.concatenate(self.has_box), np.concatenate(self.windows),
+                                        np.concatenate(self.window_owner), all_ids, codes, box_ids, box_codes,
+                                        win_ids, win_codes, crop, workers))
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
 
 
@@ -180,6 +193,89 @@ def box_join_hits(ids, batch, changed, upright_codes, box_codes, has_box, all_id
             np.full(len(f), BOX_VARIANT, np.int64), f)
 
 
+def crop_join_hits(ids, batch, changed, upright_codes, box_codes, has_box, windows, window_owner, all_ids, codes,
+                   box_ids, stored_boxes, win_ids, stored_windows, radius: int, workers: int):
+    """The crop pairs of a deferring scan's join, as `join_hits` returns its pairs (variant
+    `CROP_VARIANT`, one per pair, the smallest distance): the files' window codes `windows`
+    (flat, `window_owner`: their files' positions in `ids`) against the records' codes, the
+    box rows and the window rows, and the files' codes and box codes against the window
+    rows (`win_ids`: alias ids, ascending), each within `radius`, with the visibility of
+    the upright join (an alias row is visible as its record): what `lookup` finds."""
+    empty = np.empty(0, np.int64)
+    rows, found, c_rank, c_batch = _visibility(ids, batch, changed, all_ids)
+    parts = []  # (positions of the files, other file ids, distances)
+
+    def join(owner, queries, against, against_ids, visible_as) -> None:
+        if len(owner) and len(against):
+            rank, in_batch = c_rank[visible_as], c_batch[visible_as]
+            h = range_join(queries, against, radius, q_rank=batch[owner], c_rank=rank, c_batch=in_batch, workers=workers)
+            parts.append((owner[h.q], boxes.owners(against_ids[h.c]), h.distance))
+
+    def owner_rows(alias_ids):
+        return np.searchsorted(all_ids, boxes.owners(alias_ids))  # every alias row's record is searchable
+
+    everyone, boxed = np.arange(len(ids)), np.flatnonzero(has_box)
+    join(window_owner, windows, codes, all_ids, np.arange(len(all_ids)))  # windows against the records' codes
+    join(window_owner, windows, stored_boxes, box_ids, owner_rows(box_ids))  # ... against the box rows
+    join(window_owner, windows, stored_windows, win_ids, owner_rows(win_ids))  # ... against the window rows
+    join(everyone, upright_codes, stored_windows, win_ids, owner_rows(win_ids))  # codes against the window rows
+    join(boxed, box_codes[boxed], stored_windows, win_ids, owner_rows(win_ids))  # box codes against the window rows
+    if not parts:
+        return empty, empty, empty, empty, empty
+    f, other, distance = closest_per_pair(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+    return ids[f], other, distance, np.full(len(f), CROP_VARIANT, np.int64), f
+
+
+def flat_windows(crop_queries: "list[np.ndarray | None]") -> tuple[np.ndarray, np.ndarray]:
+    """(codes (m, 2), positions (m,)) of per-file window codes (None: none), flattened."""
+    arrays = [np.zeros((0, 2), np.uint64) if q is None else np.asarray(q, np.uint64).reshape(-1, 2) for q in crop_queries]
+    owner = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
+    return (np.concatenate(arrays) if arrays else np.zeros((0, 2), np.uint64)), owner.astype(np.int64)
+
+
+def closest_per_pair(f: np.ndarray, g: np.ndarray, distance: np.ndarray):
+    """(f, g, distance) with one row per (f, g), the smallest distance."""
+    if len(f) == 0:
+        return f, g, distance
+    order = np.lexsort((distance, g, f))
+    f, g, distance = f[order], g[order], distance[order]
+    first = np.ones(len(f), bool)
+    first[1:] = (f[1:] != f[:-1]) | (g[1:] != g[:-1])
+    return f[first], g[first], distance[first]
+
+
+def crop_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray, crop_queries: list,
+                    stored: int, radius: int):
+    """(file, other, distance) rows of every crop pair within one batch, both orders: the
+    smallest of file's window codes to other's code, box code and stored windows (the first
+    `stored` of its window codes), and file's code and box code to other's stored windows,
+    where it is within `radius` (brute force, as `batch_hits`; what `lookup` finds)."""
+    e = np.empty(0, np.int64)
+    queries, q_owner = flat_windows(crop_queries)
+    first = np.searchsorted(q_owner, q_owner)  # each window's file's first window
+    in_stored = np.arange(len(queries)) - first < stored  # the record keeps its first `stored`
+    windows, w_owner = queries[in_stored], q_owner[in_stored]
+    n = len(codes)
+    parts = []
+
+    def pairs(x, x_owner, y, y_owner):
+        if len(x) and len(y):
+            d = (popcount(x[:, None, 0] ^ y[None, :, 0]).astype(np.int64) + popcount(x[:, None, 1] ^ y[None, :, 1]))
+            i, j = np.nonzero(d <= radius)
+            ok = x_owner[i] != y_owner[j]
+            parts.append((x_owner[i][ok], y_owner[j][ok], d[i, j][ok]))
+
+    everyone, boxed = np.arange(n), np.flatnonzero(has_box)
+    pairs(queries, q_owner, codes, everyone)
+    pairs(queries, q_owner, box_codes[boxed], boxed)
+    pairs(queries, q_owner, windows, w_owner)
+    pairs(codes, everyone, windows, w_owner)
+    pairs(box_codes[boxed], boxed, windows, w_owner)
+    if not parts:
+        return e, e, e
+    return closest_per_pair(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+
+
 def box_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray, radius: int):
     """(file, other, distance) rows of every box pair within one batch, both orders: the
     smallest of file's box code to other's code, file's code to other's box code, and the two
@@ -201,36 +297,53 @@ def box_batch_hits(codes: np.ndarray, box_codes: np.ndarray, has_box: np.ndarray
 
 
 def lookup(index, file_id: int, variants: np.ndarray, radii: list[int], box_code: "tuple[int, int] | None",
-           box_radius: int, act: int) -> dict[int, Edge]:
+           box_radius: int, act: int, crop_queries: "np.ndarray | None" = None, crop_radius: int = -1) -> dict[int, Edge]:
     """One file's lookup: its dihedral `variants` (each within its radius of `radii`; the
-    upright one against the box rows too) and its box code if it has one (within
-    `box_radius`, against codes and box rows), in one `range_search_many`; the best edge per
-    other file (`lookup_edges`)."""
-    queries, radii, with_boxes = variants, list(radii), [True] + [False] * (len(variants) - 1)
+    upright one against the alias rows too), its box code if it has one (within
+    `box_radius`, against codes and alias rows) and its window codes `crop_queries` if crops
+    are matched (within `crop_radius`, against codes and alias rows), in one
+    `range_search_many`; the best edge per other file (`lookup_edges`)."""
+    kinds = list(range(len(variants)))
+    queries, radii, with_boxes = [variants], list(radii), [True] + [False] * (len(variants) - 1)
     if box_code is not None:
-        queries = np.vstack([variants, np.array([box_code], np.uint64)])
+        queries.append(np.array([box_code], np.uint64))
         radii.append(box_radius)
         with_boxes.append(True)
-    hits = index.range_search_many(queries, radii, boxes=with_boxes)  # one plan, one read
-    return lookup_edges(file_id, hits, len(variants), act)
+        kinds.append(BOX_VARIANT)
+    if crop_queries is not None and len(crop_queries) and crop_radius >= 0:
+        queries.append(crop_queries)
+        radii += [crop_radius] * len(crop_queries)
+        with_boxes += [True] * len(crop_queries)
+        kinds += [CROP_VARIANT] * len(crop_queries)
+    hits = index.range_search_many(np.vstack(queries), radii, boxes=with_boxes)  # one plan, one read
+    return lookup_edges(file_id, hits, kinds, act, crop_radius)
 
 
-def lookup_edges(file_id: int, hits_by_query: list, n_variants: int, act: int) -> dict[int, Edge]:
-    """The best edge per other file of one file's lookup (`range_search_many` of its
-    `n_variants` dihedral variants, then its box code if it has one, the upright code and the
-    box code with box rows): a variant's hit on a record is an edge of that variant; the
-    upright code's hit on a box row, and any hit of the box code, is a `BOX_VARIANT` edge;
-    rotated variants' hits on box rows, if searched, are not used."""
+def lookup_edges(file_id: int, hits_by_query: list, kinds: list[int], act: int, crop_radius: int = -1) -> dict[int, Edge]:
+    """The best edge per other file of one file's lookup (`range_search_many`, one query per
+    entry of `kinds`: a dihedral variant's number, `BOX_VARIANT` for its box code,
+    `CROP_VARIANT` for a window code). What a hit is, by query and row:
+
+    - a variant's hit on a record is an edge of that variant; rotated variants' hits on
+      alias rows are not used;
+    - the upright code's or the box code's hit on a box row, and the box code's hit on a
+      record, is a `BOX_VARIANT` edge;
+    - a hit on a window row (the file's frame or box within `crop_radius` of a window of the
+      other: a crop of it), and any hit of a window code, is a `CROP_VARIANT` edge; none
+      when crops are not matched (`crop_radius` < 0)."""
     best: dict[int, Edge] = {}
-    for k, hits in enumerate(hits_by_query):
+    for kind, hits in zip(kinds, hits_by_query):
         for row, distance in hits:
-            alias = boxes.is_alias(row)
-            if k >= n_variants or (alias and k == 0):
+            if boxes.is_window(row) or kind == CROP_VARIANT:
+                if kind not in (0, BOX_VARIANT, CROP_VARIANT) or distance > crop_radius:
+                    continue
+                variant = CROP_VARIANT
+            elif boxes.is_alias(row):
+                if kind not in (0, BOX_VARIANT):
+                    continue
                 variant = BOX_VARIANT
-            elif alias:
-                continue
             else:
-                variant = k
+                variant = kind
             other = boxes.owner(row)
             edge = Edge(file_id, other, distance, variant)
             if other != file_id and better_edge(edge, best.get(other), act):

@@ -47,15 +47,16 @@ import numpy as np
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.decode_pool import shared_decoder
-from dedupd.daemon.fingerprinting import Fingerprinted, check_pair, fingerprint_file
+from dedupd.daemon.cropcodes import STORED as STORED_WINDOWS
+from dedupd.daemon.fingerprinting import Fingerprinted, check_crop, check_pair, fingerprint_file
 from dedupd.daemon.grouping import Group, Thresholds
 from dedupd.daemon.linking import (EDGE_WRITE, JOIN_MIN_FILES, DeferredEdges, PendingEdges, batch_hits, best_edges,
-                                   box_batch_hits, code_changed, lookup)
+                                   box_batch_hits, code_changed, crop_batch_hits, lookup)
 from dedupd.daemon.progress import Progress
 from dedupd.daemon.regroup import GroupCache
 from dedupd.daemon.status import CENSUS_KEY, Census, store_groups
 from dedupd.daemon.walk import Excluder, FileRef, walk_dirs
-from dedupd.index.edges import BOX_VARIANT, Edge
+from dedupd.index.edges import BOX_VARIANT, CROP_VARIANT, Edge
 from dedupd.index.records import STATE_OK, FileRecord
 from dedupd.kernels import ALGORITHMS
 
@@ -107,6 +108,7 @@ class Scanner:
         self.thresholds = Thresholds.from_config(config)
         self.edge_radius = config.report_threshold  # upright matches
         self.rotated_radius = config.rotated_threshold  # matches through a rotation or mirror (grouping ignores wider ones)
+        self.crop_radius = config.crop_threshold if config.match_crops else -1  # window matches; -1: crops not matched
         self.root_paths = frozenset(r.path for r in config.roots)
         self.decoder = decoder if decoder is not None else shared_decoder(config.worker_count, config.pixel_limit)
         self.groups = GroupCache(index, config, self.thresholds)
@@ -253,7 +255,7 @@ class Scanner:
         if not todo:
             return ids
         bar = Progress("fingerprinting", len(todo), enabled=self.progress)
-        algo, limit, decoder = self.config.algorithm, self.config.pixel_limit, self.decoder
+        algo, limit, decoder, crops = self.config.algorithm, self.config.pixel_limit, self.decoder, self.crop_radius >= 0
         deferred = DeferredEdges() if len(todo) >= self.join_min_files else None
         batch: list[Fingerprinted] = []
         # with decode workers, twice as many threads: one waits for its decode while another hashes
@@ -270,7 +272,7 @@ class Scanner:
                     ref = next(refs, None)
                     if ref is None:
                         break
-                    pending[pool.submit(fingerprint_file, ref, algo, limit, decoder)] = submitted
+                    pending[pool.submit(fingerprint_file, ref, algo, limit, decoder, crops=crops)] = submitted
                     submitted += 1
                 if not pending:
                     break
@@ -324,7 +326,8 @@ class Scanner:
             edges = self._batch_edges(fresh)
             before = {r.path: r for r in replaced}
             deferred.add([r.file_id for r, _ in fresh], np.stack([item.variants for _, item in fresh]) if fresh else None,
-                         [code_changed(before.get(r.path), r) for r, _ in fresh], [r.box_code for r, _ in fresh])
+                         [code_changed(before.get(r.path), r) for r, _ in fresh], [r.box_code for r, _ in fresh],
+                         [item.crop_queries for _, item in fresh] if self.crop_radius >= 0 else None)
         thumbs = {r.file_id: item.thumb for r, item in fresh}
         edges = self._verify(edges, {r.file_id: r for r in stored}, thumbs, pool, report)
         self.index.add_edges(edges)
@@ -345,6 +348,11 @@ class Scanner:
                                     self.edge_radius)
         f, g, distance = np.concatenate([f, bf]), np.concatenate([g, bg]), np.concatenate([distance, bd])
         variant = np.concatenate([variant, np.full(len(bf), BOX_VARIANT, np.int64)])
+        if self.crop_radius >= 0:
+            cf, cg, cd = crop_batch_hits(variants[:, 0], box_codes, np.array([r.box_code is not None for r, _ in fresh]),
+                                         [item.crop_queries for _, item in fresh], STORED_WINDOWS, self.crop_radius)
+            f, g, distance = np.concatenate([f, cf]), np.concatenate([g, cg]), np.concatenate([distance, cd])
+            variant = np.concatenate([variant, np.full(len(cf), CROP_VARIANT, np.int64)])
         ids = np.array([r.file_id for r, _ in fresh], np.int64)
         return best_edges(ids[f], ids[g], distance, variant, f, self.config.act_threshold)
 
@@ -354,7 +362,7 @@ class Scanner:
         if len(deferred):
             rotated = self.rotated_radius if self.config.match_rotations else -1
             a, b, distance, variant, order = deferred.hits(self.index, self.edge_radius, rotated,
-                                                           self.config.worker_count)
+                                                           self.config.worker_count, self.crop_radius)
             edges = best_edges(a, b, distance, variant, order, self.config.act_threshold)
             for start in range(0, len(edges), EDGE_WRITE):
                 chunk = self._verify(edges[start:start + EDGE_WRITE], {}, {}, pool, report)
@@ -402,23 +410,24 @@ class Scanner:
             queries = item.variants if self.config.match_rotations else item.variants[:1]
             radii = [self.edge_radius] + [self.rotated_radius] * (len(queries) - 1)
             edges.extend(lookup(self.index, record.file_id, queries, radii, record.box_code, self.edge_radius,
-                                self.config.act_threshold).values())
+                                self.config.act_threshold, item.crop_queries, self.crop_radius).values())
         return edges
 
     def _verify(self, edges: list[Edge], known: dict[int, FileRecord], thumbs: dict, pool, report: ScanReport) -> list[Edge]:
-        """Pixel-verify the edges that could be act pairs (upright, within the act radius),
-        in the worker pool; thumbnails of files outside this batch are read from disk."""
+        """Pixel-verify the edges that could be act pairs (upright, within the act radius)
+        and confirm the crop candidates (`CROP_VARIANT`), in the worker pool; thumbnails of
+        files outside this batch are read from disk."""
         jobs = {}
-        candidates = [e for e in edges if e.variant == 0 and e.distance <= self.config.act_threshold]
-        missing = {i for e in candidates for i in (e.a, e.b)} - known.keys()
+        checks = {i: check_pair if e.variant == 0 and e.distance <= self.config.act_threshold else check_crop
+                  for i, e in enumerate(edges)
+                  if (e.variant == 0 and e.distance <= self.config.act_threshold) or e.variant == CROP_VARIANT}
+        missing = {i for k in checks for i in (edges[k].a, edges[k].b)} - known.keys()
         known = {**known, **self.index.get_many(missing)} if missing else known
-        for i, e in enumerate(edges):
-            if e.variant == 0 and e.distance <= self.config.act_threshold:
-                a = known[e.a]
-                b = known[e.b]
-                if min(a.quality, b.quality) >= self.config.min_quality:
-                    jobs[i] = pool.submit(check_pair, a, b, thumbs.get(e.a), thumbs.get(e.b), self.config.pixel_limit,
-                                          self.decoder)
+        for i, check in checks.items():
+            e = edges[i]
+            a, b = known[e.a], known[e.b]
+            if min(a.quality, b.quality) >= self.config.min_quality:
+                jobs[i] = pool.submit(check, a, b, thumbs.get(e.a), thumbs.get(e.b), self.config.pixel_limit, self.decoder)
         out = list(edges)
         for i, job in jobs.items():
             report.verified += 1

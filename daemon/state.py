@@ -38,14 +38,16 @@ def open_index(config: Config, *, readonly: bool = False, on_upgrade: Callable[[
 
 def edge_radius_problems(config: Config, index, *, record: bool = False) -> list[str]:
     """What in `config` asks for a wider search than the index's stored edges were made
-    with (a scan finds upright matches within the report radius and rotated or mirrored
-    ones within the rotated radius; a wider one needs `dedupctl reindex`). With `record`, a
+    with (a scan finds upright matches within the report radius, rotated or mirrored ones
+    within the rotated radius, crops within the crop radius if the index was built with
+    `match_crops`; a wider one needs `dedupctl reindex`). With `record`, a
     new index stores the radii it is being built with."""
     report = index.get_meta("edge_radius")
     if report is None:
         if record:
             index.set_meta("edge_radius", config.report_threshold)
             index.set_meta("edge_rotated_radius", config.rotated_threshold if config.match_rotations else -1)
+            index.set_meta("edge_crop_radius", config.crop_threshold if config.match_crops else -1)
         return []
     # an index made before the rotated radius was stored searched every variant at the report radius
     rotated = index.get_meta("edge_rotated_radius")
@@ -58,4 +60,9 @@ def edge_radius_problems(config: Config, index, *, record: bool = False) -> list
         built = f"({rotated})" if rotated >= 0 else "(built without match_rotations)"
         problems.append(f"thresholds.rotated: {config.rotated_threshold} is wider than the radius the index's rotated "
                         f"matches were found with {built}; run `dedupctl reindex` to rebuild it")
+    crop = index.get_meta("edge_crop_radius", -1)  # an index made before crops were matched has none
+    if config.match_crops and config.crop_threshold > crop:
+        built = f"({crop})" if crop >= 0 else "(built without match_crops: its files have no window codes)"
+        problems.append(f"thresholds.crop: {config.crop_threshold} is wider than the radius the index's crop matches "
+                        f"were found with {built}; run `dedupctl reindex` to rebuild it")
     return problems

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dedupd.daemon.config.schema import ALWAYS_EXCLUDE, DESTRUCTIVE_MODES, ROTATED_DEFAULT, SCHEMA, Field
+from dedupd.daemon.config.schema import ALWAYS_EXCLUDE, CROP_DEFAULT, DESTRUCTIVE_MODES, ROTATED_DEFAULT, SCHEMA, Field
 from dedupd.daemon.errors import ConfigError
 
 CONFIG_ENV = "DEDUPD_CONFIG"
@@ -61,6 +61,8 @@ class Config:
     socket_group: str = ""
     source: str = ""
     rotated_threshold: int = ROTATED_DEFAULT  # resolved: never above report_threshold
+    match_crops: bool = False
+    crop_threshold: int = CROP_DEFAULT  # resolved: never above report_threshold
 
     @property
     def worker_count(self) -> int:
@@ -198,6 +200,9 @@ def _check_relations(v: dict, problems: list[str]) -> None:
     if isinstance(t["rotated"], int) and t["rotated"] > t["report"]:
         problems.append(f"thresholds.rotated: must not exceed thresholds.report ({t['rotated']} > {t['report']}); "
                         "rotated and mirrored matches are a subset of the report tier")
+    if isinstance(t["crop"], int) and t["crop"] > t["report"]:
+        problems.append(f"thresholds.crop: must not exceed thresholds.report ({t['crop']} > {t['report']}); "
+                        "crops are a subset of the report tier")
     if v["algorithm"] != "lbph" and t["report"] > 64:
         problems.append(f"thresholds.report: {v['algorithm']} codes have 64 bits; a radius of {t['report']} is meaningless")
     seen: dict[str, int] = {}
@@ -241,6 +246,9 @@ def _to_config(v: dict, source: str) -> Config:
         source=source,
         rotated_threshold=min(ROTATED_DEFAULT, v["thresholds"]["report"]) if v["thresholds"]["rotated"] is None
         else v["thresholds"]["rotated"],
+        match_crops=v["match_crops"],
+        crop_threshold=min(CROP_DEFAULT, v["thresholds"]["report"]) if v["thresholds"]["crop"] is None
+        else v["thresholds"]["crop"],
     )
 
 
