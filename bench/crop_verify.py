@@ -38,7 +38,7 @@ import accuracy  # noqa: E402
 import common  # noqa: E402
 from transforms import BY_NAME, _crop, _resize, jpeg, load_original  # noqa: E402
 
-from dedupd.daemon.cropcheck import CropParams, verify_crop  # noqa: E402
+from dedupd.daemon.cropcheck import CropParams, crop_features, verify_crop  # noqa: E402
 from dedupd.daemon.decode_job import decode_file  # noqa: E402
 
 PIXEL_LIMIT = 10**9
@@ -74,9 +74,13 @@ def thumb_of_bytes(data: bytes, tmpdir: str, name: str) -> np.ndarray:
 
 
 def timed_verify(a, b, params):
+    return _timed(lambda: verify_crop(a, b, params))
+
+
+def _timed(fn):
     t0 = time.perf_counter()
-    v = verify_crop(a, b, params)
-    return time.perf_counter() - t0, v
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def dist(xs) -> dict:
@@ -188,7 +192,26 @@ def main() -> None:
         print("\ntrue pairs that failed:")
         for kind, name, v in failures:
             print(f"  {kind} {name}: {v}")
-    times = {"true": true_times, "false": false_times, "all": true_times + false_times}
+    # the cost with each file's features computed once (`crop_features`), as a caller that
+    # verifies one file against several candidates does
+    feat_times, warm_times = [], []
+    feats = []
+    for t in thumbs:
+        dt, f = _timed(lambda: crop_features(t, params))
+        feat_times.append(dt)
+        feats.append(f)
+    for kind in KINDS:
+        for orig, fo, copy in zip(thumbs, feats, copies[kind]):
+            fc = crop_features(copy, params)
+            dt, _ = _timed(lambda: verify_crop(orig, copy, params, features=(fo, fc)))
+            warm_times.append(dt)
+    pairs = list(combinations(range(len(thumbs)), 2))[:2000]
+    for i, j in pairs:
+        dt, _ = _timed(lambda: verify_crop(thumbs[i], thumbs[j], params, features=(feats[i], feats[j])))
+        warm_times.append(dt)
+    times = {"true": true_times, "false": false_times, "all": true_times + false_times,
+             "crop_features (one thumbnail)": feat_times,
+             f"features given ({len(true_times)} true + {len(pairs)} false)": warm_times}
     common.print_table(["pairs", "calls", "median ms", "p90 ms", "max ms"],
                        [[k, len(t), 1e3 * common.median(t), 1e3 * common.percentile(t, 90), 1e3 * max(t)]
                         for k, t in times.items()], title="time per verify_crop call")

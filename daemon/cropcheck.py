@@ -313,15 +313,14 @@ def _measure(moving: np.ndarray, fixed: np.ndarray, k: float, t: np.ndarray,
         return "too_small", math.inf, math.inf
     x = warped[y0:y1, x0:x1]
     y = fixed[y0:y1, x0:x1].astype(np.float32)
-    best = ("local_difference", math.inf, math.inf)
     # both directions of the exposure fit: an edit that clipped highlights is explained one way only
+    results = []
     for p, q in ((x, y), (y, x)):
-        reason, block, mean = _residual(p, q, params)
-        if reason == "crop":
-            return reason, block, mean
-        if best[0] == "exposure" or block < best[1]:
-            best = (reason, block, mean)
-    return best
+        results.append(_residual(p, q, params))
+        if results[-1][0] == "crop":
+            return results[-1]
+    measured = [r for r in results if r[0] == "local_difference"]
+    return min(measured, key=lambda r: r[1]) if measured else results[0]
 
 
 def _refine(moving: np.ndarray, fixed: np.ndarray, k: float, t: np.ndarray):
