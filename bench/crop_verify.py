@@ -1,6 +1,6 @@
 """Crop verification (`dedupd.daemon.cropcheck.verify_crop`) on the shared corpus.
 
-For 120 originals of corpus/photos (30 with --quick) it makes crops and act-type copies,
+For 120 originals of corpus/photos (30 with --quick) it makes crops,
 each JPEG-encoded (`transforms.jpeg`, q92 unless named), written to a temp file and read back
 through the product's decode (`decode_file(...).thumb`), and verifies (original, copy):
 
@@ -11,6 +11,11 @@ through the product's decode (`decode_file(...).thumb`), and verifies (original,
     crop_w25           cut 25 % of the width from the right, full height
     jpeg_q40, resize_50  act-type copies (the same picture in other bytes: a crop of 0 %)
 
+Near misses (should fail): crop_15 of the original with a block of 10 % or 5 % of each side
+pasted from elsewhere in the picture, or with a fifth of the frame moved sideways; the
+uncropped edit through the act tier's `verify_pair` is the reference. An edit that changed
+its region by less than VISIBLE grey levels on average (white pasted on white) is counted
+apart.
 False passes: every pair of distinct originals (120*119/2 = 7,140), and corpus/natural's
 distinct_shot and unrelated pairs (`accuracy.natural_pairs`). It prints the pass rate per
 kind, the false passes, the time per call (median / p90, true and false pairs apart), the
@@ -32,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import accuracy  # noqa: E402
@@ -40,6 +46,7 @@ from transforms import BY_NAME, _crop, _resize, jpeg, load_original  # noqa: E40
 
 from dedupd.daemon.cropcheck import CropParams, crop_features, verify_crop  # noqa: E402
 from dedupd.daemon.decode_job import decode_file  # noqa: E402
+from dedupd.daemon.verify import thumbnail, verify_pair  # noqa: E402
 
 PIXEL_LIMIT = 10**9
 
@@ -61,6 +68,55 @@ KINDS = {
     "resize_50": lambda i: BY_NAME["resize_50"].fn(i)[0],
 }
 CROP_KINDS = [k for k in KINDS if k.startswith("crop")]
+
+
+def _pasted(side: float):
+    """A block of `side` x `side` of the frame, inside crop_15's kept area, replaced by the
+    block a third of the frame to its right (a retouch: content that is not the original's).
+    Returns (edit, the edited region as fractions (y0, y1, x0, x1) of the frame)."""
+    def edit(img: np.ndarray) -> np.ndarray:
+        out = img.copy()
+        h, w = img.shape[:2]
+        (y0, y1, x0, x1) = _box(region, h, w)
+        out[y0:y1, x0:x1] = img[y0:y1, x0 + w // 3: x0 + w // 3 + (x1 - x0)]
+        return out
+    region = (0.35, 0.35 + side, 0.3, 0.3 + side)
+    return edit, region
+
+
+def _moved(img: np.ndarray) -> np.ndarray:
+    """verify.py's test edit: a fifth of the frame shifted sideways by a twentieth (a person moved)."""
+    out = img.copy()
+    h, w = img.shape[:2]
+    y0, y1, x0, x1 = h // 3, h // 3 + h // 5, w // 3, w // 3 + w // 5
+    out[y0:y1, x0 + w // 20: x1 + w // 20] = img[y0:y1, x0:x1]
+    return out
+
+
+def _box(region, h: int, w: int) -> tuple[int, int, int, int]:
+    y0, y1, x0, x1 = region
+    return round(h * y0), max(round(h * y0) + 1, round(h * y1)), round(w * x0), max(round(w * x0) + 1, round(w * x1))
+
+
+# near misses: edited pictures, (edit, edited region as fractions of the frame). Their
+# crop_15 has a true transform, so it reaches the pixel check, whose limits it measures; the
+# uncropped edit through the act tier's verify_pair is the reference (the same limits)
+NEGATIVE_KINDS = {
+    "pasted_10": _pasted(0.10),
+    "pasted_5": _pasted(0.05),
+    "moved": (_moved, (1 / 3, 1 / 3 + 1 / 5, 1 / 3, 1 / 3 + 1 / 5 + 1 / 20)),
+}
+VISIBLE = 10.0  # grey levels: an edit whose region changed less than this on average is hardly an edit
+
+
+def visibility(original_thumb: np.ndarray, edited: np.ndarray, region) -> float:
+    """Mean |edited - original| (grey levels) over the edited region, at the thumbnail's scale."""
+    grey = cv2.cvtColor(edited, cv2.COLOR_BGR2GRAY) if edited.ndim == 3 else edited
+    t = thumbnail(grey)
+    if t.shape != original_thumb.shape:
+        return float("nan")
+    y0, y1, x0, x1 = _box(region, *t.shape)
+    return float(np.abs(t[y0:y1, x0:x1].astype(np.float32) - original_thumb[y0:y1, x0:x1]).mean())
 
 
 def thumb_of_bytes(data: bytes, tmpdir: str, name: str) -> np.ndarray:
@@ -103,6 +159,7 @@ def main() -> None:
     params = CropParams()
     paths = common.sample(common.list_images(corpus / "photos"), n)
     thumbs, copies = [], {k: [] for k in KINDS}
+    negatives = {k: {"crop": [], "whole": [], "visible": []} for k in NEGATIVE_KINDS}
     t_build = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crop_verify_") as tmp:
         for i, path in enumerate(paths):
@@ -110,6 +167,12 @@ def main() -> None:
             img = load_original(path)
             for kind, fn in KINDS.items():
                 copies[kind].append(thumb_of_bytes(fn(img), tmp, f"{i:04d}_{kind}.jpg"))
+            plain = thumbnail(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+            for kind, (edit, region) in NEGATIVE_KINDS.items():
+                edited = edit(img)
+                negatives[kind]["crop"].append(thumb_of_bytes(jpeg(_crop(edited, 15)), tmp, f"{i:04d}_{kind}.jpg"))
+                negatives[kind]["whole"].append(thumb_of_bytes(jpeg(edited), tmp, f"{i:04d}_{kind}_whole.jpg"))
+                negatives[kind]["visible"].append(visibility(plain, edited, region))
             if (i + 1) % 20 == 0:
                 common.note(f"built copies of {i + 1}/{len(paths)} originals")
     build_s = time.perf_counter() - t_build
@@ -131,8 +194,24 @@ def main() -> None:
                           common.percentile([v.mean_residual for v in vs], 95)])
         common.note(f"verified {kind}")
 
+    neg_rows, neg_verdicts = [], []
     false_times, false_verdicts = [], []
     false_passes = []
+    for kind, neg in negatives.items():
+        vs, act = [], []
+        for i, (orig, copy, whole) in enumerate(zip(thumbs, neg["crop"], neg["whole"])):
+            dt, v = timed_verify(orig, copy, params)
+            false_times.append(dt)
+            vs.append(v)
+            act.append(verify_pair(orig, whole).same)
+            if v.same and neg["visible"][i] >= VISIBLE:
+                false_passes.append((kind, os.path.basename(paths[i]),
+                                     f"its edited crop (edit visibility {neg['visible'][i]:.1f})", v))
+        neg_verdicts += vs
+        seen = [k for k, x in enumerate(neg["visible"]) if x >= VISIBLE]
+        neg_rows.append([kind, len(vs), sum(v.same for v in vs) / len(vs), sum(act) / len(act), len(seen),
+                         sum(vs[k].same for k in seen) / max(1, len(seen)), sum(act[k] for k in seen) / max(1, len(seen)),
+                         min([vs[k].block_residual for k in seen], default=float("nan"))])
     for i, j in combinations(range(len(thumbs)), 2):
         dt, v = timed_verify(thumbs[i], thumbs[j], params)
         false_times.append(dt)
@@ -165,13 +244,17 @@ def main() -> None:
     # -- output -------------------------------------------------------------------------------
     common.print_table(["kind", "pairs", "pass rate", "inliers p50", "overlap p50", "block p95", "mean p95"],
                        true_rows, title=f"(original, copy) pairs, {len(paths)} originals")
+    common.print_table(["edit", "pairs", "crop pass", "act verify_pair pass", f"visible (>= {VISIBLE:g})",
+                        "crop pass (visible)", "act pass (visible)", "crop block min (visible)"],
+                       neg_rows, title="near misses: crop_15 of an edited picture through verify_crop, the uncropped "
+                                       "edit through the act tier's verify_pair (the same residual limits); both should fail")
     nat_rows = [[k, c["pairs"], c["passed"]] for k, c in nat_counts.items()]
     common.print_table(["false pairs", "pairs", "passed"],
                        [["distinct originals", len(false_verdicts), sum(v.same for v in false_verdicts)]] + nat_rows,
                        title="false passes (natural 'copy' pairs: passes are right, listed for information)")
     for src, x, y, v in false_passes:
         print(f"  FALSE PASS ({src}): {x} ~ {y}: {v}")
-    all_false = false_verdicts + nat_verdicts
+    all_false = false_verdicts + nat_verdicts + neg_verdicts
     reasons = collections.Counter(v.reason for v in all_false)
     common.print_table(["reason", "false pairs"], sorted(reasons.items(), key=lambda kv: -kv[1]),
                        title="why false pairs were rejected")
@@ -180,7 +263,7 @@ def main() -> None:
     d = {"true inliers": dist([v.inliers for v in true_all]),
          "false inliers (transform found)": dist([v.inliers for v in all_false if v.reason not in
                                                   ("too_small", "too_few_features", "no_transform")]),
-         "false inliers (no_transform)": dist([v.inliers for v in all_false if v.reason == "no_transform"]),
+         "false upright matches (no_transform)": dist([v.inliers for v in all_false if v.reason == "no_transform"]),
          "true block residual": dist([v.block_residual for v in true_all]),
          "false block residual (pixel-checked)": dist([v.block_residual for v in checked]),
          "true mean residual": dist([v.mean_residual for v in true_all]),
@@ -188,6 +271,11 @@ def main() -> None:
     common.print_table(["quantity", "n", "min", "p5", "p50", "p95", "max"],
                        [[k, v.get("n"), v.get("min"), v.get("p5"), v.get("p50"), v.get("p95"), v.get("max")]
                         for k, v in d.items()], title="distributions the limits rest on")
+    worst = sorted(((v.block_residual, kind, os.path.basename(paths[i]), v.mean_residual)
+                    for kind, vs in true_verdicts.items() for i, v in enumerate(vs) if v.same), reverse=True)[:5]
+    print("\nlargest block residuals among true pairs that passed:")
+    for block, kind, name, mean in worst:
+        print(f"  {block:.2f} (mean {mean:.2f}) {kind} {name}")
     if failures:
         print("\ntrue pairs that failed:")
         for kind, name, v in failures:
@@ -219,6 +307,9 @@ def main() -> None:
         "bench": "crop_verify", "machine": common.machine(), "versions": common.versions("cv2", "numpy"),
         "originals": len(paths), "params": params.__dict__, "build_s": round(build_s, 1),
         "pass_rate": {r[0]: round(r[2], 4) for r in true_rows},
+        "near_misses": {r[0]: {"pairs": r[1], "crop_pass": common.rounded(r[2]), "act_pass": common.rounded(r[3]),
+                               "visible": r[4], "crop_pass_visible": common.rounded(r[5]),
+                               "act_pass_visible": common.rounded(r[6])} for r in neg_rows},
         "false_pairs": {"originals": {"pairs": len(false_verdicts), "passed": sum(v.same for v in false_verdicts)},
                         **nat_counts},
         "false_reasons": dict(reasons),
