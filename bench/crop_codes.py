@@ -14,7 +14,9 @@ a file, a lookup and a first scan's join.
 * **cost**: `cropcodes.window_codes` per file (median over the originals' thumbnails); a
   lookup in `BoxedTables` of random codes with `STORED` window rows per file: 8 variants
   alone, and 8 variants + `QUERIES` window codes against every row (median of 3 rounds); a
-  first scan's `crop_join_hits` on --join-files files beside the variant join.
+  first scan's `crop_join_hits` on --join-files files beside the variant join; on disk, an
+  `LmdbIndex` of --disk-files records (bench/index.py's records with real photos' fields)
+  without and with `STORED` crop codes each: used bytes per file, paths excluded.
 
 Usage: `python bench/crop_codes.py [--corpus DIR] [--quick] [--all]` (~4 min here at 120
 originals; --quick: 30 originals, small tables). Prints human tables, then one JSON line.
@@ -173,12 +175,40 @@ def join_cost(n: int, workers: int) -> dict:
     return {"files": n, "variant_join_s": round(t1 - t0, 2), "crop_join_s": round(t2 - t1, 2)}
 
 
+def disk_cost(n: int) -> dict:
+    """Bytes per file of an LmdbIndex without paths, with and without crop codes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_index", Path(__file__).with_name("index.py"))
+    bench_index = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_index)
+    rng = np.random.default_rng(3)
+    codes = random_codes(rng, n)
+    windows = random_codes(rng, n * cropcodes.STORED).reshape(n, cropcodes.STORED, 2)
+    out = {"files": n}
+    for name, crops in (("without", False), ("with", True)):
+        with tempfile.TemporaryDirectory() as tmp:
+            idx = bench_index.open_index(tmp)
+            for s in range(0, n, 1000):
+                batch, _ = bench_index.records(codes, s, min(n, s + 1000), real_fields=True)
+                if crops:
+                    batch = [r.with_(crop_codes=tuple((int(a), int(b)) for a, b in windows[s + i])) for i, r in enumerate(batch)]
+                idx.put_many(batch)
+            st = idx.stats()
+            paths = st["table_bytes"]["paths"] + sum(len(r.path) for r in bench_index.records(codes, 0, n)[0])
+            out[f"bytes_per_file_{name}"] = round((st["used_bytes"] - paths) / n, 1)
+            out[f"codes_table_per_file_{name}"] = round(st["table_bytes"]["codes"] / n, 1)
+            idx.close()
+    return out
+
+
 def main() -> None:
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--originals", type=int, default=120)
     p.add_argument("--all", action="store_true", help="every photo of corpus/photos")
     p.add_argument("--join-files", type=int, default=100_000)
+    p.add_argument("--disk-files", type=int, default=100_000)
     args = p.parse_args()
     photos = list_images(check_corpus(args.corpus) / "photos")
     originals = photos if args.all else sample(photos, 30 if args.quick else args.originals)
@@ -186,7 +216,8 @@ def main() -> None:
     out = {"bench": "crop_codes", "machine": machine(), "stored": cropcodes.STORED, "queries": cropcodes.QUERIES,
            "window_scale": cropcodes.WINDOW_SCALE, "recall": recall(originals, args.workers),
            "lookup": [lookup_cost(n) for n in sizes],
-           "join": join_cost(10_000 if args.quick else args.join_files, args.workers)}
+           "join": join_cost(10_000 if args.quick else args.join_files, args.workers),
+           "disk": disk_cost(10_000 if args.quick else args.disk_files)}
     r = out["recall"]
     print_table(["copy", *(f"later r{x}" for x in RADII), *(f"first r{x}" for x in RADII)],
                 [[k, *(f"{v[f'copy_later_r{x}']:.1%}" for x in RADII), *(f"{v[f'copy_first_r{x}']:.1%}" for x in RADII)]
@@ -200,6 +231,9 @@ def main() -> None:
               f"8 variants {c['ms_variants']} ms, + {cropcodes.QUERIES} window codes {c['ms_with_windows']} ms")
     j = out["join"]
     print(f"join of {j['files']} files: variants {j['variant_join_s']} s, crop passes {j['crop_join_s']} s")
+    d = out["disk"]
+    print(f"on disk, {d['files']} records, paths excluded: {d['bytes_per_file_without']} B/file without crop codes, "
+          f"{d['bytes_per_file_with']} with (codes table {d['codes_table_per_file_without']} -> {d['codes_table_per_file_with']})")
     print(json.dumps(out))
 
 
