@@ -41,7 +41,9 @@ def edge_radius_problems(config: Config, index, *, record: bool = False) -> list
     with (a scan finds upright matches within the report radius, rotated or mirrored ones
     within the rotated radius, crops within the crop radius if the index was built with
     `match_crops`; a wider one needs `dedupctl reindex`). With `record`, a
-    new index stores the radii it is being built with."""
+    new index stores the radii it is being built with, and an index opened without
+    `match_crops` forgets its crop radius (the files it indexes get no window codes, so
+    turning crops on again needs a reindex)."""
     report = index.get_meta("edge_radius")
     if report is None:
         if record:
@@ -61,6 +63,8 @@ def edge_radius_problems(config: Config, index, *, record: bool = False) -> list
         problems.append(f"thresholds.rotated: {config.rotated_threshold} is wider than the radius the index's rotated "
                         f"matches were found with {built}; run `dedupctl reindex` to rebuild it")
     crop = index.get_meta("edge_crop_radius", -1)  # an index made before crops were matched has none
+    if record and crop >= 0 and not config.match_crops:
+        index.set_meta("edge_crop_radius", -1)  # files indexed from now on get no window codes
     if config.match_crops and config.crop_threshold > crop:
         built = f"({crop})" if crop >= 0 else "(built without match_crops: its files have no window codes)"
         problems.append(f"thresholds.crop: {config.crop_threshold} is wider than the radius the index's crop matches "

@@ -186,6 +186,23 @@ def test_turning_match_crops_on_for_an_index_built_without_asks_for_a_reindex(tm
         open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)
 
 
+def test_an_index_scanned_once_without_match_crops_asks_for_a_reindex_to_turn_it_on_again(tmp_path):
+    """Files indexed while crops were off have no window codes: the index forgets its crop radius."""
+    root = tmp_path / "photos"
+    write_originals(root, names=("rocket",))
+    _, index, scanner = open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)
+    scanner.run()
+    index.close()
+    _, index, _ = open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)  # on again: fine
+    index.close()
+    _, index, scanner = open_scanner(tmp_path, root, "idx", PER_FILE, crops=False)
+    write_crops(root, names=("rocket",))
+    scanner.run()
+    index.close()
+    with pytest.raises(ConfigError, match="dedupctl reindex"):
+        open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)
+
+
 @pytest.mark.parametrize("indexed, asked", [("orig", "cropped"), ("cropped", "orig")])
 def test_query_finds_the_other_side_of_a_crop(tmp_path, indexed, asked):
     """`dedupctl query`: a crop finds its indexed original, an original its indexed crop."""
