@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_parser, check_corpus, list_images, machine, print_table, sample  # noqa: E402
+from box_codes import random_codes  # noqa: E402
 from transforms import BY_NAME  # noqa: E402
 
 from dedupd.daemon import cropcodes  # noqa: E402
@@ -119,12 +120,6 @@ def recall(originals: list[str], workers: int) -> dict:
             "windows_per_file": {"p50": float(np.median(windows)), "min": int(min(windows)),
                                  "without": int(sum(w == 0 for w in windows))},
             "ms_window_codes": round(float(np.median(t)), 2)}
-
-
-def random_codes(rng, k: int) -> np.ndarray:
-    w = rng.integers(0, 2**63, size=(k, 2), dtype=np.int64).astype(np.uint64) * np.uint64(2)
-    w[:, 1] >>= np.uint64(1)  # bit 63 of word 1 is always 0 (lbph)
-    return w
 
 
 def lookup_cost(n: int, rounds: int = 3) -> dict:

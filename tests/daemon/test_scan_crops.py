@@ -24,6 +24,7 @@ from dedupd.index.boxes import BOX_ALIAS
 from dedupd.index.edges import CROP_VARIANT, Edge
 from dedupd.index.records import FileRecord
 from test_scan_join import JOINED, PER_FILE, canonical, edges_by_path
+from test_scan_letterbox import distance, pairs_of
 from testimages import encode, photo, write
 
 PICTURES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
@@ -57,12 +58,6 @@ def open_scanner(tmp_path, root, name: str, join_min_files: int, crops: bool = T
     scanner = Scanner(config, index, progress=False, decoder=ThreadDecoder(config.pixel_limit))
     scanner.join_min_files = join_min_files
     return config, index, scanner
-
-
-def pairs_of(groups) -> dict[tuple[str, str], tuple[str, str]]:
-    """{(keeper name, member name): (tier, variant)} of every group member."""
-    name = lambda p: p.rsplit("/", 1)[-1]  # noqa: E731
-    return {(name(g.keep.path), name(m.record.path)): (m.tier, m.variant) for g in groups for m in g.members}
 
 
 def assert_crop_pairs(groups, names=PICTURES) -> None:
@@ -99,10 +94,6 @@ def test_a_crop_and_its_original_are_one_report_group(tmp_path, monkeypatch, cro
         assert all(not e[4] for e in crop_edges if "motorcycle_right" in e[0] + e[1])
     finally:
         index.close()
-
-
-def distance(a, b) -> int:
-    return (a[0] ^ b[0]).bit_count() + (a[1] ^ b[1]).bit_count()
 
 
 def test_the_join_finds_the_crop_edges_a_lookup_per_file_finds(tmp_path, monkeypatch):
@@ -176,12 +167,18 @@ def test_without_match_crops_no_window_codes_and_no_crop_pairs(tmp_path):
         index.close()
 
 
+def scan_once(tmp_path, root, crops: bool) -> None:
+    _, index, scanner = open_scanner(tmp_path, root, "idx", PER_FILE, crops=crops)
+    try:
+        scanner.run()
+    finally:
+        index.close()
+
+
 def test_turning_match_crops_on_for_an_index_built_without_asks_for_a_reindex(tmp_path):
     root = tmp_path / "photos"
     write_originals(root, names=("rocket",))
-    _, index, scanner = open_scanner(tmp_path, root, "idx", PER_FILE, crops=False)
-    scanner.run()
-    index.close()
+    scan_once(tmp_path, root, crops=False)
     with pytest.raises(ConfigError, match=r"thresholds.crop: 20 .*built without match_crops.*dedupctl reindex"):
         open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)
 
@@ -190,15 +187,10 @@ def test_an_index_scanned_once_without_match_crops_asks_for_a_reindex_to_turn_it
     """Files indexed while crops were off have no window codes: the index forgets its crop radius."""
     root = tmp_path / "photos"
     write_originals(root, names=("rocket",))
-    _, index, scanner = open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)
-    scanner.run()
-    index.close()
-    _, index, _ = open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)  # on again: fine
-    index.close()
-    _, index, scanner = open_scanner(tmp_path, root, "idx", PER_FILE, crops=False)
+    scan_once(tmp_path, root, crops=True)
+    scan_once(tmp_path, root, crops=True)  # on again: fine
     write_crops(root, names=("rocket",))
-    scanner.run()
-    index.close()
+    scan_once(tmp_path, root, crops=False)
     with pytest.raises(ConfigError, match="dedupctl reindex"):
         open_scanner(tmp_path, root, "idx", PER_FILE, crops=True)
 
