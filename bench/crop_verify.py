@@ -17,12 +17,13 @@ uncropped edit through the act tier's `verify_pair` is the reference. An edit th
 its region by less than VISIBLE grey levels on average (white pasted on white) is counted
 apart.
 False passes: every pair of distinct originals (120*119/2 = 7,140), and corpus/natural's
-distinct_shot and unrelated pairs (`accuracy.natural_pairs`). It prints the pass rate per
+distinct_shot and unrelated pairs (`accuracy.natural_pairs`), with `both_lossless_same_size`
+set as the scan sets it for verify_pair (both files lossless and of one size). It prints the pass rate per
 kind, the false passes, the time per call (median / p90, true and false pairs apart), the
 distributions the limits rest on (inliers and residuals of true pairs; of false pairs that
 reached the pixel check) and the reasons false pairs were rejected.
 
-    python bench/crop_verify.py [--corpus PATH] [--quick]
+    python bench/crop_verify.py [--corpus PATH] [--quick] [--originals N]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from transforms import BY_NAME, _crop, _resize, jpeg, load_original  # noqa: E40
 from dedupd.daemon.cropcheck import CropParams, crop_features, verify_crop  # noqa: E402
 from dedupd.daemon.decode_job import decode_file  # noqa: E402
 from dedupd.daemon.verify import thumbnail, verify_pair  # noqa: E402
+from dedupd.index.records import LOSSLESS_FORMATS  # noqa: E402
 
 PIXEL_LIMIT = 10**9
 
@@ -223,14 +225,19 @@ def main() -> None:
     natural = natural_pairs(corpus)
     nat_counts, nat_verdicts = {}, []
     if natural:
-        nthumbs = {}
+        nthumbs, nkey = {}, {}
         for kind in ("distinct_shot", "unrelated", "copy"):
             passed = 0
             for a, b, _ in natural[kind]:
                 for x in (a, b):
                     if x not in nthumbs:
-                        nthumbs[x] = decode_file(x, PIXEL_LIMIT, "lbph").thumb
-                dt, v = timed_verify(nthumbs[a], nthumbs[b], params)
+                        d = decode_file(x, PIXEL_LIMIT, "lbph")
+                        nthumbs[x] = d.thumb
+                        # as the scan tells verify_pair (fingerprinting.check_pair)
+                        nkey[x] = (d.info.format in LOSSLESS_FORMATS, d.info.width, d.info.height)
+                lossless_same = nkey[a][0] and nkey[a] == nkey[b]
+                dt, v = _timed(lambda: verify_crop(nthumbs[a], nthumbs[b], params,
+                                                   both_lossless_same_size=lossless_same))
                 if kind != "copy":
                     false_times.append(dt)
                     nat_verdicts.append(v)
@@ -252,8 +259,14 @@ def main() -> None:
     common.print_table(["false pairs", "pairs", "passed"],
                        [["distinct originals", len(false_verdicts), sum(v.same for v in false_verdicts)]] + nat_rows,
                        title="false passes (natural 'copy' pairs: passes are right, listed for information)")
+    shown = collections.Counter()
     for src, x, y, v in false_passes:
-        print(f"  FALSE PASS ({src}): {x} ~ {y}: {v}")
+        shown[src] += 1
+        if shown[src] <= 5:
+            print(f"  FALSE PASS ({src}): {x} ~ {y}: {v}")
+    for src, n in shown.items():
+        if n > 5:
+            print(f"  ... {n - 5} more FALSE PASS ({src})")
     all_false = false_verdicts + nat_verdicts + neg_verdicts
     reasons = collections.Counter(v.reason for v in all_false)
     common.print_table(["reason", "false pairs"], sorted(reasons.items(), key=lambda kv: -kv[1]),

@@ -11,28 +11,36 @@ The decision, in order (the first failing step names the verdict's `reason`):
 
 1. both thumbnails must be large enough to hold features (`too_small`) and must have
    enough ORB keypoints (`too_few_features`: a flat or nearly flat picture);
-2. keypoints are matched (Lowe's ratio test) and a similarity transform (scale, rotation,
-   translation) is fitted with RANSAC (`cv2.estimateAffinePartial2D`, seeded, so the
-   verdict is deterministic); too few inliers is `no_transform`;
+2. keypoints are matched (Lowe's ratio test), matches whose keypoint orientation turned
+   are dropped, and a similarity transform (scale, rotation, translation) is fitted with
+   RANSAC (`cv2.estimateAffinePartial2D`; it seeds the calling thread's OpenCV RNG, so
+   the verdict is deterministic); too few inliers is `no_transform`;
 3. the transform must be upright (`rotation`: rotated copies are matched by the rotated
-   variants of the fingerprint, not here) and of a sane scale (`scale`);
+   variants of the fingerprint, not here); the scale and translation are refitted to the
+   inliers with the rotation forced to 0;
 4. one picture's frame, mapped into the other's, must lie inside it up to a small
-   tolerance (`not_contained`: two overlapping shots of a panorama are not a crop), and
-   must cover at least `min_overlap` of it (`too_small`: a detail is not a crop);
+   tolerance (`not_contained`: two overlapping shots of a panorama are not a crop), at a
+   sane scale (`scale`), covering at least `min_overlap` of it (`too_small`: a detail is
+   not a crop);
 5. the *pixel check* decides: the higher-resolution picture is area-resampled into the
-   lower-resolution one's frame by the fitted scale and translation (rotation forced to
-   0), a global gain and offset are fitted over the common rectangle (`exposure` outside
-   [MIN_GAIN, MAX_GAIN]), and the residual with a one-pixel spatial tolerance must stay
-   under the limits for the worst block of a grid and for the mean (`local_difference`:
-   a moved person, a retouched region, another shot of the same scene).
+   lower-resolution one's frame, a global gain and offset are fitted over the common
+   rectangle (`exposure` outside verify.py's [MIN_GAIN, MAX_GAIN]), and the residual with
+   a one-pixel spatial tolerance must stay under verify.py's limits for the worst block
+   of a grid and for the mean (`local_difference`: a moved person, a retouched region,
+   another shot of the same scene). When it fails, the alignment is refined once (corners
+   tracked by Lucas-Kanade, scale and translation refitted) and measured again: the
+   features' fit can be 1-2 % off in scale when they sit on a small object.
 
 Features say *where* the crop lies; only the pixel check says that the pixels there are
-the same, which is what keeps precision on distinct shots of one scene.
+the same, which is what keeps precision on distinct shots of one scene. A verdict is as
+strict as the act tier's verification (the same residual measure and limits): a retouch
+too small for verify_pair to see passes here too.
 
 The verdict is symmetric: the pair is put in a canonical order (by shape, then a digest of
 the pixels) before anything is measured, so `verify_crop(a, b)` and `verify_crop(b, a)`
 return the same verdict. Odd inputs (flat, 1xN, tiny) return `same=False` with a reason;
-only a caller's type error (not a 2-D uint8 array) raises.
+only a caller's type error (not a 2-D uint8 array) raises. About half the cost is finding
+the keypoints: a caller verifying one file against several computes `crop_features` once.
 
 The limits come from `bench/crop_verify.py` on the shared corpus (docs/accuracy.md).
 """
@@ -46,7 +54,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dedupd.daemon.verify import MAX_GAIN, MIN_GAIN, _blur, _fit, _outside, _worst_block
+from dedupd.daemon.verify import MAX_GAIN, MIN_GAIN, VerifyParams, _blur, _fit, _outside, _worst_block
 
 # The reasons a verdict can carry; "crop" is the only one with same=True.
 REASONS = ("crop", "too_small", "too_few_features", "no_transform", "rotation", "scale",
@@ -92,6 +100,9 @@ class CropParams:
     min_overlap: float = 0.2
     # compared region must have at least this many pixels on its short side
     min_compare_side: int = 24
+    # overlap from which a pair is the same frame, not a crop (`both_lossless_same_size`
+    # applies): a crop of 1 % of the width and height covers 0.98
+    same_frame_overlap: float = 0.985
     # pixel check, grey levels: verify.py's limits for the same picture in other bytes
     max_block_residual: float = 6.0
     max_mean_residual: float = 1.5
@@ -100,7 +111,8 @@ class CropParams:
 @dataclass(frozen=True)
 class CropVerdict:
     """same: the pair is a crop (or the same picture). reason: one of REASONS.
-    scale: container pixels per contained pixel (nan before a transform is found).
+    scale: container pixels per contained pixel (nan before a transform is found; for
+    "not_contained", pixels of one picture per pixel of the other, as fitted).
     overlap: fraction of the container's area covered by the contained picture.
     inliers: RANSAC inliers (0 before matching). block_residual / mean_residual: the
     pixel check's worst block and mean, grey levels (inf when it did not run)."""
@@ -146,11 +158,16 @@ _NO_FEATURES = CropFeatures(np.zeros((0, 2), np.float32), np.zeros(0, np.float32
 
 
 def verify_crop(a: np.ndarray, b: np.ndarray, params: CropParams = CropParams(), *,
-                features: tuple[CropFeatures, CropFeatures] | None = None) -> CropVerdict:
+                features: tuple[CropFeatures, CropFeatures] | None = None,
+                both_lossless_same_size: bool = False) -> CropVerdict:
     """Is one of two upright grey uint8 thumbnails a crop of the other (module doc)?
 
     `features`, when given, are `crop_features(a, params)` and `crop_features(b, params)`
     (in that order), computed once by a caller that verifies a file against many.
+    `both_lossless_same_size`, as for `verify.verify_pair`: when the two files are lossless
+    and of one size and the transform found is no crop at all (same frame), their pixels
+    must agree as verify_pair requires; a thumbnail-scale residual cannot tell adjacent
+    video frames apart (corpus/natural's rubberwhale frames pass without it).
     Symmetric and deterministic; raises TypeError only for arrays that are not 2-D uint8."""
     _check_thumb("a", a)
     _check_thumb("b", b)
@@ -176,6 +193,11 @@ def verify_crop(a: np.ndarray, b: np.ndarray, params: CropParams = CropParams(),
         return CropVerdict(False, "too_small", scale=scale, overlap=overlap, inliers=inliers)
     reason, block, mean, scale = _pixel_check(np.ascontiguousarray(contained), np.ascontiguousarray(container),
                                               scale, shift, params)
+    if (reason == "crop" and both_lossless_same_size and a.shape == b.shape
+            and overlap >= params.same_frame_overlap):
+        worst = int(np.abs(a.astype(np.int16) - b).max())
+        if worst > VerifyParams().max_lossless_difference:
+            reason = "local_difference"
     return CropVerdict(reason == "crop", reason, scale, overlap, inliers, block, mean)
 
 

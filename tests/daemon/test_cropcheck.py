@@ -190,3 +190,21 @@ def test_given_features_give_the_same_verdict(originals):
     for a, b in _pairs(originals):
         features = (crop_features(a), crop_features(b))
         assert repr(verify_crop(a, b, features=features)) == repr(verify_crop(a, b))
+
+
+def test_lossless_same_size_files_must_hold_the_same_pixels():
+    """Adjacent video frames: sub-pixel motion passes any thumbnail residual, so two lossless
+    files of one size that are not a crop of each other must agree pixel for pixel (as
+    verify_pair requires); a real crop of them is unaffected."""
+    img = photo("chelsea")
+    h, w = img.shape[:2]
+    m = np.float32([[1, 0, 0.6], [0, 1, 0.3]])  # the next frame: everything moved by a fraction of a pixel
+    frame2 = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    a, b = thumb(encode(img, ".png")), thumb(encode(frame2, ".png"))
+    assert verify_crop(a, b).same  # what the thumbnails alone say
+    verdict = verify_crop(a, b, both_lossless_same_size=True)
+    assert not verdict.same and verdict.reason == "local_difference", verdict
+    assert verify_crop(a, thumb(encode(img, ".png")), both_lossless_same_size=True).same
+    # a crop of one resized back to the frame's size (a lossless file of one size, overlap 0.72)
+    upscaled = cv2.resize(cut(img, bottom=0.15, left=0.15), (w, h), interpolation=cv2.INTER_CUBIC)
+    assert verify_crop(a, thumb(encode(upscaled, ".png")), both_lossless_same_size=True).same
