@@ -5,6 +5,8 @@ import itertools
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dedupd.daemon.cropcheck import REASONS, CropParams, crop_features, verify_crop
 from dedupd.daemon.decode import decode_image
@@ -208,3 +210,32 @@ def test_lossless_same_size_files_must_hold_the_same_pixels():
     # a crop of one resized back to the frame's size (a lossless file of one size, overlap 0.72)
     upscaled = cv2.resize(cut(img, bottom=0.15, left=0.15), (w, h), interpolation=cv2.INTER_CUBIC)
     assert verify_crop(a, thumb(encode(upscaled, ".png")), both_lossless_same_size=True).same
+
+
+_BASE = cv2.cvtColor(photo("astronaut"), cv2.COLOR_BGR2GRAY)
+
+
+@st.composite
+def odd_thumbnails(draw):
+    """Any shape from 1 px to 300 px; noise, flat, two-level, a piece of a photo, a resized photo."""
+    h, w = draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    kind = draw(st.sampled_from(("noise", "flat", "levels", "piece", "resized")))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "noise":
+        return rng.integers(0, 256, (h, w), dtype=np.uint8)
+    if kind == "flat":
+        return np.full((h, w), draw(st.integers(0, 255)), np.uint8)
+    if kind == "levels":
+        return (rng.integers(0, 3, (h, w)) * 120).astype(np.uint8)
+    if kind == "piece":
+        y0, x0 = draw(st.integers(0, 511)), draw(st.integers(0, 511))
+        return np.ascontiguousarray(_BASE[y0: y0 + h, x0: x0 + w])
+    return cv2.resize(_BASE, (w, h), interpolation=cv2.INTER_AREA)
+
+
+@settings(max_examples=150, deadline=None)
+@given(odd_thumbnails(), odd_thumbnails())
+def test_any_pair_gets_a_symmetric_verdict_without_raising(a, b):
+    verdict = verify_crop(a, b)
+    assert verdict.reason in REASONS and verdict.same == (verdict.reason == "crop")
+    assert repr(verify_crop(b, a)) == repr(verdict)
