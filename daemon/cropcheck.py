@@ -13,8 +13,9 @@ The decision, in order (the first failing step names the verdict's `reason`):
    enough ORB keypoints (`too_few_features`: a flat or nearly flat picture);
 2. keypoints are matched (Lowe's ratio test), matches whose keypoint orientation turned
    are dropped, and a similarity transform (scale, rotation, translation) is fitted with
-   RANSAC (`cv2.estimateAffinePartial2D`; it seeds the calling thread's OpenCV RNG, so
-   the verdict is deterministic); too few inliers is `no_transform`;
+   RANSAC (`cv2.estimateAffinePartial2D`, whose sampler has its own fixed seed, whatever
+   the state of OpenCV's global RNG: the verdict is deterministic, a test checks it);
+   too few inliers is `no_transform`;
 3. the transform must be upright (`rotation`: rotated copies are matched by the rotated
    variants of the fingerprint, not here); the scale and translation are refitted to the
    inliers with the rotation forced to 0;
@@ -65,8 +66,6 @@ from dedupd.daemon.verify import MAX_GAIN, MIN_GAIN, VerifyParams, _blur, _fit, 
 # The reasons a verdict can carry; "crop" is the only one with same=True.
 REASONS = ("crop", "too_small", "too_few_features", "no_transform", "rotation", "scale",
            "not_contained", "exposure", "local_difference")
-
-_RANSAC_SEED = 20261130  # any fixed value: RANSAC's sampling must not vary between calls
 
 
 @dataclass(frozen=True)
@@ -244,10 +243,9 @@ def _transform(f1: CropFeatures, f2: CropFeatures, params: CropParams):
 
 
 def _ransac(src: np.ndarray, dst: np.ndarray, params: CropParams):
-    """cv2's similarity RANSAC, seeded: (matrix, angle in degrees, inlier mask) or None."""
+    """cv2's similarity RANSAC: (matrix, angle in degrees, inlier mask) or None."""
     if len(src) < params.min_inliers:
         return None
-    cv2.setRNGSeed(_RANSAC_SEED)
     m, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
                                           ransacReprojThreshold=params.ransac_threshold,
                                           maxIters=2000, confidence=0.995, refineIters=10)
