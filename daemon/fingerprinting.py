@@ -145,17 +145,20 @@ def check_pair(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int,
     """Whether two indexed files hold the same picture; a missing thumbnail is read from
     disk (through `decoder` when given). Runs in a worker thread."""
     thumbs = _thumbs(a, b, thumb_a, thumb_b, pixel_limit, decoder)
-    if thumbs is None:
-        return False
-    exact = a.lossless and b.lossless and (a.width, a.height) == (b.width, b.height)
-    return verify_pair(*thumbs, both_lossless_same_size=exact).same
+    return thumbs is not None and verify_pair(*thumbs, both_lossless_same_size=lossless_same_size(a, b)).same
 
 
 def check_crop(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int, decoder=None) -> bool:
     """Whether one of two indexed files is a crop of the other (`cropcheck.verify_crop`),
     thumbnails as `check_pair` gets them. Runs in a worker thread."""
     thumbs = _thumbs(a, b, thumb_a, thumb_b, pixel_limit, decoder)
-    return thumbs is not None and verify_crop(*thumbs).same
+    return thumbs is not None and verify_crop(*thumbs, both_lossless_same_size=lossless_same_size(a, b)).same
+
+
+def lossless_same_size(a: FileRecord, b: FileRecord) -> bool:
+    """Two lossless files of one size: the same picture only if their pixels agree
+    (`verify_pair`'s and `verify_crop`'s `both_lossless_same_size`)."""
+    return a.lossless and b.lossless and (a.width, a.height) == (b.width, b.height)
 
 
 def _thumbs(a: FileRecord, b: FileRecord, thumb_a, thumb_b, pixel_limit: int, decoder):
