@@ -43,13 +43,14 @@ return the same verdict. Odd inputs (flat, 1xN, tiny) return `same=False` with a
 only a caller's type error (not a 2-D uint8 array) raises. About half the cost is finding
 the keypoints: a caller verifying one file against several computes `crop_features` once.
 
-Measured with `bench/crop_verify.py` on 120 originals of the shared corpus (docs/accuracy.md):
+Measured with `bench/crop_verify.py` on the shared corpus (docs/accuracy.md): on 120 originals,
 crops of 10-30 % from one, two or four sides, width only, or resized afterwards pass 99.2-100 %
-(crop_30 97.8 % on all 369: smooth skies and repetitive patterns give no transform); 0 false
-passes over the 7,140 pairs of distinct originals and corpus/natural's 172 distinct-shot and
-4,455 unrelated pairs; the worst block residual of a true pair was 5.74 (limit 6.0), 25.1 the
-median of the false pairs that reached the pixel check. About 8 ms a call at load 2-3, 2.5 ms
-with both files' `crop_features` given.
+(97.8-99.2 % on all 369: textureless pictures, smooth skies cropped hard and periodic patterns
+give no transform); 0 false passes over the 67,896 pairs of distinct originals and
+corpus/natural's 172 distinct-shot and 4,455 unrelated pairs; the worst block residual of a
+true pair was 5.74 (limit 6.0), 24.6 the median of the false pairs that reached the pixel
+check. 8-14 ms a call on the shared 2-core machine, 2.2-5 ms with both files' `crop_features`
+given.
 """
 
 from __future__ import annotations
