@@ -15,6 +15,10 @@ rules, `dedupd.daemon.keep`, order them best keeper first):
    if it matches all the others; not when both match one keeper: they join it);
 3. then beyond it, up to the report radius: first to keepers, then new pairs.
 
+Passes 2 and 3 run over whole-picture edges first, then once more with crop edges
+(`CROP_VARIANT`): a crop relates a file to part of a picture, so it only places files
+that no whole-picture relation placed.
+
 A report edge never takes a file out of a group it already belongs to, and a file's
 closest match wins over a farther keeper: a look-alike photo cannot pull a true pair
 apart (docs/accuracy.md §10.3).
@@ -333,9 +337,14 @@ def keyed_groups(
     assigned: set[int] = set()
     stars = _picture_stars(order, same, near, assigned)
     close, far = thresholds.rotated_radius, thresholds.report
-    # close matches first, to a keeper or between two leftovers; then far ones to keepers; then far pairs
-    for keeper_radius, pair_radius in ((close, close), (far, -1), (far, far)):
-        _closest_first(order, near, stars, assigned, keeper_radius=keeper_radius, pair_radius=pair_radius)
+    # A crop is related to a part of a picture: every whole-picture relation places a file
+    # first (a captioned copy joins its original's group, not that of a crop of it that its
+    # windows happen to meet more closely); crop edges place what is left.
+    whole = {i: {j: e for j, e in nb.items() if e.variant != CROP_VARIANT} for i, nb in near.items()}
+    for adjacency in (whole, near):
+        # close matches first, to a keeper or between two leftovers; then far ones to keepers; then far pairs
+        for keeper_radius, pair_radius in ((close, close), (far, -1), (far, far)):
+            _closest_first(order, adjacency, stars, assigned, keeper_radius=keeper_radius, pair_radius=pair_radius)
     groups = []
     for keeper_id in (i for i in order if i in stars):
         keeper = records[keeper_id]

@@ -322,3 +322,21 @@ def test_the_crop_radius_may_not_exceed_the_report_radius(tmp_path):
         load_config(str(cfg))
     cfg.write_text(f"state_dir: {tmp_path / 's'}\nthresholds: {{act: 12, report: 16}}\n")
     assert load_config(str(cfg)).crop_threshold == 16 and not load_config(str(cfg)).match_crops
+
+
+def test_a_whole_picture_relation_places_a_file_before_a_closer_crop_edge():
+    """A captioned copy D of an original A is 26 bits from A upright (report) and 4 bits from
+    C, a crop of A with its own same-picture copy C2, through windows: D belongs with A."""
+    from dedupd.daemon.grouping import build_groups
+    from dedupd.daemon.keep import keep_key
+
+    def rec(file_id: int, code, width: int) -> FileRecord:
+        return _rec(file_id, code).with_(width=width, height=width * 3 // 4)
+
+    a, c, c2, d = rec(1, (0, 0), 800), rec(2, ((1 << 50) - 1, 0), 700), rec(3, ((1 << 50) - 1, 0), 600), \
+        rec(4, ((1 << 26) - 1, 0), 400)
+    edges = [Edge(1, 2, 6, CROP_VARIANT, True), Edge(2, 3, 0, 0, True), Edge(1, 4, 26, 0, False),
+             Edge(2, 4, 4, CROP_VARIANT, True), Edge(1, 3, 7, CROP_VARIANT, True)]
+    groups = build_groups({r.file_id: r for r in (a, c, c2, d)}, edges, T, keep_key(["most_pixels", "shortest_path"]))
+    members = {g.keep.file_id: sorted((m.record.file_id, m.variant, m.tier) for m in g.members) for g in groups}
+    assert members == {1: [(4, "identity", "report")], 2: [(3, "identity", "act")]}
