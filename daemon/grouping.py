@@ -15,9 +15,9 @@ rules, `dedupd.daemon.keep`, order them best keeper first):
    if it matches all the others; not when both match one keeper: they join it);
 3. then beyond it, up to the report radius: first to keepers, then new pairs.
 
-Passes 2 and 3 run over whole-picture edges first, then once more with crop edges
-(`CROP_VARIANT`): a crop relates a file to part of a picture, so it only places files
-that no whole-picture relation placed.
+Pass 2 places files by whole-picture edges first and by crop edges (`CROP_VARIANT`,
+confirmed) only then: a crop relates a file to part of a picture. Pass 3 comes after both:
+a whole-picture match beyond the rotated radius is weaker evidence than a confirmed crop.
 
 A report edge never takes a file out of a group it already belongs to, and a file's
 closest match wins over a farther keeper: a look-alike photo cannot pull a true pair
@@ -337,14 +337,15 @@ def keyed_groups(
     assigned: set[int] = set()
     stars = _picture_stars(order, same, near, assigned)
     close, far = thresholds.rotated_radius, thresholds.report
-    # A crop is related to a part of a picture: every whole-picture relation places a file
-    # first (a captioned copy joins its original's group, not that of a crop of it that its
-    # windows happen to meet more closely); crop edges place what is left.
+    # Close whole-picture matches first, to a keeper or between two leftovers; then confirmed
+    # crops (a crop relates a file to part of a picture: a captioned copy close to its original
+    # joins the original's group, not that of a crop its windows happen to meet more closely);
+    # then far matches to keepers; then far pairs (a look-alike 28 bits away upright is weaker
+    # evidence than a crop confirmed pixel by pixel).
     whole = {i: {j: e for j, e in nb.items() if e.variant != CROP_VARIANT} for i, nb in near.items()}
-    for adjacency in (whole, near):
-        # close matches first, to a keeper or between two leftovers; then far ones to keepers; then far pairs
-        for keeper_radius, pair_radius in ((close, close), (far, -1), (far, far)):
-            _closest_first(order, adjacency, stars, assigned, keeper_radius=keeper_radius, pair_radius=pair_radius)
+    for adjacency, keeper_radius, pair_radius in ((whole, close, close), (near, close, close), (near, far, -1),
+                                                  (near, far, far)):
+        _closest_first(order, adjacency, stars, assigned, keeper_radius=keeper_radius, pair_radius=pair_radius)
     groups = []
     for keeper_id in (i for i in order if i in stars):
         keeper = records[keeper_id]

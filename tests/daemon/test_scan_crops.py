@@ -324,19 +324,22 @@ def test_the_crop_radius_may_not_exceed_the_report_radius(tmp_path):
     assert load_config(str(cfg)).crop_threshold == 16 and not load_config(str(cfg)).match_crops
 
 
-def test_a_whole_picture_relation_places_a_file_before_a_closer_crop_edge():
-    """A captioned copy D of an original A is 26 bits from A upright (report) and 4 bits from
-    C, a crop of A with its own same-picture copy C2, through windows: D belongs with A."""
+def test_close_whole_picture_edges_place_files_first_then_confirmed_crops_then_far_matches():
+    """A is an original; C a crop of it with its own same-picture copy C2. D, a captioned copy
+    of A, is 18 bits from A upright and 4 bits from C through windows: a close whole-picture
+    match wins, D joins A. E is a crop of C's picture 6 bits from C through windows (confirmed)
+    and 28 bits from A upright (a look-alike distance): the confirmed crop wins, E joins C."""
     from dedupd.daemon.grouping import build_groups
     from dedupd.daemon.keep import keep_key
 
     def rec(file_id: int, code, width: int) -> FileRecord:
         return _rec(file_id, code).with_(width=width, height=width * 3 // 4)
 
-    a, c, c2, d = rec(1, (0, 0), 800), rec(2, ((1 << 50) - 1, 0), 700), rec(3, ((1 << 50) - 1, 0), 600), \
-        rec(4, ((1 << 26) - 1, 0), 400)
-    edges = [Edge(1, 2, 6, CROP_VARIANT, True), Edge(2, 3, 0, 0, True), Edge(1, 4, 26, 0, False),
-             Edge(2, 4, 4, CROP_VARIANT, True), Edge(1, 3, 7, CROP_VARIANT, True)]
-    groups = build_groups({r.file_id: r for r in (a, c, c2, d)}, edges, T, keep_key(["most_pixels", "shortest_path"]))
+    a, c, c2 = rec(1, (0, 0), 800), rec(2, ((1 << 50) - 1, 0), 700), rec(3, ((1 << 50) - 1, 0), 600)
+    d, e = rec(4, ((1 << 18) - 1, 0), 400), rec(5, ((1 << 28) - 1, 0), 300)
+    edges = [Edge(1, 2, 6, CROP_VARIANT, True), Edge(2, 3, 0, 0, True), Edge(1, 3, 7, CROP_VARIANT, True),
+             Edge(1, 4, 18, 0, False), Edge(2, 4, 4, CROP_VARIANT, True),
+             Edge(1, 5, 28, 0, False), Edge(2, 5, 6, CROP_VARIANT, True)]
+    groups = build_groups({r.file_id: r for r in (a, c, c2, d, e)}, edges, T, keep_key(["most_pixels", "shortest_path"]))
     members = {g.keep.file_id: sorted((m.record.file_id, m.variant, m.tier) for m in g.members) for g in groups}
-    assert members == {1: [(4, "identity", "report")], 2: [(3, "identity", "act")]}
+    assert members == {1: [(4, "identity", "report")], 2: [(3, "identity", "act"), (5, "crop", "report")]}
