@@ -211,15 +211,14 @@ def crop_join_hits(ids, batch, changed, upright_codes, box_codes, has_box, windo
             h = range_join(queries, against, radius, q_rank=batch[owner], c_rank=rank, c_batch=in_batch, workers=workers)
             parts.append((owner[h.q], boxes.owners(against_ids[h.c]), h.distance))
 
-    def owner_rows(alias_ids):
-        return np.searchsorted(all_ids, boxes.owners(alias_ids))  # every alias row's record is searchable
-
+    # every alias row's record is searchable: an alias row is visible as its record's row
+    box_owners, win_owners = (np.searchsorted(all_ids, boxes.owners(a)) for a in (box_ids, win_ids))
     everyone, boxed = np.arange(len(ids)), np.flatnonzero(has_box)
     join(window_owner, windows, codes, all_ids, np.arange(len(all_ids)))  # windows against the records' codes
-    join(window_owner, windows, stored_boxes, box_ids, owner_rows(box_ids))  # ... against the box rows
-    join(window_owner, windows, stored_windows, win_ids, owner_rows(win_ids))  # ... against the window rows
-    join(everyone, upright_codes, stored_windows, win_ids, owner_rows(win_ids))  # codes against the window rows
-    join(boxed, box_codes[boxed], stored_windows, win_ids, owner_rows(win_ids))  # box codes against the window rows
+    join(window_owner, windows, stored_boxes, box_ids, box_owners)  # ... against the box rows
+    join(window_owner, windows, stored_windows, win_ids, win_owners)  # ... against the window rows
+    join(everyone, upright_codes, stored_windows, win_ids, win_owners)  # codes against the window rows
+    join(boxed, box_codes[boxed], stored_windows, win_ids, win_owners)  # box codes against the window rows
     if not parts:
         return empty, empty, empty, empty, empty
     f, other, distance = closest_per_pair(*(np.concatenate([p[i] for p in parts]) for i in range(3)))

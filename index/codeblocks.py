@@ -56,22 +56,28 @@ def count(txn, db) -> int:
         return sum(len(v) for v in cur.iternext(keys=False, values=True)) // ROW.itemsize
 
 
-def count_below(txn, db, split: int) -> tuple[int, int]:
-    """(rows with an id below `split`, rows from it on): the value lengths, and the ids of
-    the one block a boundary can fall inside (a block's rows all lie above its key)."""
-    below = above = 0
+def count_between(txn, db, splits: list[int]) -> list[int]:
+    """Rows per interval of ids cut at the ascending `splits` (below the first, between each
+    two, from the last on), in one pass: the value lengths, and the ids of the blocks a split
+    can fall inside (a block's rows all lie above its key)."""
+    counts = [0] * (len(splits) + 1)
+    bounds = np.array(splits, np.uint64)
     with txn.cursor(db=db) as cur:
         for key, value in cur.iternext(keys=True, values=True):
             n = len(value) // ROW.itemsize
-            if _KEY.unpack(key)[0] >= split:
-                above += n
-            elif n and int.from_bytes(bytes(value[-ROW.itemsize:-ROW.itemsize + 8]), "little") < split:
-                below += n
-            else:  # ids (little-endian) on both sides of the split
-                ids = _rows(value, bytes(key))["id"]
-                cut = int(np.searchsorted(ids, np.uint64(split)))
-                below, above = below + cut, above + n - cut
-    return below, above
+            if not n:
+                continue
+            first = int(np.searchsorted(bounds, np.uint64(_KEY.unpack(key)[0]), side="right"))
+            last = int(np.searchsorted(bounds, np.uint64(int.from_bytes(bytes(value[-ROW.itemsize:-ROW.itemsize + 8]),
+                                                                      "little")), side="right"))
+            if first == last:
+                counts[first] += n
+            else:  # ids (little-endian) on both sides of a split
+                per = np.bincount(np.searchsorted(bounds, _rows(value, bytes(key))["id"], side="right"),
+                                  minlength=len(counts))
+                for i, c in enumerate(per.tolist()):
+                    counts[i] += c
+    return counts
 
 
 def apply(txn, db, changes: list[Change]) -> None:

@@ -396,9 +396,8 @@ class LmdbIndex(lmdb_env.EnvOwner):
             psize = st["main"]["psize"]
             tables = {name: psize * (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) for name, s in st.items()}
             counts = {_ENTRY_NAMES.get(name, name): s["entries"] for name, s in st.items() if name != "main"}
-            counts["codes"], _ = codeblocks.count_below(txn, self._t.codes, BOX_ALIAS)
-            counts["box_codes"], counts["crop_codes"] = codeblocks.count_below(txn, self._t.codes, WINDOW_ALIAS)
-            counts["box_codes"] -= counts["codes"]
+            counts["codes"], counts["box_codes"], counts["crop_codes"] = codeblocks.count_between(
+                txn, self._t.codes, [BOX_ALIAS, WINDOW_ALIAS])
             # env-level calls stay inside the transaction, so that no map resize runs meanwhile
             return counts, tables, (self._env.info(), psize)
 

@@ -23,6 +23,7 @@ from dedupd.daemon.verify import thumbnail
 from dedupd.index.boxes import BOX_ALIAS
 from dedupd.index.edges import CROP_VARIANT, Edge
 from dedupd.index.records import FileRecord
+from dedupd.kernels import fingerprint
 from test_scan_join import JOINED, PER_FILE, canonical, edges_by_path
 from test_scan_letterbox import distance, pairs_of
 from testimages import encode, photo, write
@@ -260,6 +261,8 @@ def test_windows_are_squares_inside_the_picture_strongest_first_and_deterministi
     assert all(x >= 0 and y >= 0 and x + s <= w and y + s <= h and s >= MIN_WINDOW for x, y, s in found)
     codes = window_codes(thumb, "lbph")
     assert codes.shape == (len(found), 2) and codes.dtype == np.uint64
+    for (x, y, s), code in zip(found, codes):  # each the window's LBPH code, as `fingerprint` computes it
+        assert np.array_equal(code, fingerprint(np.ascontiguousarray(thumb[y:y + s, x:x + s]), "lbph").code)
     assert np.array_equal(window_codes(thumb, "lbph", limit=STORED), codes[:STORED])
 
 
