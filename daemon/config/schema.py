@@ -160,7 +160,7 @@ SCHEMA = Field(
         "match_crops": Field(
             "bool",
             "Also look for crops (a copy keeping part of a picture, maybe resized): reported, never acted on. "
-            "Costs ~5 ms of CPU per new file and ~6 more codes per file in the index and in RAM "
+            "Costs ~7 ms of CPU per new file and ~6 more codes per file in the index and in RAM "
             "(docs/accuracy.md §12); turning it on for an existing index needs `dedupctl reindex`.",
             default=False,
         ),
