@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dedupd.daemon.verify import MAX_GAIN, MIN_GAIN, VerifyParams, _blur, _fit, _outside, _worst_block
+from dedupd.daemon.verify import VerifyParams, local_residual
 
 # The reasons a verdict can carry; "crop" is the only one with same=True.
 REASONS = ("crop", "too_small", "too_few_features", "no_transform", "rotation", "scale",
@@ -412,12 +412,8 @@ def _resample(moving: np.ndarray, shape: tuple[int, int], k: float, t: np.ndarra
 def _residual(x: np.ndarray, y: np.ndarray, params: CropParams) -> tuple[str, float, float]:
     """verify.py's measure on one rectangle: predict y from x by gain and offset (clipped as
     an edit clips), blur both, residual with a one-pixel spatial tolerance, worst block and mean."""
-    gain, offset = _fit(x, y)
-    if not MIN_GAIN <= gain <= MAX_GAIN:
+    _, block, mean = local_residual(x, y)
+    if math.isinf(block):
         return "exposure", math.inf, math.inf
-    px = _blur(np.clip(x * gain + offset, 0.0, 255.0))
-    py = _blur(y)
-    residual = np.maximum(_outside(px, py), _outside(py, px))
-    block, mean = _worst_block(residual), float(residual.mean())
     ok = block <= params.max_block_residual and mean <= params.max_mean_residual
     return ("crop" if ok else "local_difference"), block, mean

@@ -124,17 +124,28 @@ def _compare(a: np.ndarray, b: np.ndarray, long_side: int, params: VerifyParams)
     size = (long_side, max(8, round(long_side * ha / wa))) if wa >= ha else (max(8, round(long_side * wa / ha)), long_side)
     x = cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     y = cv2.resize(b, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    gain, offset = _fit(x, y)
-    if not MIN_GAIN <= gain <= MAX_GAIN:
+    gain, block, mean = local_residual(x, y)
+    if math.isinf(block):
         return Verdict(False, "exposure", gain=gain)
-    # clip the prediction as the edit itself clipped: a brightened copy saturates at 255
-    x = _blur(np.clip(x * gain + offset, 0.0, 255.0))
-    y = _blur(y)
-    residual = np.maximum(_outside(x, y), _outside(y, x))
-    block = _worst_block(residual)
-    mean = float(residual.mean())
     same = block <= params.max_block_residual and mean <= params.max_mean_residual
     return Verdict(same, "same" if same else "local_difference", block, mean, gain)
+
+
+def local_residual(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(gain, worst block, mean) of the local difference between two aligned float32 images
+    of one size: y predicted from x by a fitted gain and offset, both blurred, the residual
+    taken with a one-pixel spatial tolerance, averaged per block of a BLOCKS grid (worst
+    block) and over the image (mean). Block and mean are inf when the gain lies outside
+    [MIN_GAIN, MAX_GAIN]: another exposure, not measured further. Shared by the act tier's
+    check and the crop check (`dedupd.daemon.cropcheck`), so both judge pixels alike."""
+    gain, offset = _fit(x, y)
+    if not MIN_GAIN <= gain <= MAX_GAIN:
+        return gain, math.inf, math.inf
+    # clip the prediction as the edit itself clipped: a brightened copy saturates at 255
+    px = _blur(np.clip(x * gain + offset, 0.0, 255.0))
+    py = _blur(y)
+    residual = np.maximum(_outside(px, py), _outside(py, px))
+    return gain, _worst_block(residual), float(residual.mean())
 
 
 def _outside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
